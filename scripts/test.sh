@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs berth's whole test suite on a bare Debian machine: installs the build and test
+# dependencies, makes sure a Docker engine runs (scripts/ensure-engine.sh), then runs every
+# unit and black-box test. Needs root for apt-get and dockerd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v make >/dev/null 2>&1 || need+=(make)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "-----> Installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { echo " !     cargo is required (install Rust with rustup)" >&2; exit 1; }
+
+bash scripts/ensure-engine.sh
+cargo test --all-targets "$@"

@@ -1,0 +1,107 @@
+//! `apps:*`: create, list, destroy and report apps.
+
+use serde_json::json;
+
+use super::{Format, Result, confirm_destructive, existing_app, print_json};
+use crate::engine::Engine;
+use crate::names::AppName;
+use crate::output::{Report, detail, step, warn};
+use crate::state::Root;
+use crate::{git, hostfs};
+
+pub fn create(root: &Root, app: &AppName) -> Result<()> {
+    let lock = root.lock_app(app)?;
+    if root.app_exists(app) {
+        return Err(crate::state::StateError::AppExists(app.clone()).into());
+    }
+    step(format!("Creating {app}..."));
+    // The repo first: if it fails, no app state claims an app without a repo.
+    git::init_bare(&root.repo_dir(app))?;
+    root.create_app(app, &lock)?;
+    Ok(())
+}
+
+pub fn list(root: &Root, format: Format) -> Result<()> {
+    let apps = root.list_apps()?;
+    match format {
+        Format::Json => print_json(&apps),
+        Format::Text => {
+            println!("=====> My Apps");
+            for app in apps {
+                println!("{app}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> Result<()> {
+    existing_app(root, app)?;
+    confirm_destructive("app", app.as_str(), force)?;
+    // Ask the engine before anything is removed, so a purge never stops half done.
+    let engine = if purge_storage { Some(Engine::connect()?) } else { None };
+    let lock = root.lock_app(app)?;
+    step(format!("Destroying {app}"));
+    let storage_dir = root.app_storage_dir(app);
+    match &engine {
+        Some(engine) => {
+            for volume in engine.app_volumes(app.as_str())? {
+                engine.remove_volume(&volume)?;
+                detail(format!("Removed volume {volume}"));
+            }
+            if hostfs::remove_tree(&storage_dir)? {
+                detail(format!("Removed {}", storage_dir.display()));
+            }
+        }
+        None => {
+            if storage_dir.exists() {
+                warn(format!("Preserving storage directory {}", storage_dir.display()));
+            }
+            warn(format!(
+                "App volumes ({app}_*) are kept too; `berth apps:destroy {app} --purge-storage` removes them"
+            ));
+        }
+    }
+    let repo = root.repo_dir(app);
+    hostfs::remove_tree(&repo)?;
+    root.remove_app_state(app, &lock)?;
+    Ok(())
+}
+
+pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
+    let apps = match app {
+        Some(app) => vec![AppName::new(app)?],
+        None => root.list_apps()?,
+    };
+    if apps.is_empty() && format == Format::Text {
+        warn("You haven't deployed any applications yet");
+        return Ok(());
+    }
+    let mut json = serde_json::Map::new();
+    for app in &apps {
+        let state = existing_app(root, app)?;
+        let settings = root.read_settings()?;
+        let mut report = Report::default();
+        report.row("app-created-at", state.created_at.to_string());
+        report.row(
+            "app-deploy-branch",
+            state.deploy_branch.or(settings.deploy_branch).unwrap_or_else(|| "main".to_string()),
+        );
+        report.row("app-dir", root.app_dir(app).display().to_string());
+        report.row("app-repo", root.repo_dir(app).display().to_string());
+        report.row("app-storage-dir", root.app_storage_dir(app).display().to_string());
+        match format {
+            Format::Text => print!("{}", report.render_text(&format!("{app} app information"))),
+            Format::Json => {
+                json.insert(app.to_string(), report.to_json("app"));
+            }
+        }
+    }
+    if format == Format::Json {
+        match app {
+            Some(_) => print_json(&json.into_iter().next().map(|(_, v)| v).unwrap_or(json!({})))?,
+            None => print_json(&json)?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! `docker-options:*`: the admin's escape hatch for extra engine flags per phase.
+
+use super::{CliError, Format, Result, existing_app, print_json};
+use crate::docker_options::{OptionsKey, parse_options};
+use crate::names::AppName;
+use crate::output::{Report, step, warn};
+use crate::state::Root;
+use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
+
+#[derive(Debug, clap::Args)]
+pub struct ChangeArgs {
+    /// Process type(s) the options apply to (deploy phase only)
+    #[arg(long = "process")]
+    processes: Vec<String>,
+    app: String,
+    /// Comma list of phases: build, deploy, run
+    phases: String,
+    /// The docker options, as one quoted string or as separate words
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    option: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClearArgs {
+    #[arg(long = "process")]
+    processes: Vec<String>,
+    app: String,
+    /// Comma list of phases (default: all)
+    phases: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// An app, and/or one info flag such as --docker-options-deploy
+    #[arg(allow_hyphen_values = true)]
+    args: Vec<String>,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+fn parse_phase_list(phases: &str) -> Result<Vec<Phase>> {
+    let mut parsed = Vec::new();
+    for phase in phases.split(',').filter(|p| !p.is_empty()) {
+        let phase = phase
+            .parse::<Phase>()
+            .map_err(|_| CliError::Usage("Phase(s) must be one of [build deploy run]".into()))?;
+        if !parsed.contains(&phase) {
+            parsed.push(phase);
+        }
+    }
+    if parsed.is_empty() {
+        return Err(CliError::Usage("Phase(s) must be one of [build deploy run]".into()));
+    }
+    Ok(parsed)
+}
+
+fn keys(processes: &[String], phases: &[Phase]) -> Result<Vec<OptionsKey>> {
+    let mut keys = Vec::new();
+    for phase in phases {
+        if processes.is_empty() {
+            keys.push(OptionsKey::new(None, *phase)?);
+        }
+        for process in processes {
+            crate::storage::check_process_type(process)?;
+            keys.push(OptionsKey::new(Some(process), *phase)?);
+        }
+    }
+    Ok(keys)
+}
+
+pub fn add(root: &Root, args: ChangeArgs) -> Result<()> {
+    change(root, args, "add")
+}
+
+pub fn remove(root: &Root, args: ChangeArgs) -> Result<()> {
+    change(root, args, "remove from")
+}
+
+fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
+    let app = AppName::new(&args.app)?;
+    existing_app(root, &app)?;
+    let keys = keys(&args.processes, &parse_phase_list(&args.phases)?)?;
+    let options = parse_options(&args.option.join(" "))?;
+    if options.is_empty() {
+        return Err(crate::docker_options::OptionsError::Empty(verb).into());
+    }
+    root.update_app(&app, |state| {
+        for key in &keys {
+            let stored = state.docker_options.entry(key.to_string()).or_default();
+            if verb == "add" {
+                stored.extend(options.iter().cloned());
+            } else {
+                stored.retain(|o| !options.contains(o));
+            }
+        }
+        state.docker_options.retain(|_, options| !options.is_empty());
+        Ok::<_, CliError>(())
+    })
+}
+
+pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
+    let app = AppName::new(&args.app)?;
+    existing_app(root, &app)?;
+    let phases = match args.phases.as_deref() {
+        Some(phases) => parse_phase_list(phases)?,
+        None => Phase::ALL.to_vec(),
+    };
+    let keys = keys(&args.processes, &phases)?;
+    match (&args.phases, args.processes.as_slice()) {
+        (None, []) => step(format!("Clearing docker-options for {app} on all phases")),
+        (_, []) => {
+            for phase in &phases {
+                step(format!("Clearing docker-options for {app} on phase {phase}"));
+            }
+        }
+        (_, processes) => {
+            for process in processes {
+                step(format!("Clearing docker-options for {app} on phase deploy for process {process}"));
+            }
+        }
+    }
+    root.update_app(&app, |state| {
+        // Clearing a phase without --process clears every process type's options for it.
+        state.docker_options.retain(|key, _| {
+            !keys.iter().any(|k| {
+                k.to_string() == *key
+                    || (args.processes.is_empty() && key.ends_with(&format!(".{}", k.phase)))
+            })
+        });
+        Ok::<_, CliError>(())
+    })
+}
+
+fn options_report(root: &Root, app: &AppName) -> Result<Report> {
+    let state = existing_app(root, app)?;
+    let mut report = Report::default();
+    for phase in Phase::ALL {
+        let key = format!("{DEFAULT_PROCESS_TYPE}.{phase}");
+        let options = state.docker_options.get(&key).cloned().unwrap_or_default();
+        report.row(format!("docker-options-{phase}"), options.join(" "));
+    }
+    for (key, options) in &state.docker_options {
+        if let Some(process) = key.strip_suffix(".deploy").filter(|p| *p != DEFAULT_PROCESS_TYPE) {
+            report.row(format!("docker-options-deploy.{process}"), options.join(" "));
+        }
+    }
+    Ok(report)
+}
+
+pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
+    let (flags, names): (Vec<&String>, Vec<&String>) = args.args.iter().partition(|a| a.starts_with("--"));
+    let flag = match flags.as_slice() {
+        [] => None,
+        [flag] => Some(flag.trim_start_matches('-').to_string()),
+        _ => return Err(CliError::Usage("docker-options:report command allows only a single flag".into())),
+    };
+    if flag.is_some() && args.format == Format::Json {
+        return Err(CliError::Usage("--format flag cannot be specified when specifying an info flag".into()));
+    }
+    let apps = match names.as_slice() {
+        [] => root.list_apps()?,
+        [app] => vec![AppName::new(app)?],
+        _ => return Err(CliError::Usage("docker-options:report takes at most one app".into())),
+    };
+    if apps.is_empty() {
+        warn("You haven't deployed any applications yet");
+        return Ok(());
+    }
+    let mut json = serde_json::Map::new();
+    for app in &apps {
+        let report = options_report(root, app)?;
+        if let Some(flag) = &flag {
+            let value = report.get(flag).ok_or_else(|| {
+                let valid: Vec<String> = report.keys().map(|k| format!("--{k}")).collect();
+                CliError::Usage(format!("Invalid flag passed, valid flags: {}", valid.join(", ")))
+            })?;
+            println!("{value}");
+            continue;
+        }
+        match args.format {
+            Format::Text => print!("{}", report.render_text(&format!("{app} docker-options information"))),
+            Format::Json => {
+                json.insert(app.to_string(), report.to_json("docker-options"));
+            }
+        }
+    }
+    if flag.is_none() && args.format == Format::Json {
+        if names.is_empty() {
+            print_json(&json)?;
+        } else if let Some((_, value)) = json.into_iter().next() {
+            print_json(&value)?;
+        }
+    }
+    Ok(())
+}

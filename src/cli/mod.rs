@@ -1,0 +1,253 @@
+//! The `berth` admin command line: clap definitions, dispatch, and the errors a user sees.
+//! Commands take Dokku's names (`storage:mount`), arguments and output shapes.
+
+mod apps;
+mod docker_options;
+mod storage;
+
+use std::ffi::OsString;
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::docker_options::OptionsError;
+use crate::engine::EngineError;
+use crate::git::GitError;
+use crate::hostfs::HostFsError;
+use crate::names::{AppName, NameError};
+use crate::state::{AppState, Root, StateError};
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    HostFs(#[from] HostFsError),
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("Confirmation did not match {0}. Aborted.")]
+    ConfirmationMismatch(String),
+    #[error("refusing to {0} without confirmation: no terminal to ask on; pass --force to proceed")]
+    NoTerminal(String),
+}
+
+impl CliError {
+    /// 1 for every user-facing failure (Dokku uses 20 for an unknown app; berth keeps one code).
+    pub fn exit_code(&self) -> i32 {
+        1
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CliError>;
+
+/// Output format of lists and reports. `stdout` is Dokku's name for text in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    #[value(alias = "stdout")]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "git push deploys of Docker apps whose persistent storage is declared in the repo",
+    long_about = "git push deploys of Docker apps whose persistent storage is declared in the repo.\n\nState lives under BERTH_ROOT (default /var/lib/berth)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an app and its git repository
+    #[command(name = "apps:create")]
+    AppsCreate { app: String },
+    /// List apps
+    #[command(name = "apps:list")]
+    AppsList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Destroy an app; its storage data is kept unless --purge-storage
+    #[command(name = "apps:destroy")]
+    AppsDestroy {
+        app: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        force: bool,
+        /// Also delete the app's storage directory and its app volumes (irreversible)
+        #[arg(long)]
+        purge_storage: bool,
+    },
+    /// Show an app's settings
+    #[command(name = "apps:report")]
+    AppsReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Create a directory under the storage root and chown it (deprecated: use storage:create)
+    #[command(name = "storage:ensure-directory")]
+    StorageEnsureDirectory {
+        directory: String,
+        /// herokuish (32767), heroku (1000), paketo (2000), root (0), false, or a uid
+        #[arg(long, default_value = "herokuish")]
+        chown: String,
+    },
+    /// Mount a host path, Docker volume or storage entry into an app's containers
+    #[command(name = "storage:mount")]
+    StorageMount(storage::MountArgs),
+    /// Unmount a mount from an app (its data is kept)
+    #[command(name = "storage:unmount")]
+    StorageUnmount(storage::UnmountArgs),
+    /// List an app's mounts
+    #[command(name = "storage:list")]
+    StorageList {
+        app: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Report storage of one app, all apps, or (--global) every storage entry
+    #[command(name = "storage:report")]
+    StorageReport(storage::ReportArgs),
+    /// Create a named storage entry
+    #[command(name = "storage:create")]
+    StorageCreate(storage::CreateArgs),
+    /// Destroy a storage entry; its data is kept unless --destroy-host-dir
+    #[command(name = "storage:destroy")]
+    StorageDestroy {
+        name: String,
+        #[arg(long)]
+        force: bool,
+        /// Also delete the entry's default host directory (irreversible)
+        #[arg(long)]
+        destroy_host_dir: bool,
+    },
+    /// Show a storage entry
+    #[command(name = "storage:info")]
+    StorageInfo {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List storage entries
+    #[command(name = "storage:list-entries")]
+    StorageListEntries {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Set (or, without a value, unset) a property of a storage entry: chown, mode, reclaim-policy
+    #[command(name = "storage:set")]
+    StorageSet { name: String, property: String, value: Option<String> },
+    /// Allow an app's app.toml to mount a host path (and below) or an external Docker volume
+    #[command(name = "storage:allow")]
+    StorageAllow { app: String, source: String },
+    /// Withdraw a grant made with storage:allow
+    #[command(name = "storage:disallow")]
+    StorageDisallow { app: String, source: String },
+    /// Add docker options to phases of an app (build, deploy, run)
+    #[command(name = "docker-options:add")]
+    DockerOptionsAdd(docker_options::ChangeArgs),
+    /// Remove docker options from phases of an app
+    #[command(name = "docker-options:remove")]
+    DockerOptionsRemove(docker_options::ChangeArgs),
+    /// Clear docker options of an app, on all phases or the given ones
+    #[command(name = "docker-options:clear")]
+    DockerOptionsClear(docker_options::ClearArgs),
+    /// Report docker options of one app or all apps
+    #[command(name = "docker-options:report")]
+    DockerOptionsReport(docker_options::ReportArgs),
+}
+
+/// Parses the arguments and runs the command. Usage errors exit here with clap's code 2.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<()> {
+    let cli = Cli::parse_from(args);
+    let root = Root::from_env();
+    match cli.command {
+        Command::AppsCreate { app } => apps::create(&root, &app_name(&app)?),
+        Command::AppsList { format } => apps::list(&root, format),
+        Command::AppsDestroy { app, force, purge_storage } => {
+            apps::destroy(&root, &app_name(&app)?, force, purge_storage)
+        }
+        Command::AppsReport { app, format } => apps::report(&root, app.as_deref(), format),
+        Command::StorageEnsureDirectory { directory, chown } => {
+            storage::ensure_directory(&root, &directory, &chown)
+        }
+        Command::StorageMount(args) => storage::mount(&root, args),
+        Command::StorageUnmount(args) => storage::unmount(&root, args),
+        Command::StorageList { app, format } => storage::list(&root, &app_name(&app)?, format),
+        Command::StorageReport(args) => storage::report(&root, args),
+        Command::StorageCreate(args) => storage::create(&root, args),
+        Command::StorageDestroy { name, force, destroy_host_dir } => {
+            storage::destroy(&root, &name, force, destroy_host_dir)
+        }
+        Command::StorageInfo { name, format } => storage::info(&root, &name, format),
+        Command::StorageListEntries { format } => storage::list_entries(&root, format),
+        Command::StorageSet { name, property, value } => {
+            storage::set(&root, &name, &property, value.as_deref())
+        }
+        Command::StorageAllow { app, source } => storage::allow(&root, &app_name(&app)?, &source, true),
+        Command::StorageDisallow { app, source } => storage::allow(&root, &app_name(&app)?, &source, false),
+        Command::DockerOptionsAdd(args) => docker_options::add(&root, args),
+        Command::DockerOptionsRemove(args) => docker_options::remove(&root, args),
+        Command::DockerOptionsClear(args) => docker_options::clear(&root, args),
+        Command::DockerOptionsReport(args) => docker_options::report(&root, args),
+    }
+}
+
+fn app_name(app: &str) -> Result<AppName> {
+    Ok(AppName::new(app)?)
+}
+
+/// Reads the state of an app that must exist.
+fn existing_app(root: &Root, app: &AppName) -> Result<AppState> {
+    Ok(root.read_app(app)?)
+}
+
+/// Dokku's confirmation for destructive commands: type the name to proceed. Without a terminal
+/// (a script, CI), refuse unless forced, rather than block or guess.
+fn confirm_destructive(what: &str, name: &str, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CliError::NoTerminal(format!("destroy {what} {name}")));
+    }
+    crate::output::warn("WARNING: Potentially Destructive Action");
+    crate::output::warn(format!("This command will destroy {what} {name}."));
+    crate::output::warn(format!("To proceed, type \"{name}\""));
+    eprint!("> ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Usage(format!("unable to read the confirmation: {e}")))?;
+    if answer.trim_end_matches(['\n', '\r']) == name {
+        Ok(())
+    } else {
+        Err(CliError::ConfirmationMismatch(name.to_string()))
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string(value).map_err(|e| CliError::Usage(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,767 @@
+//! `storage:*`: admin mounts, named entries, directories, grants and storage reports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::{CliError, Format, Result, confirm_destructive, existing_app, print_json};
+use crate::docker_options::volume_flag;
+use crate::engine::Engine;
+use crate::hostfs;
+use crate::names::{AppName, EntryName, is_docker_volume_name};
+use crate::output::{Report, detail, step, warn};
+use crate::state::{AppState, Root, StateError};
+use crate::storage::{
+    Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, EntryBacking, LegacyMount, Mode, Origin, Phase,
+    ReclaimPolicy, SCHEDULER, Source, StorageError, check_process_type, check_relative_subpath,
+    normalize_container_path, parse_phases,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct MountArgs {
+    app: String,
+    /// `<host-dir|volume>:<container-dir>[:<options>]`, or the name of a storage entry
+    mount: String,
+    /// Container path (named form)
+    #[arg(long)]
+    container_dir: Option<String>,
+    /// Phases: build, deploy, run (repeatable or comma list; default deploy,run)
+    #[arg(long = "phase")]
+    phases: Vec<String>,
+    /// Process type the mount applies to (default: every process)
+    #[arg(long)]
+    process_type: Option<String>,
+    /// Directory inside the entry to mount instead of its top
+    #[arg(long)]
+    volume_subpath: Option<String>,
+    /// Mount read-only
+    #[arg(long)]
+    volume_readonly: bool,
+    /// Extra mount options, comma list (z, Z, nocopy, ...)
+    #[arg(long)]
+    volume_options: Option<String>,
+    /// Owner to give the mounted directory on deploy (herokuish, heroku, paketo, root, false, uid)
+    #[arg(long)]
+    volume_chown: Option<String>,
+}
+
+impl MountArgs {
+    fn named_flags_given(&self) -> bool {
+        self.container_dir.is_some()
+            || !self.phases.is_empty()
+            || self.process_type.is_some()
+            || self.volume_subpath.is_some()
+            || self.volume_readonly
+            || self.volume_options.is_some()
+            || self.volume_chown.is_some()
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnmountArgs {
+    app: String,
+    /// `<host-dir|volume>:<container-dir>`, or the name of a storage entry
+    mount: String,
+    /// Container path of the entry's mount to remove (named form)
+    #[arg(long)]
+    container_dir: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// An app, and/or one info flag such as --storage-deploy-mounts
+    #[arg(allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// Report every storage entry and the apps that mount it
+    #[arg(long)]
+    global: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    name: String,
+    /// Absolute host directory or Docker volume name (default: <storage root>/<name>)
+    path: Option<String>,
+    /// Owner of the default directory: herokuish, heroku, paketo, root, false, or a uid
+    #[arg(long)]
+    chown: Option<String>,
+    /// Mode of the default directory, such as 0750
+    #[arg(long)]
+    mode: Option<String>,
+    /// Retain (default) keeps the data on destroy; Delete removes the default directory
+    #[arg(long)]
+    reclaim_policy: Option<String>,
+    /// Only docker-local is supported
+    #[arg(long, default_value = SCHEDULER)]
+    scheduler: String,
+}
+
+pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()> {
+    warn("Deprecated: please use 'storage:create' instead of 'storage:ensure-directory'");
+    let valid = !directory.is_empty()
+        && directory.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(CliError::Usage(
+            "Directory can only contain the following set of characters: [A-Za-z0-9_-]".into(),
+        ));
+    }
+    let chown: Chown = chown.parse()?;
+    let path = root.storage_root().join(directory);
+    step(format!("Ensuring {} exists", path.display()));
+    hostfs::ensure_dir(&path)?;
+    if let Some(uid) = chown.uid() {
+        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        hostfs::chown_tree(&path, uid)?;
+    }
+    detail("Directory ready for mounting");
+    Ok(())
+}
+
+pub fn mount(root: &Root, args: MountArgs) -> Result<()> {
+    let app = AppName::new(&args.app)?;
+    existing_app(root, &app)?;
+    if args.mount.contains(':') {
+        if args.named_flags_given() {
+            return Err(CliError::Usage(format!(
+                "--container-dir, --phase, --process-type and --volume-* apply to storage entry mounts; \
+                 put options after a second colon instead: {}:ro",
+                args.mount
+            )));
+        }
+        return mount_legacy(root, &app, &args.mount);
+    }
+    mount_entry(root, &app, args)
+}
+
+fn mount_legacy(root: &Root, app: &AppName, spec: &str) -> Result<()> {
+    let legacy = LegacyMount::parse(spec)?;
+    match &legacy.source {
+        Source::HostPath(path) => check_host_path(path)?,
+        Source::Volume(name) => Engine::connect()?.require_volume(name)?,
+        _ => {}
+    }
+    let attachment = Attachment {
+        source: legacy.source,
+        container_path: legacy.container_path,
+        phases: [Phase::Deploy, Phase::Run].into(),
+        process_type: DEFAULT_PROCESS_TYPE.into(),
+        subpath: None,
+        readonly: legacy.readonly,
+        volume_options: legacy.volume_options,
+        volume_chown: None,
+        made_by: Origin::Admin,
+    };
+    root.update_app(app, |state| {
+        if state.mounts.iter().any(|m| m.same_mount(&attachment)) {
+            return Err(CliError::Usage("Mount path already exists.".into()));
+        }
+        check_collisions(app, state, &attachment)?;
+        state.mounts.push(attachment);
+        Ok(())
+    })
+}
+
+fn check_host_path(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() || meta.is_file() => Ok(()),
+        Ok(_) => Err(StorageError::OddHostPath(path.display().to_string()).into()),
+        Err(_) => Err(StorageError::MissingHostPath(path.display().to_string()).into()),
+    }
+}
+
+fn check_collisions(app: &AppName, state: &AppState, attachment: &Attachment) -> Result<()> {
+    let taken = state.mounts.iter().find(|m| !m.same_mount(attachment) && m.collides_with(attachment));
+    match taken {
+        Some(other) => Err(CliError::Usage(format!(
+            "Container path {} on app {app} is already mounted by {} for process type {}; unmount it first",
+            attachment.container_path, other.source, other.process_type
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn mount_entry(root: &Root, app: &AppName, args: MountArgs) -> Result<()> {
+    let name = EntryName::new(&args.mount)?;
+    let _entries_lock = root.lock_entries()?;
+    let entry = root.read_entry(&name)?;
+    let container_dir = args.container_dir.as_deref().ok_or_else(|| {
+        CliError::Usage("--container-dir is required when mounting a named storage entry".into())
+    })?;
+    let container_path = normalize_container_path(container_dir)?;
+    let phases = parse_phases(&args.phases)?;
+    let process_type = args.process_type.unwrap_or_else(|| DEFAULT_PROCESS_TYPE.to_string());
+    check_process_type(&process_type)?;
+    let subpath = match args.volume_subpath.as_deref() {
+        None => None,
+        Some(_) if matches!(entry.host_path, EntryBacking::Volume(_)) => {
+            return Err(CliError::Usage(format!(
+                "--volume-subpath needs a directory-backed entry; \"{name}\" is the Docker volume {} (the engine's API has no volume subpaths)",
+                entry.host_path
+            )));
+        }
+        Some(sub) => Some(check_relative_subpath(sub)?.display().to_string()),
+    };
+    let volume_options = match args.volume_options.as_deref() {
+        Some(options) => crate::storage::parse_mount_options(options)?.1,
+        None => None,
+    };
+    let volume_chown = args.volume_chown.as_deref().map(str::parse::<Chown>).transpose()?;
+    let attachment = Attachment {
+        source: Source::Entry(name.clone()),
+        container_path: container_path.clone(),
+        phases,
+        process_type,
+        subpath,
+        readonly: args.volume_readonly,
+        volume_options,
+        volume_chown,
+        made_by: Origin::Admin,
+    };
+    let updated = root.update_app(app, |state| {
+        check_collisions(app, state, &attachment)?;
+        match state.mounts.iter_mut().find(|m| m.same_mount(&attachment)) {
+            Some(existing) => {
+                *existing = attachment;
+                Ok::<_, CliError>(true)
+            }
+            None => {
+                state.mounts.push(attachment);
+                Ok(false)
+            }
+        }
+    })?;
+    if updated {
+        step(format!("Storage entry {name} mount at {container_path} on {app} updated"));
+    } else {
+        step(format!("Storage entry {name} mounted at {container_path} on {app}"));
+    }
+    Ok(())
+}
+
+pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
+    let app = AppName::new(&args.app)?;
+    existing_app(root, &app)?;
+    if args.mount.contains(':') {
+        if args.container_dir.is_some() {
+            return Err(CliError::Usage("--container-dir applies to storage entry unmounts".into()));
+        }
+        let legacy = LegacyMount::parse(&args.mount)?;
+        return root.update_app(&app, |state| {
+            remove_mounts(state, |m| m.source == legacy.source && m.container_path == legacy.container_path)?
+                .then_some(())
+                .ok_or_else(|| CliError::Usage("Mount path does not exist.".into()))
+        });
+    }
+    let name = EntryName::new(&args.mount)?;
+    let container_path = args.container_dir.as_deref().map(normalize_container_path).transpose()?;
+    let source = Source::Entry(name.clone());
+    root.update_app(&app, |state| {
+        let mut paths: Vec<&str> = state
+            .mounts
+            .iter()
+            .filter(|m| m.source == source)
+            .map(|m| m.container_path.as_str())
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let target = match (&container_path, paths.as_slice()) {
+            (_, []) => {
+                return Err(CliError::Usage(format!("storage entry \"{name}\" is not mounted on app \"{app}\"")));
+            }
+            (Some(path), _) => path.clone(),
+            (None, [only]) => (*only).to_string(),
+            (None, many) => {
+                return Err(CliError::Usage(format!(
+                    "storage entry \"{name}\" is mounted at multiple paths on app \"{app}\" ({}); pass --container-dir to disambiguate",
+                    many.join(", ")
+                )));
+            }
+        };
+        if remove_mounts(state, |m| m.source == source && m.container_path == target)? {
+            Ok(())
+        } else {
+            Err(CliError::Usage(format!("storage entry \"{name}\" is not mounted at \"{target}\" on app \"{app}\"")))
+        }
+    })
+}
+
+/// Removes the admin mounts that match; refuses repo-made ones, which `app.toml` owns.
+fn remove_mounts(state: &mut AppState, matches: impl Fn(&Attachment) -> bool) -> Result<bool> {
+    if let Some(repo_made) = state.mounts.iter().find(|m| matches(m) && m.made_by == Origin::Repo) {
+        return Err(CliError::Usage(format!(
+            "the mount at {} comes from the app's app.toml; remove it there and push, or it comes back on the next deploy",
+            repo_made.container_path
+        )));
+    }
+    let before = state.mounts.len();
+    state.mounts.retain(|m| !matches(m));
+    Ok(state.mounts.len() != before)
+}
+
+fn entries_by_name(root: &Root) -> Result<BTreeMap<EntryName, Entry>> {
+    Ok(root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect())
+}
+
+pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
+    let state = existing_app(root, app)?;
+    let entries = entries_by_name(root)?;
+    let mut rows: Vec<(&Attachment, String)> = state
+        .mounts
+        .iter()
+        .filter_map(|m| m.resolve(app, &root.storage_root(), &entries).map(|s| (m, s.to_string())))
+        .collect();
+    rows.sort_by(|a, b| (&a.1, &a.0.container_path).cmp(&(&b.1, &b.0.container_path)));
+    match format {
+        Format::Json => {
+            let items: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(m, host)| {
+                    let mut item = json!({
+                        "entry_name": match &m.source { Source::Entry(n) => n.to_string(), _ => String::new() },
+                        "source": m.source.to_string(),
+                        "host_path": host,
+                        "container_path": m.container_path,
+                        "phases": m.phases,
+                        "process_type": m.process_type,
+                        "made_by": m.made_by,
+                    });
+                    if m.readonly {
+                        item["readonly"] = json!(true);
+                    }
+                    if let Some(options) = &m.volume_options {
+                        item["volume_options"] = json!(options);
+                    }
+                    item
+                })
+                .collect();
+            print_json(&items)
+        }
+        Format::Text => {
+            step(format!("{app} volume bind-mounts:"));
+            for (m, host) in rows {
+                let mut line = format!("{host}:{}", m.container_path);
+                if let Some(options) = m.option_suffix() {
+                    line = format!("{line}:{options}");
+                }
+                let mut notes = Vec::new();
+                if m.phases != [Phase::Deploy, Phase::Run].into() {
+                    let phases: Vec<&str> = m.phases.iter().map(|p| p.as_str()).collect();
+                    notes.push(format!("phases: {}", phases.join(",")));
+                }
+                if m.process_type != DEFAULT_PROCESS_TYPE {
+                    notes.push(format!("process: {}", m.process_type));
+                }
+                if m.made_by == Origin::Repo {
+                    notes.push("from app.toml".to_string());
+                }
+                if notes.is_empty() {
+                    detail(line);
+                } else {
+                    detail(format!("{line}  ({})", notes.join("; ")));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every info flag of one app's storage report, keyed without `--`.
+fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entry>) -> Result<Report> {
+    let state = existing_app(root, app)?;
+    let mut report = Report::default();
+    let mut phase_mounts: BTreeMap<Phase, Vec<String>> = BTreeMap::new();
+    for (index, m) in state.mounts.iter().enumerate() {
+        let Some(source) = m.resolve(app, &root.storage_root(), entries) else {
+            warn(format!("Skipping attachment on \"{app}\": missing entry \"{}\"", m.source));
+            continue;
+        };
+        let key = |field: &str| format!("storage-attachment.{}.{field}", index + 1);
+        let entry_name = match &m.source {
+            Source::Entry(name) => name.to_string(),
+            _ => String::new(),
+        };
+        let phases: Vec<&str> = m.phases.iter().map(|p| p.as_str()).collect();
+        report.row(key("entry-name"), entry_name);
+        report.row(key("source"), m.source.to_string());
+        report.row(key("host-path"), source.to_string());
+        report.row(key("container-path"), m.container_path.clone());
+        report.row(key("phases"), phases.join(","));
+        report.row(key("process-type"), m.process_type.clone());
+        report.row(key("subpath"), m.subpath.clone().unwrap_or_default());
+        report.row(key("readonly"), m.readonly.to_string());
+        report.row(key("volume-options"), m.volume_options.clone().unwrap_or_default());
+        report.row(key("volume-chown"), m.volume_chown.map(|c| c.to_string()).unwrap_or_default());
+        report.row(key("made-by"), m.made_by.to_string());
+        for phase in &m.phases {
+            phase_mounts.entry(*phase).or_default().push(m.volume_flag(&source));
+        }
+    }
+    // Mounts an admin added as docker-options apply too: show them under their phase.
+    for (key, options) in &state.docker_options {
+        let Some(phase) = key.rsplit('.').next().and_then(|p| p.parse::<Phase>().ok()) else { continue };
+        phase_mounts.entry(phase).or_default().extend(options.iter().filter_map(|o| volume_flag(o)));
+    }
+    for phase in Phase::ALL {
+        report.row(
+            format!("storage-{phase}-mounts"),
+            phase_mounts.get(&phase).map(|m| m.join(" ")).unwrap_or_default(),
+        );
+    }
+    let paths: Vec<String> = state.allowed.host_paths.iter().map(|p| p.display().to_string()).collect();
+    report.row("storage-allowed-host-paths", paths.join(" "));
+    report.row("storage-allowed-volumes", state.allowed.volumes.join(" "));
+    Ok(report)
+}
+
+pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
+    let (flags, names): (Vec<&String>, Vec<&String>) = args.args.iter().partition(|a| a.starts_with("--"));
+    if args.global {
+        if !names.is_empty() || !flags.is_empty() {
+            return Err(CliError::Usage("--global takes no app and no info flag".into()));
+        }
+        return report_global(root, args.format);
+    }
+    let flag = match flags.as_slice() {
+        [] => None,
+        [flag] => Some(flag.trim_start_matches('-').to_string()),
+        _ => return Err(CliError::Usage("storage:report command allows only a single flag".into())),
+    };
+    if flag.is_some() && args.format == Format::Json {
+        return Err(CliError::Usage("--format flag cannot be specified when specifying an info flag".into()));
+    }
+    let apps = match names.as_slice() {
+        [] => root.list_apps()?,
+        [app] => vec![AppName::new(app)?],
+        _ => return Err(CliError::Usage("storage:report takes at most one app".into())),
+    };
+    if apps.is_empty() {
+        warn("You haven't deployed any applications yet");
+        return Ok(());
+    }
+    let entries = entries_by_name(root)?;
+    let mut json = serde_json::Map::new();
+    for app in &apps {
+        let report = storage_report(root, app, &entries)?;
+        if let Some(flag) = &flag {
+            let value = report.get(flag).ok_or_else(|| {
+                let valid: Vec<String> = report.keys().map(|k| format!("--{k}")).collect();
+                CliError::Usage(format!("Invalid flag passed, valid flags: {}", valid.join(", ")))
+            })?;
+            println!("{value}");
+            continue;
+        }
+        match args.format {
+            Format::Text => print!("{}", report.render_text(&format!("{app} storage information"))),
+            Format::Json => {
+                json.insert(app.to_string(), report.to_json("storage"));
+            }
+        }
+    }
+    if flag.is_none() && args.format == Format::Json {
+        if names.is_empty() {
+            print_json(&json)?;
+        } else if let Some((_, value)) = json.into_iter().next() {
+            print_json(&value)?;
+        }
+    }
+    Ok(())
+}
+
+fn report_global(root: &Root, format: Format) -> Result<()> {
+    let entries = root.list_entries()?;
+    let mut rows = Vec::new();
+    for entry in entries {
+        let apps = root.apps_mounting(&entry.name)?;
+        rows.push((entry, apps));
+    }
+    match format {
+        Format::Json => {
+            let items: Vec<serde_json::Value> =
+                rows.iter().map(|(entry, apps)| json!({"entry": entry, "mounted_by": apps})).collect();
+            print_json(&items)
+        }
+        Format::Text if rows.is_empty() => {
+            step("No storage entries registered");
+            Ok(())
+        }
+        Format::Text => {
+            step("Storage report (global):");
+            for (entry, apps) in rows {
+                let names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
+                let mounted_by = if names.is_empty() { "—".to_string() } else { names.join(", ") };
+                detail(format!("{}\t{}\tmounted by: {mounted_by}", entry.name, entry.scheduler));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The directory an entry's chown and mode apply to: only its default one, as in Dokku, since a
+/// custom path may be anything on the host.
+fn entry_default_dir(root: &Root, entry: &Entry) -> Option<PathBuf> {
+    let default = root.entry_default_dir(&entry.name);
+    (entry.host_path == EntryBacking::Dir(default.clone())).then_some(default)
+}
+
+fn apply_entry_dir(root: &Root, entry: &Entry) -> Result<()> {
+    let Some(dir) = entry_default_dir(root, entry) else { return Ok(()) };
+    if hostfs::ensure_dir(&dir)? {
+        detail(format!("Created {}", dir.display()));
+    }
+    if let Some(mode) = entry.mode {
+        detail(format!("Setting directory mode to {mode}"));
+        hostfs::set_mode(&dir, mode.0)?;
+    }
+    if let Some(uid) = entry.chown.and_then(Chown::uid) {
+        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        hostfs::chown_tree(&dir, uid)?;
+    }
+    Ok(())
+}
+
+fn only_on_default_path(root: &Root, entry: &Entry, flag: &str) -> Result<()> {
+    if entry_default_dir(root, entry).is_some() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "{flag} is only supported when the storage entry uses the default host path ({}); omit {flag} and manage {} manually",
+        root.entry_default_dir(&entry.name).display(),
+        entry.host_path
+    )))
+}
+
+pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
+    let name = EntryName::new(&args.name)?;
+    if args.scheduler != SCHEDULER {
+        return Err(CliError::Usage(format!(
+            "storage entry \"{name}\" has unsupported scheduler \"{}\" (supported: {SCHEDULER})",
+            args.scheduler
+        )));
+    }
+    let host_path = match args.path.as_deref() {
+        Some(path) => EntryBacking::parse(&name, path)?,
+        None => EntryBacking::Dir(root.entry_default_dir(&name)),
+    };
+    if let EntryBacking::Dir(path) = &host_path
+        && path.exists()
+        && !path.is_dir()
+    {
+        return Err(CliError::Usage(format!(
+            "storage entry path {} exists but is not a directory",
+            path.display()
+        )));
+    }
+    let entry = Entry {
+        name: name.clone(),
+        scheduler: SCHEDULER.to_string(),
+        host_path,
+        chown: args.chown.as_deref().map(str::parse).transpose()?,
+        mode: args.mode.as_deref().map(str::parse::<Mode>).transpose()?,
+        reclaim_policy: args.reclaim_policy.as_deref().map(str::parse).transpose()?.unwrap_or_default(),
+    };
+    if entry.chown.is_some() {
+        only_on_default_path(root, &entry, "--chown")?;
+    }
+    if entry.mode.is_some() {
+        only_on_default_path(root, &entry, "--mode")?;
+    }
+    if entry.reclaim_policy == ReclaimPolicy::Delete {
+        only_on_default_path(root, &entry, "--reclaim-policy Delete")?;
+    }
+    let lock = root.lock_entries()?;
+    if root.entry_exists(&name) {
+        let existing = root.read_entry(&name)?;
+        if existing == entry {
+            step(format!("Storage entry {name} already exists, leaving in place"));
+            return Ok(());
+        }
+        return Err(CliError::Usage(format!(
+            "storage entry \"{name}\" already exists with other settings; change them with `berth storage:set {name} <property> <value>`"
+        )));
+    }
+    apply_entry_dir(root, &entry)?;
+    root.write_entry(&entry, &lock)?;
+    step(format!("Storage entry {name} created"));
+    Ok(())
+}
+
+pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> Result<()> {
+    let name = EntryName::new(name)?;
+    let entry = root.read_entry(&name)?;
+    let removable_dir = entry_default_dir(root, &entry);
+    if destroy_host_dir && removable_dir.is_none() {
+        only_on_default_path(root, &entry, "--destroy-host-dir")?;
+    }
+    let remove_dir = (destroy_host_dir || entry.reclaim_policy == ReclaimPolicy::Delete)
+        .then_some(removable_dir)
+        .flatten();
+    let mounted_by = root.apps_mounting(&name)?;
+    if !mounted_by.is_empty() {
+        return Err(still_mounted(&name, &mounted_by));
+    }
+    if !force && let Some(dir) = &remove_dir {
+        warn(format!(
+            "Storage entry {name} is backed by {}, which will be removed along with its contents.",
+            dir.display()
+        ));
+    }
+    confirm_destructive("storage entry", name.as_str(), force)?;
+    let lock = root.lock_entries()?;
+    // Checked again under the lock: a mount may have been added while we asked.
+    let mounted_by = root.apps_mounting(&name)?;
+    if !mounted_by.is_empty() {
+        return Err(still_mounted(&name, &mounted_by));
+    }
+    root.remove_entry(&name, &lock)?;
+    if let Some(dir) = remove_dir
+        && hostfs::remove_tree(&dir)?
+    {
+        detail(format!("Removed {}", dir.display()));
+    }
+    step(format!("Storage entry {name} destroyed"));
+    Ok(())
+}
+
+fn still_mounted(name: &EntryName, apps: &[AppName]) -> CliError {
+    let names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
+    CliError::Usage(format!(
+        "storage entry \"{name}\" is still mounted by app(s): {}; unmount it first (berth storage:unmount <app> {name})",
+        names.join(", ")
+    ))
+}
+
+pub fn info(root: &Root, name: &str, format: Format) -> Result<()> {
+    let entry = root.read_entry(&EntryName::new(name)?)?;
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&entry).map_err(|e| CliError::Usage(e.to_string()))?;
+            println!("{text}");
+        }
+        Format::Text => {
+            step(format!("Storage entry {}", entry.name));
+            let mut rows =
+                vec![("Scheduler:", entry.scheduler.clone()), ("Host path:", entry.host_path.to_string())];
+            if let Some(chown) = entry.chown {
+                rows.push(("Chown:", chown.to_string()));
+            }
+            if let Some(mode) = entry.mode {
+                rows.push(("Mode:", mode.to_string()));
+            }
+            rows.push(("Reclaim policy:", entry.reclaim_policy.to_string()));
+            for (label, value) in rows {
+                detail(format!("{label:<18}{value}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn list_entries(root: &Root, format: Format) -> Result<()> {
+    let entries = root.list_entries()?;
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&entries).map_err(|e| CliError::Usage(e.to_string()))?;
+            println!("{text}");
+        }
+        Format::Text if entries.is_empty() => step("No storage entries registered"),
+        Format::Text => {
+            step("Storage entries:");
+            for entry in entries {
+                detail(format!("{}\t{}\t{}", entry.name, entry.scheduler, entry.host_path));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn set(root: &Root, name: &str, property: &str, value: Option<&str>) -> Result<()> {
+    let name = EntryName::new(name)?;
+    let lock = root.lock_entries()?;
+    let mut entry = root.read_entry(&name)?;
+    match property {
+        "chown" => entry.chown = value.map(str::parse).transpose()?,
+        "mode" => entry.mode = value.map(str::parse).transpose()?,
+        "reclaim-policy" => entry.reclaim_policy = value.map(str::parse).transpose()?.unwrap_or_default(),
+        "access-mode" | "namespace" | "size" | "storage-class-name" => {
+            return Err(CliError::Usage(format!(
+                "storage entry \"{name}\" ({SCHEDULER}) does not accept {property}"
+            )));
+        }
+        other => {
+            return Err(CliError::Usage(format!(
+                "Invalid property specified \"{other}\", valid properties include: chown, mode, reclaim-policy"
+            )));
+        }
+    }
+    let flag = format!("--{property}");
+    if (property == "chown" && entry.chown.is_some())
+        || (property == "mode" && entry.mode.is_some())
+        || (property == "reclaim-policy" && entry.reclaim_policy == ReclaimPolicy::Delete)
+    {
+        only_on_default_path(root, &entry, &flag)?;
+    }
+    let before = root.read_entry(&name)?;
+    if before != entry {
+        if property != "reclaim-policy" {
+            apply_entry_dir(root, &entry)?;
+        }
+        root.write_entry(&entry, &lock)?;
+    }
+    step(format!("Storage entry {name} updated"));
+    Ok(())
+}
+
+pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool) -> Result<()> {
+    existing_app(root, app)?;
+    enum Grant {
+        HostPath(PathBuf),
+        Volume(String),
+    }
+    let grant = if source.starts_with('/') {
+        crate::storage::check_no_separators("host path", source)?;
+        let path = normalize_container_path(source).map_err(|_| {
+            CliError::Usage(format!("host path \"{source}\" must be absolute, not \"/\", and free of \"..\""))
+        })?;
+        Grant::HostPath(PathBuf::from(path))
+    } else if is_docker_volume_name(source) {
+        Grant::Volume(source.to_string())
+    } else {
+        return Err(StorageError::RelativeHostPath(source.to_string()).into());
+    };
+    let changed = root.update_app(app, |state| {
+        let grants = &mut state.allowed;
+        Ok::<_, StateError>(match (&grant, allow) {
+            (Grant::HostPath(path), true) if !grants.host_paths.contains(path) => {
+                grants.host_paths.push(path.clone());
+                true
+            }
+            (Grant::Volume(name), true) if !grants.volumes.contains(name) => {
+                grants.volumes.push(name.clone());
+                true
+            }
+            (Grant::HostPath(path), false) => {
+                let before = grants.host_paths.len();
+                grants.host_paths.retain(|p| p != path);
+                before != grants.host_paths.len()
+            }
+            (Grant::Volume(name), false) => {
+                let before = grants.volumes.len();
+                grants.volumes.retain(|v| v != name);
+                before != grants.volumes.len()
+            }
+            _ => false,
+        })
+    })?;
+    match (allow, changed) {
+        (true, true) => step(format!("Allowed {source} in app.toml of {app}")),
+        (true, false) => step(format!("{source} is already allowed for {app}")),
+        (false, true) => {
+            step(format!("Disallowed {source} for {app}; mounts deployed with it stay until the next push"))
+        }
+        (false, false) => return Err(CliError::Usage(format!("{source} is not allowed for {app}"))),
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Host directories berth manages: create them, hand them to a uid, remove them when (and only
+//! when) the admin asked. Walks never follow symlinks, so a link planted in a data directory
+//! cannot redirect a chown or a removal outside it.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{PermissionsExt, lchown};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostFsError {
+    #[error("unable to {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("{0} exists but is not a directory")]
+    NotADirectory(PathBuf),
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HostFsError + use<> {
+    let path = path.to_path_buf();
+    move |source| HostFsError::Io { action, path, source }
+}
+
+/// Creates `path` and missing parents (mode 0755). Returns whether it was created.
+pub fn ensure_dir(path: &Path) -> Result<bool, HostFsError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(false),
+        Ok(_) => Err(HostFsError::NotADirectory(path.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(path).map_err(io_error("create", path))?;
+            Ok(true)
+        }
+        Err(e) => Err(io_error("inspect", path)(e)),
+    }
+}
+
+/// `chown -R uid:uid path` without following symlinks.
+pub fn chown_tree(path: &Path, uid: u32) -> Result<(), HostFsError> {
+    lchown(path, Some(uid), Some(uid)).map_err(io_error("change the owner of", path))?;
+    let meta = fs::symlink_metadata(path).map_err(io_error("inspect", path))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).map_err(io_error("read", path))? {
+            let entry = entry.map_err(io_error("read", path))?;
+            chown_tree(&entry.path(), uid)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), HostFsError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_error("change the mode of", path))
+}
+
+/// Removes a directory and everything below it; absent is fine. Only for explicit admin flags.
+pub fn remove_tree(path: &Path) -> Result<bool, HostFsError> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("remove", path)(e)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn chown_does_not_follow_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, "x").unwrap();
+        let data = dir.path().join("data");
+        assert!(ensure_dir(&data.join("a/b")).unwrap());
+        assert!(!ensure_dir(&data.join("a/b")).unwrap());
+        std::os::unix::fs::symlink(&outside, data.join("a/link")).unwrap();
+        let before = fs::metadata(&outside).unwrap().uid();
+        chown_tree(&data, 4321).unwrap();
+        assert_eq!(fs::symlink_metadata(data.join("a/b")).unwrap().uid(), 4321);
+        assert_eq!(fs::metadata(&outside).unwrap().uid(), before);
+    }
+
+    #[test]
+    fn ensure_dir_refuses_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "x").unwrap();
+        assert!(matches!(ensure_dir(&file), Err(HostFsError::NotADirectory(_))));
+    }
+}

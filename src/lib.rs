@@ -1,0 +1,16 @@
+//! berth: `git push` deploys of Docker apps whose persistent storage is declared in the repo.
+//!
+//! Data flows one way: `app.toml` is parsed and validated into declared storage, planned against
+//! the current state, then applied. `state` is the only writer of berth's records; `hostfs` and
+//! `engine` are the only writers of host directories and containers.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod cli;
+pub mod docker_options;
+pub mod engine;
+pub mod git;
+pub mod hostfs;
+pub mod names;
+pub mod output;
+pub mod state;
+pub mod storage;

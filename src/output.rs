@@ -1,0 +1,102 @@
+//! Dokku's output conventions: `----->` and `=====>` headings, 7-space detail lines, ` !     `
+//! warnings on stderr, and aligned `Key: value` reports with their JSON twin.
+
+use std::collections::BTreeMap;
+
+/// A step (`-----> x`) on stdout.
+pub fn step(message: impl AsRef<str>) {
+    println!("-----> {}", message.as_ref());
+}
+
+/// A section heading (`=====> x`) on stdout.
+pub fn heading(message: impl AsRef<str>) {
+    println!("=====> {}", message.as_ref());
+}
+
+/// A detail line under a step, indented 7 spaces, on stdout.
+pub fn detail(message: impl AsRef<str>) {
+    println!("       {}", message.as_ref());
+}
+
+/// A warning (` !     x`) on stderr.
+pub fn warn(message: impl AsRef<str>) {
+    eprintln!(" !     {}", message.as_ref());
+}
+
+/// A Dokku-style report: rows keyed by their info flag without `--` (`storage-deploy-mounts`).
+#[derive(Debug, Default)]
+pub struct Report {
+    rows: BTreeMap<String, String>,
+}
+
+impl Report {
+    pub fn row(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.rows.insert(key.into(), value.into());
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.rows.keys().map(String::as_str)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.rows.get(key).map(String::as_str)
+    }
+
+    /// Rows sorted by flag, labels aligned at max(31, longest flag) as Dokku does.
+    pub fn render_text(&self, title: &str) -> String {
+        let width = self.rows.keys().map(|k| k.len() + 2).max().unwrap_or(0).max(31);
+        let mut text = format!("=====> {title}\n");
+        for (key, value) in &self.rows {
+            let label = format!("{}:", label_of(key));
+            text.push_str(&format!("       {label:<width$}{value}\n"));
+        }
+        text
+    }
+
+    /// Each key twice, as Dokku's JSON has it: without the namespace prefix and with it.
+    pub fn to_json(&self, prefix: &str) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        for (key, value) in &self.rows {
+            let stripped = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('-')).unwrap_or(key);
+            object.insert(stripped.to_string(), value.clone().into());
+            object.insert(key.clone(), value.clone().into());
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
+/// `storage-attachment.1.entry-name` → `Storage attachment 1 entry name`.
+fn label_of(key: &str) -> String {
+    let spaced: String = key.chars().map(|c| if c == '-' || c == '.' { ' ' } else { c }).collect();
+    let mut chars = spaced.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_aligns_like_dokku() {
+        let mut report = Report::default();
+        report.row("storage-deploy-mounts", "-v /tmp/m:/mount");
+        report.row("storage-build-mounts", "");
+        assert_eq!(
+            report.render_text("demo storage information"),
+            "=====> demo storage information\n       Storage build mounts:          \n       Storage deploy mounts:         -v /tmp/m:/mount\n"
+        );
+        report.row("storage-attachment.1.container-path", "/app/storage");
+        let text = report.render_text("demo storage information");
+        assert!(text.contains("       Storage attachment 1 container path: /app/storage\n"), "{text}");
+        assert!(text.contains("       Storage build mounts:                \n"), "{text}");
+    }
+
+    #[test]
+    fn json_has_both_key_forms() {
+        let mut report = Report::default();
+        report.row("storage-build-mounts", "x");
+        let json = report.to_json("storage");
+        assert_eq!(json["build-mounts"], "x");
+        assert_eq!(json["storage-build-mounts"], "x");
+    }
+}

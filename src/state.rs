@@ -1,0 +1,412 @@
+//! Everything berth remembers, as plain TOML files under `BERTH_ROOT`: one state file per app
+//! (mounts, docker-options, grants), one file per storage entry, and the admin's `berth.toml`.
+//! Writes are atomic (temp file, fsync, rename, fsync dir) and made under a lock, so a crash
+//! leaves the old or the new file, never a torn one, and concurrent commands never lose a write.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fs2::FileExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::names::{AppName, EntryName};
+use crate::storage::{Attachment, Entry};
+
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("{path} is not valid berth state: {message}; fix or restore the file")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("App {0} does not exist")]
+    NoSuchApp(AppName),
+    #[error("Name is already taken: app {0} exists")]
+    AppExists(AppName),
+    #[error("storage entry \"{0}\" does not exist; create it first with `berth storage:create`")]
+    NoSuchEntry(EntryName),
+}
+
+impl StateError {
+    pub fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError + use<> {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { action, path, source }
+    }
+}
+
+/// The layout of `BERTH_ROOT`.
+#[derive(Debug, Clone)]
+pub struct Root {
+    path: PathBuf,
+}
+
+impl Root {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Root { path: path.into() }
+    }
+
+    /// `BERTH_ROOT` from the environment, else the default.
+    pub fn from_env() -> Self {
+        Root::new(std::env::var_os("BERTH_ROOT").map_or_else(|| PathBuf::from(DEFAULT_ROOT), PathBuf::from))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn settings_file(&self) -> PathBuf {
+        self.path.join("berth.toml")
+    }
+
+    pub fn apps_dir(&self) -> PathBuf {
+        self.path.join("apps")
+    }
+
+    pub fn app_dir(&self, app: &AppName) -> PathBuf {
+        self.apps_dir().join(app.as_str())
+    }
+
+    pub fn app_state_file(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("state.toml")
+    }
+
+    pub fn repos_dir(&self) -> PathBuf {
+        self.path.join("repos")
+    }
+
+    pub fn repo_dir(&self, app: &AppName) -> PathBuf {
+        self.repos_dir().join(format!("{app}.git"))
+    }
+
+    /// Where app directories and entries' default directories live.
+    pub fn storage_root(&self) -> PathBuf {
+        self.path.join("data").join("storage")
+    }
+
+    pub fn app_storage_dir(&self, app: &AppName) -> PathBuf {
+        self.storage_root().join(app.as_str())
+    }
+
+    pub fn entries_dir(&self) -> PathBuf {
+        self.path.join("entries")
+    }
+
+    pub fn entry_file(&self, name: &EntryName) -> PathBuf {
+        self.entries_dir().join(format!("{name}.toml"))
+    }
+
+    /// The default host directory of an entry.
+    pub fn entry_default_dir(&self, name: &EntryName) -> PathBuf {
+        self.storage_root().join(name.as_str())
+    }
+
+    fn locks_dir(&self) -> PathBuf {
+        self.path.join("locks")
+    }
+
+    /// Takes the app's lock; it is held until the guard drops. Lock files live apart from the
+    /// app's directory so that destroying and re-creating an app is serialised too.
+    pub fn lock_app(&self, app: &AppName) -> Result<Lock, StateError> {
+        Lock::exclusive(&self.locks_dir().join(format!("app-{app}.lock")))
+    }
+
+    /// Takes the lock of the entry registry (entries and who mounts them).
+    pub fn lock_entries(&self) -> Result<Lock, StateError> {
+        Lock::exclusive(&self.locks_dir().join("entries.lock"))
+    }
+
+    pub fn app_exists(&self, app: &AppName) -> bool {
+        self.app_state_file(app).is_file()
+    }
+
+    /// Every app, sorted by name. Directories whose names are not app names are ignored.
+    pub fn list_apps(&self) -> Result<Vec<AppName>, StateError> {
+        let mut apps: Vec<AppName> = list_dir_names(&self.apps_dir())?
+            .into_iter()
+            .filter_map(|name| AppName::new(&name).ok())
+            .filter(|app| self.app_exists(app))
+            .collect();
+        apps.sort();
+        Ok(apps)
+    }
+
+    pub fn read_app(&self, app: &AppName) -> Result<AppState, StateError> {
+        let path = self.app_state_file(app);
+        read_toml(&path)?.ok_or_else(|| StateError::NoSuchApp(app.clone()))
+    }
+
+    /// Creates the app's state; the caller holds the app's lock.
+    pub fn create_app(&self, app: &AppName, _lock: &Lock) -> Result<AppState, StateError> {
+        if self.app_exists(app) {
+            return Err(StateError::AppExists(app.clone()));
+        }
+        let state = AppState { created_at: unix_now(), ..AppState::default() };
+        write_toml(&self.app_state_file(app), &state)?;
+        Ok(state)
+    }
+
+    /// Writes the app's state; the caller holds the app's lock.
+    pub fn write_app(&self, app: &AppName, state: &AppState, _lock: &Lock) -> Result<(), StateError> {
+        write_toml(&self.app_state_file(app), state)
+    }
+
+    /// Reads, changes and writes the app's state under its lock. Nothing is written when `change`
+    /// fails or leaves the state as it was.
+    pub fn update_app<T, E>(
+        &self,
+        app: &AppName,
+        change: impl FnOnce(&mut AppState) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StateError>,
+    {
+        let lock = self.lock_app(app)?;
+        let before = self.read_app(app)?;
+        let mut after = before.clone();
+        let value = change(&mut after)?;
+        if after != before {
+            self.write_app(app, &after, &lock)?;
+        }
+        Ok(value)
+    }
+
+    pub fn read_entry(&self, name: &EntryName) -> Result<Entry, StateError> {
+        read_toml(&self.entry_file(name))?.ok_or_else(|| StateError::NoSuchEntry(name.clone()))
+    }
+
+    pub fn entry_exists(&self, name: &EntryName) -> bool {
+        self.entry_file(name).is_file()
+    }
+
+    /// Writes an entry; the caller holds the entries lock.
+    pub fn write_entry(&self, entry: &Entry, _lock: &Lock) -> Result<(), StateError> {
+        write_toml(&self.entry_file(&entry.name), entry)
+    }
+
+    /// Removes an entry's record; the caller holds the entries lock.
+    pub fn remove_entry(&self, name: &EntryName, _lock: &Lock) -> Result<(), StateError> {
+        let path = self.entry_file(name);
+        fs::remove_file(&path).map_err(StateError::io("remove", &path))?;
+        sync_parent(&path)
+    }
+
+    /// Every entry, sorted by name.
+    pub fn list_entries(&self) -> Result<Vec<Entry>, StateError> {
+        let mut names: Vec<EntryName> = list_dir_names(&self.entries_dir())?
+            .into_iter()
+            .filter_map(|file| file.strip_suffix(".toml").and_then(|n| EntryName::new(n).ok()))
+            .collect();
+        names.sort();
+        names.iter().map(|name| self.read_entry(name)).collect()
+    }
+
+    /// The apps that mount an entry, sorted.
+    pub fn apps_mounting(&self, name: &EntryName) -> Result<Vec<AppName>, StateError> {
+        let mut apps = Vec::new();
+        for app in self.list_apps()? {
+            let state = self.read_app(&app)?;
+            if state.mounts.iter().any(|m| m.source == crate::storage::Source::Entry(name.clone())) {
+                apps.push(app);
+            }
+        }
+        Ok(apps)
+    }
+
+    /// The admin's server settings; defaults when the file is absent.
+    pub fn read_settings(&self) -> Result<Settings, StateError> {
+        Ok(read_toml(&self.settings_file())?.unwrap_or_default())
+    }
+
+    /// Removes the app's state directory (not its storage). The caller holds the app's lock.
+    pub fn remove_app_state(&self, app: &AppName, _lock: &Lock) -> Result<(), StateError> {
+        let dir = self.app_dir(app);
+        // The state file goes first, so an interrupted removal leaves no half-present app.
+        let file = self.app_state_file(app);
+        fs::remove_file(&file).map_err(StateError::io("remove", &file))?;
+        sync_parent(&file)?;
+        fs::remove_dir_all(&dir).map_err(StateError::io("remove", &dir))
+    }
+}
+
+/// State of one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppState {
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_branch: Option<String>,
+    /// What the app's `app.toml` may reach beyond its own directories and volumes.
+    #[serde(default)]
+    pub allowed: Grants,
+    /// docker-options, keyed by `<process type>.<phase>`, in the order the admin added them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub docker_options: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Attachment>,
+}
+
+/// Host paths and external volumes an admin allowed `app.toml` to mount.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_paths: Vec<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+}
+
+/// `berth.toml`: the admin's settings for the whole server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Grants for every app, on top of each app's own.
+    #[serde(default)]
+    pub allowed: Grants,
+    /// Branch whose pushes deploy, unless an app sets its own. Default `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_branch: Option<String>,
+}
+
+/// An exclusive advisory lock on a file, released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    fn exclusive(path: &Path) -> Result<Lock, StateError> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(StateError::io("create", dir))?;
+        }
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(StateError::io("open lock", path))?;
+        file.lock_exclusive().map_err(StateError::io("lock", path))?;
+        Ok(Lock { _file: file })
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn list_dir_names(dir: &Path) -> Result<Vec<String>, StateError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StateError::Io { action: "read", path: dir.to_path_buf(), source: e }),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(StateError::io("read", dir))?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// Reads a TOML state file; `None` when it does not exist.
+pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StateError::Io { action: "read", path: path.to_path_buf(), source: e }),
+    };
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), message: e.message().to_string() })
+}
+
+/// Writes a TOML state file atomically.
+pub fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let text = toml::to_string_pretty(value)
+        .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), message: e.to_string() })?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Temp file in the same directory, fsync, rename over the target, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(StateError::io("create", dir))?;
+    let mut temp =
+        tempfile::NamedTempFile::new_in(dir).map_err(StateError::io("create temp file in", dir))?;
+    temp.write_all(bytes).map_err(StateError::io("write", temp.path()))?;
+    temp.as_file().sync_all().map_err(StateError::io("sync", path))?;
+    temp.persist(path).map_err(|e| StateError::Io {
+        action: "replace",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    sync_parent(path)
+}
+
+fn sync_parent(path: &Path) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StateError::io("sync", dir))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::storage::{Origin, Phase, Source};
+
+    #[test]
+    fn app_state_round_trips_through_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let app = AppName::new("demo").unwrap();
+        let lock = root.lock_app(&app).unwrap();
+        let mut state = root.create_app(&app, &lock).unwrap();
+        state.mounts.push(Attachment {
+            source: Source::HostPath("/srv/data".into()),
+            container_path: "/data".into(),
+            phases: [Phase::Deploy, Phase::Run].into(),
+            process_type: "_default_".into(),
+            subpath: None,
+            readonly: true,
+            volume_options: Some("Z".into()),
+            volume_chown: None,
+            made_by: Origin::Admin,
+        });
+        state.docker_options.insert("_default_.deploy".into(), vec!["--memory 512m".into()]);
+        root.write_app(&app, &state, &lock).unwrap();
+        assert_eq!(root.read_app(&app).unwrap(), state);
+        let text = fs::read_to_string(root.app_state_file(&app)).unwrap();
+        assert!(text.contains("source = \"host:/srv/data\""), "{text}");
+    }
+
+    #[test]
+    fn failed_update_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let app = AppName::new("demo").unwrap();
+        root.create_app(&app, &root.lock_app(&app).unwrap()).unwrap();
+        let before = fs::read(root.app_state_file(&app)).unwrap();
+        let result: Result<(), StateError> = root.update_app(&app, |state| {
+            state.deploy_branch = Some("x".into());
+            Err(StateError::NoSuchApp(app.clone()))
+        });
+        assert!(result.is_err());
+        assert_eq!(fs::read(root.app_state_file(&app)).unwrap(), before);
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let app = AppName::new("demo").unwrap();
+        fs::create_dir_all(root.app_dir(&app)).unwrap();
+        fs::write(root.app_state_file(&app), "mounts = 3").unwrap();
+        let error = root.read_app(&app).unwrap_err().to_string();
+        assert!(error.contains("state.toml is not valid berth state"), "{error}");
+    }
+}
