@@ -16,7 +16,17 @@ pub enum OptionsError {
     ProcessOutsideDeploy(Phase),
     #[error("\"_default_\" is reserved and cannot be used as a --process value")]
     ReservedProcess,
+    #[error("docker option \"{0}\" is not supported by berth (supported: {SUPPORTED})")]
+    Unsupported(String),
+    #[error("docker option \"{0}\" needs a value")]
+    MissingValue(String),
+    #[error("docker option \"{option}\" has a bad value: {reason}")]
+    BadValue { option: String, reason: String },
 }
+
+const SUPPORTED: &str = "-e/--env, -l/--label, -v/--volume, -m/--memory, --cpus, -u/--user, -w/--workdir, \
+--hostname, --add-host, --cap-add, --cap-drop, --read-only, --tmpfs, --shm-size, --init, --network, \
+--log-driver, --log-opt, --restart";
 
 /// Where a set of options applies: `<process type>.<phase>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,9 +147,208 @@ pub fn volume_flag(option: &str) -> Option<String> {
     }
 }
 
+/// docker-options translated into the engine's container settings. Only flags berth knows are
+/// accepted, so a typo fails at `docker-options:add`, not at the next deploy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunOptions {
+    env: Vec<String>,
+    labels: Vec<(String, String)>,
+    binds: Vec<String>,
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    user: Option<String>,
+    workdir: Option<String>,
+    hostname: Option<String>,
+    extra_hosts: Vec<String>,
+    cap_add: Vec<String>,
+    cap_drop: Vec<String>,
+    read_only: bool,
+    tmpfs: Vec<(String, String)>,
+    shm_size: Option<i64>,
+    init: bool,
+    network: Option<String>,
+    log_driver: Option<String>,
+    log_opts: Vec<(String, String)>,
+    restart: Option<String>,
+}
+
+/// `512m`, `1g`, `1024` (bytes) → bytes.
+fn parse_size(option: &str, value: &str) -> Result<i64, OptionsError> {
+    let bad = || OptionsError::BadValue {
+        option: option.to_string(),
+        reason: format!("\"{value}\" is not a size like 512m"),
+    };
+    let lower = value.to_ascii_lowercase();
+    let (digits, unit) = match lower.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let number: i64 = digits.parse().map_err(|_| bad())?;
+    let factor: i64 = match unit.trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(factor).ok_or_else(bad)
+}
+
+fn split_pair(option: &str, value: &str, separator: char) -> Result<(String, String), OptionsError> {
+    match value.split_once(separator) {
+        Some((key, val)) if !key.is_empty() => Ok((key.to_string(), val.to_string())),
+        None if !value.is_empty() => Ok((value.to_string(), String::new())),
+        _ => Err(OptionsError::BadValue {
+            option: option.to_string(),
+            reason: format!("expected key{separator}value"),
+        }),
+    }
+}
+
+impl RunOptions {
+    /// Parses stored options (each `flag [value]`, or `--flag=value`).
+    pub fn parse(options: &[String]) -> Result<RunOptions, OptionsError> {
+        let mut run = RunOptions::default();
+        for option in options {
+            let words = shell_words(option)?;
+            let Some(first) = words.first() else { continue };
+            let (flag, inline) = match first.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
+                _ => (first.clone(), None),
+            };
+            let value = || -> Result<String, OptionsError> {
+                inline
+                    .clone()
+                    .or_else(|| words.get(1).cloned())
+                    .ok_or_else(|| OptionsError::MissingValue(flag.clone()))
+            };
+            match flag.as_str() {
+                "-e" | "--env" => run.env.push(value()?),
+                "-l" | "--label" => run.labels.push(split_pair(&flag, &value()?, '=')?),
+                "-v" | "--volume" => {
+                    let spec = value()?;
+                    let parts: Vec<&str> = spec.split(':').collect();
+                    if parts.len() < 2 || !parts[1].starts_with('/') {
+                        return Err(OptionsError::BadValue {
+                            option: flag,
+                            reason: "expected <host>:<container>[:<options>]".into(),
+                        });
+                    }
+                    run.binds.push(spec);
+                }
+                "-m" | "--memory" => run.memory = Some(parse_size(&flag, &value()?)?),
+                "--shm-size" => run.shm_size = Some(parse_size(&flag, &value()?)?),
+                "--cpus" => {
+                    let text = value()?;
+                    let cpus: f64 = text.parse().map_err(|_| OptionsError::BadValue {
+                        option: flag.clone(),
+                        reason: format!("\"{text}\" is not a number"),
+                    })?;
+                    if !(cpus > 0.0 && cpus < 1024.0) {
+                        return Err(OptionsError::BadValue {
+                            option: flag,
+                            reason: "must be between 0 and 1024".into(),
+                        });
+                    }
+                    run.nano_cpus = Some((cpus * 1e9) as i64);
+                }
+                "-u" | "--user" => run.user = Some(value()?),
+                "-w" | "--workdir" => run.workdir = Some(value()?),
+                "--hostname" => run.hostname = Some(value()?),
+                "--add-host" => run.extra_hosts.push(value()?),
+                "--cap-add" => run.cap_add.push(value()?),
+                "--cap-drop" => run.cap_drop.push(value()?),
+                "--read-only" => run.read_only = true,
+                "--init" => run.init = true,
+                "--tmpfs" => run.tmpfs.push(split_pair(&flag, &value()?, ':')?),
+                "--network" | "--net" => run.network = Some(value()?),
+                "--log-driver" => run.log_driver = Some(value()?),
+                "--log-opt" => run.log_opts.push(split_pair(&flag, &value()?, '=')?),
+                "--restart" => run.restart = Some(value()?),
+                _ => return Err(OptionsError::Unsupported(flag)),
+            }
+        }
+        Ok(run)
+    }
+
+    /// Applies the options on top of what berth set.
+    pub fn apply(&self, body: &mut bollard::models::ContainerCreateBody) {
+        use bollard::models::{HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
+        body.env.get_or_insert_with(Vec::new).extend(self.env.iter().cloned());
+        body.labels.get_or_insert_with(Default::default).extend(self.labels.iter().cloned());
+        if self.user.is_some() {
+            body.user.clone_from(&self.user);
+        }
+        if self.workdir.is_some() {
+            body.working_dir.clone_from(&self.workdir);
+        }
+        if self.hostname.is_some() {
+            body.hostname.clone_from(&self.hostname);
+        }
+        let host: &mut HostConfig = body.host_config.get_or_insert_with(Default::default);
+        host.binds.get_or_insert_with(Vec::new).extend(self.binds.iter().cloned());
+        host.memory = self.memory.or(host.memory);
+        host.nano_cpus = self.nano_cpus.or(host.nano_cpus);
+        host.shm_size = self.shm_size.or(host.shm_size);
+        host.extra_hosts.get_or_insert_with(Vec::new).extend(self.extra_hosts.iter().cloned());
+        host.cap_add.get_or_insert_with(Vec::new).extend(self.cap_add.iter().cloned());
+        host.cap_drop.get_or_insert_with(Vec::new).extend(self.cap_drop.iter().cloned());
+        if self.read_only {
+            host.readonly_rootfs = Some(true);
+        }
+        if self.init {
+            host.init = Some(true);
+        }
+        if !self.tmpfs.is_empty() {
+            host.tmpfs.get_or_insert_with(Default::default).extend(self.tmpfs.iter().cloned());
+        }
+        if self.network.is_some() {
+            host.network_mode.clone_from(&self.network);
+        }
+        if self.log_driver.is_some() || !self.log_opts.is_empty() {
+            host.log_config = Some(HostConfigLogConfig {
+                typ: self.log_driver.clone(),
+                config: Some(self.log_opts.iter().cloned().collect()),
+            });
+        }
+        if let Some(restart) = &self.restart {
+            let (name, count) = restart.split_once(':').unwrap_or((restart, ""));
+            let name = match name {
+                "no" => RestartPolicyNameEnum::NO,
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+            };
+            host.restart_policy =
+                Some(RestartPolicy { name: Some(name), maximum_retry_count: count.parse().ok() });
+        }
+        if host.binds.as_ref().is_some_and(Vec::is_empty) {
+            host.binds = None;
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn run_options_translate() {
+        let options: Vec<String> =
+            ["--memory 512m", "-e A=1", "--cpus 1.5", "--label x=y", "--restart on-failure:3"]
+                .map(String::from)
+                .to_vec();
+        let run = RunOptions::parse(&options).unwrap();
+        let mut body = bollard::models::ContainerCreateBody::default();
+        run.apply(&mut body);
+        let host = body.host_config.unwrap();
+        assert_eq!(host.memory, Some(512 << 20));
+        assert_eq!(host.nano_cpus, Some(1_500_000_000));
+        assert_eq!(body.env.unwrap(), vec!["A=1"]);
+        assert_eq!(host.restart_policy.unwrap().maximum_retry_count, Some(3));
+        assert!(matches!(RunOptions::parse(&["--privileged".into()]), Err(OptionsError::Unsupported(_))));
+        assert!(matches!(RunOptions::parse(&["--memory lots".into()]), Err(OptionsError::BadValue { .. })));
+    }
+
     use super::*;
 
     #[test]

@@ -77,16 +77,16 @@ impl Engine {
         if self.volume_exists(name)? { Ok(()) } else { Err(EngineError::NoSuchVolume(name.to_string())) }
     }
 
-    /// Creates a volume labelled with its app (no-op when it exists).
+    /// Creates a volume labelled with its app; returns whether it was created.
     pub fn ensure_app_volume(
         &self,
         name: &str,
         app: &str,
         driver: Option<&str>,
         driver_opts: &HashMap<String, String>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if self.volume_exists(name)? {
-            return Ok(());
+            return Ok(false);
         }
         let request = VolumeCreateRequest {
             name: Some(name.to_string()),
@@ -97,7 +97,7 @@ impl Engine {
         };
         self.runtime
             .block_on(self.docker.create_volume(request))
-            .map(drop)
+            .map(|_| true)
             .map_err(api_error(format!("create volume {name}")))
     }
 
@@ -120,4 +120,473 @@ impl Engine {
             .block_on(self.docker.remove_volume(name, None::<RemoveVolumeOptions>))
             .map_err(api_error(format!("remove volume {name}")))
     }
+}
+
+/// Whether a mount binds a host path or a Docker volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountKind {
+    Bind,
+    Volume,
+}
+
+/// One mount of a container, as berth hands it to the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineMount {
+    pub kind: MountKind,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    /// Other `-v` options (`z`, `Z`, `nocopy`, propagation), already validated.
+    pub options: Vec<String>,
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// Replaces the image's CMD when set.
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub labels: HashMap<String, String>,
+    pub mounts: Vec<EngineMount>,
+    /// Container port to publish on an engine-chosen host port.
+    pub publish: Option<u16>,
+    /// Restart the container when it exits or the engine restarts (long-running processes).
+    pub restart: bool,
+    /// Extra `docker run` options from docker-options, already translated.
+    pub options: crate::docker_options::RunOptions,
+}
+
+/// What berth needs to know about a running or stopped container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerFacts {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub labels: HashMap<String, String>,
+    /// Host port bound to the published container port, if any.
+    pub host_port: Option<u16>,
+    pub mounts: Vec<(String, String, bool)>,
+}
+
+/// The parts of an image's config a `docker commit` must keep.
+#[derive(Debug, Clone, Default)]
+pub struct ImageConfig {
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub env: Option<Vec<String>>,
+    pub exposed_ports: Option<Vec<String>>,
+    pub labels: Option<HashMap<String, String>>,
+}
+
+/// A `Write` that hands chunks to the engine request body, so a build context streams from
+/// git to the engine without being held in memory.
+struct ChannelWriter {
+    sender: tokio::sync::mpsc::Sender<std::result::Result<bytes::Bytes, std::io::Error>>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sender.blocking_send(Ok(bytes::Bytes::copy_from_slice(buf))).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the engine stopped reading the build context",
+            )
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn output_text(output: bollard::container::LogOutput) -> String {
+    String::from_utf8_lossy(&output.into_bytes()).into_owned()
+}
+
+impl Engine {
+    /// Builds an image from a tar context produced by `write_context` on another thread,
+    /// passing each line of build output to `on_line`.
+    pub fn build_image(
+        &self,
+        tag: &str,
+        dockerfile: &str,
+        labels: &HashMap<String, String>,
+        write_context: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        use bollard::query_parameters::BuildImageOptionsBuilder;
+        use futures_util::StreamExt;
+
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let writer_thread = std::thread::spawn(move || {
+            let mut writer = ChannelWriter { sender: sender.clone() };
+            let result = write_context(&mut writer);
+            if let Err(error) = &result {
+                // Abort the request body so the engine does not build a truncated context.
+                let _ = sender.blocking_send(Err(std::io::Error::new(error.kind(), error.to_string())));
+            }
+            result
+        });
+        let options = BuildImageOptionsBuilder::default()
+            .t(tag)
+            .dockerfile(dockerfile)
+            .rm(true)
+            .forcerm(true)
+            .labels(labels)
+            .build();
+        let body = bollard::body_try_stream(tokio_stream_from(receiver));
+        let build_result: Result<()> = self.runtime.block_on(async {
+            let mut stream = self.docker.build_image(options, None, Some(body));
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(api_error("build image"))?;
+                if let Some(detail) = info.error_detail {
+                    return Err(EngineError::Api {
+                        action: "build image".into(),
+                        message: detail.message.unwrap_or_default(),
+                    });
+                }
+                if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                        on_line(line);
+                    }
+                }
+            }
+            Ok(())
+        });
+        let context_result = writer_thread.join().map_err(|_| EngineError::Api {
+            action: "build image".into(),
+            message: "the build context writer panicked".into(),
+        })?;
+        if let Err(error) = context_result {
+            return Err(EngineError::Api {
+                action: "stream the build context".into(),
+                message: error.to_string(),
+            });
+        }
+        build_result
+    }
+
+    pub fn image_config(&self, image: &str) -> Result<ImageConfig> {
+        let inspect = self
+            .runtime
+            .block_on(self.docker.inspect_image(image))
+            .map_err(api_error(format!("inspect image {image}")))?;
+        let config = inspect.config.unwrap_or_default();
+        Ok(ImageConfig {
+            cmd: config.cmd,
+            entrypoint: config.entrypoint,
+            user: config.user,
+            working_dir: config.working_dir,
+            env: config.env,
+            exposed_ports: config.exposed_ports,
+            labels: config.labels,
+        })
+    }
+
+    pub fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.runtime.block_on(self.docker.inspect_image(image)) {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api_error(format!("inspect image {image}"))(e)),
+        }
+    }
+
+    /// Commits a container as `repo:tag`, with the given image config (so a build command does
+    /// not become the image's CMD).
+    pub fn commit(&self, container: &str, repo: &str, tag: &str, config: &ImageConfig) -> Result<()> {
+        use bollard::query_parameters::CommitContainerOptionsBuilder;
+        let options = CommitContainerOptionsBuilder::default()
+            .container(container)
+            .repo(repo)
+            .tag(tag)
+            .pause(true)
+            .build();
+        let body = bollard::models::ContainerConfig {
+            cmd: config.cmd.clone(),
+            entrypoint: config.entrypoint.clone(),
+            user: config.user.clone(),
+            working_dir: config.working_dir.clone(),
+            env: config.env.clone(),
+            exposed_ports: config.exposed_ports.clone(),
+            labels: config.labels.clone(),
+            ..Default::default()
+        };
+        self.runtime
+            .block_on(self.docker.commit_container(options, body))
+            .map(drop)
+            .map_err(api_error(format!("commit container {container}")))
+    }
+
+    pub fn remove_image(&self, image: &str) -> Result<()> {
+        use bollard::query_parameters::RemoveImageOptionsBuilder;
+        let options = RemoveImageOptionsBuilder::default().noprune(false).build();
+        match self.runtime.block_on(self.docker.remove_image(image, Some(options), None)) {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(api_error(format!("remove image {image}"))(e)),
+        }
+    }
+
+    /// Creates (does not start) a container.
+    pub fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        use bollard::models::{
+            ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
+            MountType, MountVolumeOptions, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+        };
+        use bollard::query_parameters::CreateContainerOptionsBuilder;
+
+        let mut mounts = Vec::new();
+        let mut binds = Vec::new();
+        for mount in &spec.mounts {
+            // SELinux relabelling exists only in the `-v` form; paths were checked free of `:`
+            // and `,`, so rendering them cannot smuggle options.
+            if mount.options.iter().any(|o| o == "z" || o == "Z") {
+                let mut options = mount.options.clone();
+                if mount.read_only {
+                    options.insert(0, "ro".into());
+                }
+                binds.push(format!("{}:{}:{}", mount.source, mount.target, options.join(",")));
+                continue;
+            }
+            let propagation = mount.options.iter().find_map(|o| match o.as_str() {
+                "shared" => Some(MountBindOptionsPropagationEnum::SHARED),
+                "slave" => Some(MountBindOptionsPropagationEnum::SLAVE),
+                "private" => Some(MountBindOptionsPropagationEnum::PRIVATE),
+                "rshared" => Some(MountBindOptionsPropagationEnum::RSHARED),
+                "rslave" => Some(MountBindOptionsPropagationEnum::RSLAVE),
+                "rprivate" => Some(MountBindOptionsPropagationEnum::RPRIVATE),
+                _ => None,
+            });
+            let nocopy = mount.options.iter().any(|o| o == "nocopy");
+            mounts.push(Mount {
+                target: Some(mount.target.clone()),
+                source: Some(mount.source.clone()),
+                typ: Some(match mount.kind {
+                    MountKind::Bind => MountType::BIND,
+                    MountKind::Volume => MountType::VOLUME,
+                }),
+                read_only: Some(mount.read_only),
+                bind_options: (mount.kind == MountKind::Bind && propagation.is_some())
+                    .then(|| MountBindOptions { propagation, ..Default::default() }),
+                volume_options: (mount.kind == MountKind::Volume && nocopy)
+                    .then(|| MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+                ..Default::default()
+            });
+        }
+        let mut host_config = HostConfig {
+            mounts: Some(mounts),
+            binds: (!binds.is_empty()).then_some(binds),
+            restart_policy: spec.restart.then_some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        let mut exposed_ports = None;
+        if let Some(port) = spec.publish {
+            let key = format!("{port}/tcp");
+            host_config.port_bindings = Some(HashMap::from([(
+                key.clone(),
+                Some(vec![PortBinding { host_ip: Some(String::new()), host_port: Some(String::new()) }]),
+            )]));
+            exposed_ports = Some(vec![key]);
+        }
+        let mut body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            user: spec.user.clone(),
+            labels: Some(spec.labels.clone()),
+            exposed_ports,
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        spec.options.apply(&mut body);
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        self.runtime
+            .block_on(self.docker.create_container(Some(options), body))
+            .map(|response| response.id)
+            .map_err(api_error(format!("create container {}", spec.name)))
+    }
+
+    pub fn start_container(&self, name: &str) -> Result<()> {
+        use bollard::query_parameters::StartContainerOptions;
+        self.runtime
+            .block_on(self.docker.start_container(name, None::<StartContainerOptions>))
+            .map_err(api_error(format!("start container {name}")))
+    }
+
+    pub fn stop_container(&self, name: &str, timeout_seconds: i32) -> Result<()> {
+        use bollard::query_parameters::StopContainerOptionsBuilder;
+        let options = StopContainerOptionsBuilder::default().t(timeout_seconds).build();
+        match self.runtime.block_on(self.docker.stop_container(name, Some(options))) {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(api_error(format!("stop container {name}"))(e)),
+        }
+    }
+
+    /// Removes a container (forcefully: stops it first). Absent is fine.
+    pub fn remove_container(&self, name: &str) -> Result<()> {
+        use bollard::query_parameters::RemoveContainerOptionsBuilder;
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        match self.runtime.block_on(self.docker.remove_container(name, Some(options))) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(api_error(format!("remove container {name}"))(e)),
+        }
+    }
+
+    pub fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {
+        use bollard::query_parameters::RenameContainerOptionsBuilder;
+        let options = RenameContainerOptionsBuilder::default().name(new_name).build();
+        self.runtime
+            .block_on(self.docker.rename_container(name, options))
+            .map_err(api_error(format!("rename container {name} to {new_name}")))
+    }
+
+    /// Facts about a container, or `None` when it does not exist.
+    pub fn inspect_container(&self, name: &str) -> Result<Option<ContainerFacts>> {
+        use bollard::query_parameters::InspectContainerOptions;
+        let inspect =
+            match self.runtime.block_on(self.docker.inspect_container(name, None::<InspectContainerOptions>))
+            {
+                Ok(inspect) => inspect,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(api_error(format!("inspect container {name}"))(e)),
+            };
+        let state = inspect.state.unwrap_or_default();
+        let host_port = inspect
+            .network_settings
+            .and_then(|n| n.ports)
+            .into_iter()
+            .flat_map(|ports| ports.into_values())
+            .flatten()
+            .flatten()
+            .find_map(|binding| binding.host_port.and_then(|p| p.parse().ok()));
+        let mounts = inspect
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let source = m.name.or(m.source).unwrap_or_default();
+                (source, m.destination.unwrap_or_default(), !m.rw.unwrap_or(true))
+            })
+            .collect();
+        Ok(Some(ContainerFacts {
+            id: inspect.id.unwrap_or_default(),
+            name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code,
+            labels: inspect.config.and_then(|c| c.labels).unwrap_or_default(),
+            host_port,
+            mounts,
+        }))
+    }
+
+    /// Names of every container (running or not) labelled with the app, sorted.
+    pub fn app_containers(&self, app: &str) -> Result<Vec<String>> {
+        use bollard::query_parameters::ListContainersOptionsBuilder;
+        let filters = HashMap::from([("label", vec![format!("{APP_LABEL}={app}")])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let containers = self
+            .runtime
+            .block_on(self.docker.list_containers(Some(options)))
+            .map_err(api_error("list containers"))?;
+        let mut names: Vec<String> = containers
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Starts a created container, streams its output to `on_output` until it exits, and
+    /// returns its exit code. The container is left in place (for a commit); remove it after.
+    pub fn run_attached(&self, name: &str, on_output: &mut dyn FnMut(bool, &str)) -> Result<i64> {
+        use bollard::query_parameters::{AttachContainerOptionsBuilder, WaitContainerOptions};
+        use futures_util::StreamExt;
+        self.runtime.block_on(async {
+            let options = AttachContainerOptionsBuilder::default()
+                .stream(true)
+                .stdout(true)
+                .stderr(true)
+                .logs(true)
+                .build();
+            let mut attached = self
+                .docker
+                .attach_container(name, Some(options))
+                .await
+                .map_err(api_error(format!("attach to {name}")))?;
+            self.docker
+                .start_container(name, None::<bollard::query_parameters::StartContainerOptions>)
+                .await
+                .map_err(api_error(format!("start container {name}")))?;
+            while let Some(item) = attached.output.next().await {
+                match item {
+                    Ok(output @ bollard::container::LogOutput::StdErr { .. }) => {
+                        on_output(true, &output_text(output))
+                    }
+                    Ok(output) => on_output(false, &output_text(output)),
+                    Err(e) => return Err(api_error(format!("read output of {name}"))(e)),
+                }
+            }
+            let mut wait = self.docker.wait_container(name, None::<WaitContainerOptions>);
+            let mut code = 0;
+            while let Some(item) = wait.next().await {
+                match item {
+                    Ok(response) => code = response.status_code,
+                    // A non-zero exit arrives as an error carrying the code.
+                    Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
+                    Err(e) => return Err(api_error(format!("wait for {name}"))(e)),
+                }
+            }
+            Ok(code)
+        })
+    }
+
+    /// Streams a container's logs to `on_output`; with `follow`, until the container stops.
+    pub fn logs(
+        &self,
+        name: &str,
+        follow: bool,
+        tail: Option<usize>,
+        on_output: &mut dyn FnMut(bool, &str),
+    ) -> Result<()> {
+        use bollard::query_parameters::LogsOptionsBuilder;
+        use futures_util::StreamExt;
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let options =
+            LogsOptionsBuilder::default().follow(follow).stdout(true).stderr(true).tail(&tail).build();
+        self.runtime.block_on(async {
+            let mut stream = self.docker.logs(name, Some(options));
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(output @ bollard::container::LogOutput::StdErr { .. }) => {
+                        on_output(true, &output_text(output))
+                    }
+                    Ok(output) => on_output(false, &output_text(output)),
+                    Err(e) => return Err(api_error(format!("read logs of {name}"))(e)),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Adapts a tokio receiver to a `Stream` without pulling in tokio-stream.
+fn tokio_stream_from<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
 }

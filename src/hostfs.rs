@@ -13,6 +13,12 @@ pub enum HostFsError {
     Io { action: &'static str, path: PathBuf, source: io::Error },
     #[error("{0} exists but is not a directory")]
     NotADirectory(PathBuf),
+    #[error(
+        "{0} is a symlink; berth does not follow symlinks in storage paths (remove the link, or mount its target explicitly)"
+    )]
+    Symlink(PathBuf),
+    #[error("storage path {0} must be relative and stay inside its directory")]
+    Escape(PathBuf),
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HostFsError + use<> {
@@ -31,6 +37,58 @@ pub fn ensure_dir(path: &Path) -> Result<bool, HostFsError> {
         }
         Err(e) => Err(io_error("inspect", path)(e)),
     }
+}
+
+/// Creates `base/rel` one component at a time, refusing to pass through a symlink or a
+/// non-directory, so data directories cannot be redirected outside `base`. Directories it
+/// creates, and the final one, are given to `owner` (uid, gid) when set; existing parents keep
+/// their owner. `base` itself must already be a real directory.
+pub fn ensure_dir_beneath(
+    base: &Path,
+    rel: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<PathBuf, HostFsError> {
+    let meta = fs::symlink_metadata(base).map_err(io_error("inspect", base))?;
+    if meta.file_type().is_symlink() {
+        return Err(HostFsError::Symlink(base.to_path_buf()));
+    }
+    if !meta.is_dir() {
+        return Err(HostFsError::NotADirectory(base.to_path_buf()));
+    }
+    let mut path = base.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (index, component) in parts.iter().enumerate() {
+        let std::path::Component::Normal(part) = component else {
+            return Err(HostFsError::Escape(rel.to_path_buf()));
+        };
+        path.push(part);
+        let last = index + 1 == parts.len();
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => return Err(HostFsError::Symlink(path)),
+            Ok(meta) if !meta.is_dir() => return Err(HostFsError::NotADirectory(path)),
+            Ok(_) => {
+                if last && let Some((uid, gid)) = owner {
+                    lchown(&path, Some(uid), Some(gid)).map_err(io_error("change the owner of", &path))?;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match fs::create_dir(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_error("create", &path)(e)),
+                }
+                // Re-check: something may have raced a symlink in.
+                if fs::symlink_metadata(&path).map_err(io_error("inspect", &path))?.file_type().is_symlink() {
+                    return Err(HostFsError::Symlink(path));
+                }
+                if let Some((uid, gid)) = owner {
+                    lchown(&path, Some(uid), Some(gid)).map_err(io_error("change the owner of", &path))?;
+                }
+            }
+            Err(e) => return Err(io_error("inspect", &path)(e)),
+        }
+    }
+    Ok(path)
 }
 
 /// `chown -R uid:uid path` without following symlinks.
@@ -78,6 +136,21 @@ mod tests {
         chown_tree(&data, 4321).unwrap();
         assert_eq!(fs::symlink_metadata(data.join("a/b")).unwrap().uid(), 4321);
         assert_eq!(fs::metadata(&outside).unwrap().uid(), before);
+    }
+
+    #[test]
+    fn ensure_dir_beneath_refuses_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("app");
+        fs::create_dir(&base).unwrap();
+        let made = ensure_dir_beneath(&base, Path::new("a/b"), Some((1234, 1234))).unwrap();
+        assert_eq!(made, base.join("a/b"));
+        assert_eq!(fs::metadata(&made).unwrap().uid(), 1234);
+        std::os::unix::fs::symlink("/etc", base.join("evil")).unwrap();
+        assert!(matches!(ensure_dir_beneath(&base, Path::new("evil/x"), None), Err(HostFsError::Symlink(_))));
+        assert!(matches!(ensure_dir_beneath(&base, Path::new("evil"), None), Err(HostFsError::Symlink(_))));
+        assert!(matches!(ensure_dir_beneath(&base, Path::new("../x"), None), Err(HostFsError::Escape(_))));
+        assert!(!Path::new("/etc/x").exists());
     }
 
     #[test]

@@ -6,10 +6,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
+pub mod deploy;
 pub mod docker_options;
 pub mod engine;
 pub mod git;
+pub mod hook;
 pub mod hostfs;
+pub mod manifest;
 pub mod names;
 pub mod output;
 pub mod state;

@@ -9,7 +9,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fs2::FileExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -88,8 +87,10 @@ impl Root {
         self.path.join("data").join("storage")
     }
 
+    /// Where an app's directories (`./name` in app.toml) live. Apart from the storage root,
+    /// so that no entry or ensured directory can share a path with an app's data.
     pub fn app_storage_dir(&self, app: &AppName) -> PathBuf {
-        self.storage_root().join(app.as_str())
+        self.path.join("data").join("apps").join(app.as_str())
     }
 
     pub fn entries_dir(&self) -> PathBuf {
@@ -112,12 +113,18 @@ impl Root {
     /// Takes the app's lock; it is held until the guard drops. Lock files live apart from the
     /// app's directory so that destroying and re-creating an app is serialised too.
     pub fn lock_app(&self, app: &AppName) -> Result<Lock, StateError> {
-        Lock::exclusive(&self.locks_dir().join(format!("app-{app}.lock")))
+        Lock::exclusive(&self.locks_dir().join(format!("app-{app}.lock")), || {})
+    }
+
+    /// Takes the app's lock, calling `on_wait` first when someone else holds it (a deploy in
+    /// progress), so the waiting user is told why nothing happens.
+    pub fn lock_app_or_wait(&self, app: &AppName, on_wait: impl FnOnce()) -> Result<Lock, StateError> {
+        Lock::exclusive(&self.locks_dir().join(format!("app-{app}.lock")), on_wait)
     }
 
     /// Takes the lock of the entry registry (entries and who mounts them).
     pub fn lock_entries(&self) -> Result<Lock, StateError> {
-        Lock::exclusive(&self.locks_dir().join("entries.lock"))
+        Lock::exclusive(&self.locks_dir().join("entries.lock"), || {})
     }
 
     pub fn app_exists(&self, app: &AppName) -> bool {
@@ -248,6 +255,84 @@ pub struct AppState {
     pub docker_options: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Attachment>,
+    /// The release serving now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_release: Option<u32>,
+}
+
+/// How a release runs: what ps:start/restart and rollback re-create.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Process type → command (`None`: the image's CMD).
+    pub processes: BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<String>,
+    /// Processes whose single-writer mounts need the old container stopped first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusive: Vec<String>,
+}
+
+/// The outcome of a deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Deployed,
+    Failed,
+}
+
+/// One deploy: what was pushed, what it built, which mounts it ran with, how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub number: u32,
+    pub commit: String,
+    pub image: String,
+    pub created_at: u64,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub run: RunConfig,
+    /// The app's mounts (admin and repo) this release ran with.
+    #[serde(default)]
+    pub mounts: Vec<Attachment>,
+    /// Host port of the web process, when published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_host_port: Option<u16>,
+}
+
+/// `releases.toml` of an app: every release, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Releases {
+    #[serde(default)]
+    pub releases: Vec<Release>,
+}
+
+impl Releases {
+    pub fn next_number(&self) -> u32 {
+        self.releases.iter().map(|r| r.number).max().unwrap_or(0) + 1
+    }
+
+    pub fn get(&self, number: u32) -> Option<&Release> {
+        self.releases.iter().find(|r| r.number == number)
+    }
+}
+
+impl Root {
+    pub fn releases_file(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("releases.toml")
+    }
+
+    pub fn read_releases(&self, app: &AppName) -> Result<Releases, StateError> {
+        Ok(read_toml(&self.releases_file(app))?.unwrap_or_default())
+    }
+
+    /// Writes the release history; the caller holds the app's lock.
+    pub fn write_releases(&self, app: &AppName, releases: &Releases, _lock: &Lock) -> Result<(), StateError> {
+        write_toml(&self.releases_file(app), releases)
+    }
 }
 
 /// Host paths and external volumes an admin allowed `app.toml` to mount.
@@ -278,7 +363,7 @@ pub struct Lock {
 }
 
 impl Lock {
-    fn exclusive(path: &Path) -> Result<Lock, StateError> {
+    fn exclusive(path: &Path, on_wait: impl FnOnce()) -> Result<Lock, StateError> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(StateError::io("create", dir))?;
         }
@@ -288,7 +373,10 @@ impl Lock {
             .write(true)
             .open(path)
             .map_err(StateError::io("open lock", path))?;
-        file.lock_exclusive().map_err(StateError::io("lock", path))?;
+        if file.try_lock().is_err() {
+            on_wait();
+            file.lock().map_err(StateError::io("lock", path))?;
+        }
         Ok(Lock { _file: file })
     }
 }

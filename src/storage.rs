@@ -329,12 +329,12 @@ impl fmt::Display for MountSource {
 }
 
 impl Attachment {
-    /// Resolves the source against the storage root and the entries; `None` when the entry it
-    /// names no longer exists.
+    /// Resolves the source against the app's storage directory and the entries; `None` when
+    /// the entry it names no longer exists.
     pub fn resolve(
         &self,
         app: &AppName,
-        storage_root: &Path,
+        app_dir: &Path,
         entries: &BTreeMap<EntryName, Entry>,
     ) -> Option<MountSource> {
         let base = match &self.source {
@@ -344,7 +344,7 @@ impl Attachment {
             },
             Source::HostPath(path) => MountSource::Bind(path.clone()),
             Source::Volume(name) => MountSource::Volume(name.clone()),
-            Source::AppDir(rel) => MountSource::Bind(storage_root.join(app.as_str()).join(rel)),
+            Source::AppDir(rel) => MountSource::Bind(app_dir.join(rel)),
             Source::AppVolume(name) => MountSource::Volume(app_volume_name(app, name)),
         };
         Some(match (base, &self.subpath) {

@@ -1,8 +1,11 @@
 //! The `berth` admin command.
 
 fn main() {
-    if let Err(error) = berth::cli::run(std::env::args_os()) {
-        eprintln!(" !     {error}");
-        std::process::exit(error.exit_code());
+    match berth::cli::run(std::env::args_os()) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!(" !     {error}");
+            std::process::exit(error.exit_code());
+        }
     }
 }

@@ -17,6 +17,7 @@ pub fn create(root: &Root, app: &AppName) -> Result<()> {
     step(format!("Creating {app}..."));
     // The repo first: if it fails, no app state claims an app without a repo.
     git::init_bare(&root.repo_dir(app))?;
+    git::install_hooks(&root.repo_dir(app), &super::hook_dir()?, root.path())?;
     root.create_app(app, &lock)?;
     Ok(())
 }
@@ -36,14 +37,22 @@ pub fn list(root: &Root, format: Format) -> Result<()> {
 }
 
 pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> Result<()> {
-    existing_app(root, app)?;
+    let state = existing_app(root, app)?;
     confirm_destructive("app", app.as_str(), force)?;
-    // Ask the engine before anything is removed, so a purge never stops half done.
-    let engine = if purge_storage { Some(Engine::connect()?) } else { None };
+    // Ask the engine before anything is removed, so a purge or a deployed app's teardown never
+    // stops half done.
+    let engine =
+        if purge_storage || state.current_release.is_some() { Some(Engine::connect()?) } else { None };
     let lock = root.lock_app(app)?;
     step(format!("Destroying {app}"));
+    if let Some(engine) = &engine {
+        for container in engine.app_containers(app.as_str())? {
+            engine.remove_container(&container)?;
+            detail(format!("Removed container {container}"));
+        }
+    }
     let storage_dir = root.app_storage_dir(app);
-    match &engine {
+    match engine.as_ref().filter(|_| purge_storage) {
         Some(engine) => {
             for volume in engine.app_volumes(app.as_str())? {
                 engine.remove_volume(&volume)?;
@@ -80,13 +89,9 @@ pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
     let mut json = serde_json::Map::new();
     for app in &apps {
         let state = existing_app(root, app)?;
-        let settings = root.read_settings()?;
         let mut report = Report::default();
         report.row("app-created-at", state.created_at.to_string());
-        report.row(
-            "app-deploy-branch",
-            state.deploy_branch.or(settings.deploy_branch).unwrap_or_else(|| "main".to_string()),
-        );
+        report.row("app-deploy-branch", crate::hook::deploy_branches(root, app)?.join(" or "));
         report.row("app-dir", root.app_dir(app).display().to_string());
         report.row("app-repo", root.repo_dir(app).display().to_string());
         report.row("app-storage-dir", root.app_storage_dir(app).display().to_string());

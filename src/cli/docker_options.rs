@@ -82,6 +82,7 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
     let keys = keys(&args.processes, &parse_phase_list(&args.phases)?)?;
     let options = parse_options(&args.option.join(" "))?;
     if options.is_empty() {
+        let verb = if verb == "add" { "add to" } else { verb };
         return Err(crate::docker_options::OptionsError::Empty(verb).into());
     }
     root.update_app(&app, |state| {
@@ -103,6 +104,8 @@ pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
     existing_app(root, &app)?;
     let phases = match args.phases.as_deref() {
         Some(phases) => parse_phase_list(phases)?,
+        // Process-scoped options exist only for the deploy phase.
+        None if !args.processes.is_empty() => vec![Phase::Deploy],
         None => Phase::ALL.to_vec(),
     };
     let keys = keys(&args.processes, &phases)?;
@@ -148,13 +151,14 @@ fn options_report(root: &Root, app: &AppName) -> Result<Report> {
 }
 
 pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
-    let (flags, names): (Vec<&String>, Vec<&String>) = args.args.iter().partition(|a| a.starts_with("--"));
+    let (words, format) = super::storage::take_format(&args.args, args.format)?;
+    let (flags, names): (Vec<&String>, Vec<&String>) = words.iter().partition(|a| a.starts_with("--"));
     let flag = match flags.as_slice() {
         [] => None,
         [flag] => Some(flag.trim_start_matches('-').to_string()),
         _ => return Err(CliError::Usage("docker-options:report command allows only a single flag".into())),
     };
-    if flag.is_some() && args.format == Format::Json {
+    if flag.is_some() && format == Format::Json {
         return Err(CliError::Usage("--format flag cannot be specified when specifying an info flag".into()));
     }
     let apps = match names.as_slice() {
@@ -162,7 +166,8 @@ pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
         [app] => vec![AppName::new(app)?],
         _ => return Err(CliError::Usage("docker-options:report takes at most one app".into())),
     };
-    if apps.is_empty() {
+    // A JSON report of no apps is `{}`, so scripts always get JSON.
+    if apps.is_empty() && (flag.is_some() || format == Format::Text) {
         warn("You haven't deployed any applications yet");
         return Ok(());
     }
@@ -177,14 +182,14 @@ pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
             println!("{value}");
             continue;
         }
-        match args.format {
+        match format {
             Format::Text => print!("{}", report.render_text(&format!("{app} docker-options information"))),
             Format::Json => {
                 json.insert(app.to_string(), report.to_json("docker-options"));
             }
         }
     }
-    if flag.is_none() && args.format == Format::Json {
+    if flag.is_none() && format == Format::Json {
         if names.is_empty() {
             print_json(&json)?;
         } else if let Some((_, value)) = json.into_iter().next() {

@@ -3,6 +3,7 @@
 
 mod apps;
 mod docker_options;
+mod ps;
 mod storage;
 
 use std::ffi::OsString;
@@ -34,6 +35,10 @@ pub enum CliError {
     Options(#[from] OptionsError),
     #[error(transparent)]
     Git(#[from] GitError),
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
+    #[error(transparent)]
+    Hook(#[from] crate::hook::HookError),
     #[error("{0}")]
     Usage(String),
     #[error("Confirmation did not match {0}. Aborted.")]
@@ -172,42 +177,117 @@ enum Command {
     /// Report docker options of one app or all apps
     #[command(name = "docker-options:report")]
     DockerOptionsReport(docker_options::ReportArgs),
+    /// Start the app's containers (current release, current mounts)
+    #[command(name = "ps:start")]
+    PsStart { app: String },
+    /// Stop and remove the app's containers (data and images stay)
+    #[command(name = "ps:stop")]
+    PsStop { app: String },
+    /// Re-create the app's containers with the current mounts and docker-options
+    #[command(name = "ps:restart")]
+    PsRestart { app: String },
+    /// Show the app's containers
+    #[command(name = "ps:report")]
+    PsReport {
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Run a one-off command in a container of the current release, with run-phase mounts
+    Run {
+        app: String,
+        /// The command and its arguments (default: the image's CMD)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Show the logs of the app's containers
+    Logs {
+        app: String,
+        /// Keep streaming new output
+        #[arg(short, long)]
+        follow: bool,
+        /// Only this process type
+        #[arg(long)]
+        process: Option<String>,
+        /// Only the last N lines
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+    },
+    /// List what each push deployed: commit, image, mounts, outcome
+    Releases {
+        app: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Serve an earlier release again (default: the one before the current)
+    Rollback { app: String, release: Option<u32> },
+    /// Re-install the git hooks of every app (after an upgrade)
+    #[command(name = "hooks:install")]
+    HooksInstall,
 }
 
-/// Parses the arguments and runs the command. Usage errors exit here with clap's code 2.
-pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<()> {
+/// Parses the arguments and runs the command; returns the exit status (a one-off `run` passes
+/// its command's through). Usage errors exit here with clap's code 2.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     let cli = Cli::parse_from(args);
     let root = Root::from_env();
-    match cli.command {
-        Command::AppsCreate { app } => apps::create(&root, &app_name(&app)?),
-        Command::AppsList { format } => apps::list(&root, format),
-        Command::AppsDestroy { app, force, purge_storage } => {
-            apps::destroy(&root, &app_name(&app)?, force, purge_storage)
-        }
-        Command::AppsReport { app, format } => apps::report(&root, app.as_deref(), format),
-        Command::StorageEnsureDirectory { directory, chown } => {
-            storage::ensure_directory(&root, &directory, &chown)
-        }
-        Command::StorageMount(args) => storage::mount(&root, args),
-        Command::StorageUnmount(args) => storage::unmount(&root, args),
-        Command::StorageList { app, format } => storage::list(&root, &app_name(&app)?, format),
-        Command::StorageReport(args) => storage::report(&root, args),
-        Command::StorageCreate(args) => storage::create(&root, args),
-        Command::StorageDestroy { name, force, destroy_host_dir } => {
-            storage::destroy(&root, &name, force, destroy_host_dir)
-        }
-        Command::StorageInfo { name, format } => storage::info(&root, &name, format),
-        Command::StorageListEntries { format } => storage::list_entries(&root, format),
-        Command::StorageSet { name, property, value } => {
-            storage::set(&root, &name, &property, value.as_deref())
-        }
-        Command::StorageAllow { app, source } => storage::allow(&root, &app_name(&app)?, &source, true),
-        Command::StorageDisallow { app, source } => storage::allow(&root, &app_name(&app)?, &source, false),
-        Command::DockerOptionsAdd(args) => docker_options::add(&root, args),
-        Command::DockerOptionsRemove(args) => docker_options::remove(&root, args),
-        Command::DockerOptionsClear(args) => docker_options::clear(&root, args),
-        Command::DockerOptionsReport(args) => docker_options::report(&root, args),
+    if let Command::Run { app, command } = &cli.command {
+        return ps::run(&root, &app_name(app)?, command);
     }
+    dispatch(&root, cli.command).map(|()| 0)
+}
+
+fn dispatch(root: &Root, command: Command) -> Result<()> {
+    match command {
+        Command::AppsCreate { app } => apps::create(root, &app_name(&app)?),
+        Command::AppsList { format } => apps::list(root, format),
+        Command::AppsDestroy { app, force, purge_storage } => {
+            apps::destroy(root, &app_name(&app)?, force, purge_storage)
+        }
+        Command::AppsReport { app, format } => apps::report(root, app.as_deref(), format),
+        Command::StorageEnsureDirectory { directory, chown } => {
+            storage::ensure_directory(root, &directory, &chown)
+        }
+        Command::StorageMount(args) => storage::mount(root, args),
+        Command::StorageUnmount(args) => storage::unmount(root, args),
+        Command::StorageList { app, format } => storage::list(root, &app_name(&app)?, format),
+        Command::StorageReport(args) => storage::report(root, args),
+        Command::StorageCreate(args) => storage::create(root, args),
+        Command::StorageDestroy { name, force, destroy_host_dir } => {
+            storage::destroy(root, &name, force, destroy_host_dir)
+        }
+        Command::StorageInfo { name, format } => storage::info(root, &name, format),
+        Command::StorageListEntries { format } => storage::list_entries(root, format),
+        Command::StorageSet { name, property, value } => {
+            storage::set(root, &name, &property, value.as_deref())
+        }
+        Command::StorageAllow { app, source } => storage::allow(root, &app_name(&app)?, &source, true),
+        Command::StorageDisallow { app, source } => storage::allow(root, &app_name(&app)?, &source, false),
+        Command::DockerOptionsAdd(args) => docker_options::add(root, args),
+        Command::DockerOptionsRemove(args) => docker_options::remove(root, args),
+        Command::DockerOptionsClear(args) => docker_options::clear(root, args),
+        Command::DockerOptionsReport(args) => docker_options::report(root, args),
+        Command::PsStart { app } => ps::start(root, &app_name(&app)?),
+        Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
+        Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),
+        Command::PsReport { app, format } => ps::report(root, app.as_deref(), format),
+        Command::Run { app, command } => ps::run(root, &app_name(&app)?, &command).map(drop),
+        Command::Logs { app, follow, process, tail } => {
+            ps::logs(root, &app_name(&app)?, follow, process.as_deref(), tail)
+        }
+        Command::Releases { app, format } => ps::releases(root, &app_name(&app)?, format),
+        Command::Rollback { app, release } => ps::rollback(root, &app_name(&app)?, release),
+        Command::HooksInstall => ps::install_hooks(root),
+    }
+}
+
+/// Where the hook binaries are: beside the `berth` binary (they are built and installed together).
+fn hook_dir() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Usage(format!("cannot locate the berth binary: {e}")))?;
+    exe.parent()
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| CliError::Usage("cannot locate the directory of the berth binary".into()))
 }
 
 fn app_name(app: &str) -> Result<AppName> {

@@ -1,6 +1,7 @@
 //! `storage:*`: admin mounts, named entries, directories, grants and storage reports.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -101,8 +102,10 @@ pub struct CreateArgs {
 
 pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()> {
     warn("Deprecated: please use 'storage:create' instead of 'storage:ensure-directory'");
-    let valid = !directory.is_empty()
-        && directory.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if directory.is_empty() {
+        return Err(CliError::Usage("Please specify a directory to create".into()));
+    }
+    let valid = directory.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
         return Err(CliError::Usage(
             "Directory can only contain the following set of characters: [A-Za-z0-9_-]".into(),
@@ -123,6 +126,10 @@ pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()>
 pub fn mount(root: &Root, args: MountArgs) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
+    if args.mount.starts_with('/') && !args.mount.contains(':') {
+        // A host path without its container path; not an entry name either.
+        return Err(StorageError::NotTwoPaths(args.mount).into());
+    }
     if args.mount.contains(':') {
         if args.named_flags_given() {
             return Err(CliError::Usage(format!(
@@ -244,6 +251,9 @@ fn mount_entry(root: &Root, app: &AppName, args: MountArgs) -> Result<()> {
 pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
+    if args.mount.starts_with('/') && !args.mount.contains(':') {
+        return Err(StorageError::NotTwoPaths(args.mount).into());
+    }
     if args.mount.contains(':') {
         if args.container_dir.is_some() {
             return Err(CliError::Usage("--container-dir applies to storage entry unmounts".into()));
@@ -311,7 +321,7 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
     let mut rows: Vec<(&Attachment, String)> = state
         .mounts
         .iter()
-        .filter_map(|m| m.resolve(app, &root.storage_root(), &entries).map(|s| (m, s.to_string())))
+        .filter_map(|m| m.resolve(app, &root.app_storage_dir(app), &entries).map(|s| (m, s.to_string())))
         .collect();
     rows.sort_by(|a, b| (&a.1, &a.0.container_path).cmp(&(&b.1, &b.0.container_path)));
     match format {
@@ -374,7 +384,7 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     let mut report = Report::default();
     let mut phase_mounts: BTreeMap<Phase, Vec<String>> = BTreeMap::new();
     for (index, m) in state.mounts.iter().enumerate() {
-        let Some(source) = m.resolve(app, &root.storage_root(), entries) else {
+        let Some(source) = m.resolve(app, &root.app_storage_dir(app), entries) else {
             warn(format!("Skipping attachment on \"{app}\": missing entry \"{}\"", m.source));
             continue;
         };
@@ -416,20 +426,48 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     Ok(report)
 }
 
+/// Takes `--format` out of a report's free words. Clap hands every word after the first free
+/// one to the free list (info flags start with `--`), so `report <app> --format json` lands there.
+pub(super) fn take_format(words: &[String], mut format: Format) -> Result<(Vec<String>, Format)> {
+    let parse = |value: &str| {
+        <Format as clap::ValueEnum>::from_str(value, false).map_err(|_| {
+            CliError::Usage(format!("Format must be \"stdout\", \"text\" or \"json\": \"{value}\""))
+        })
+    };
+    let mut rest = Vec::new();
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        if word == "--format" {
+            let value = words
+                .next()
+                .ok_or_else(|| CliError::Usage("--format requires a value: text or json".into()))?;
+            format = parse(value)?;
+        } else if let Some(value) = word.strip_prefix("--format=") {
+            format = parse(value)?;
+        } else {
+            rest.push(word.clone());
+        }
+    }
+    Ok((rest, format))
+}
+
 pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
-    let (flags, names): (Vec<&String>, Vec<&String>) = args.args.iter().partition(|a| a.starts_with("--"));
-    if args.global {
+    let (words, format) = take_format(&args.args, args.format)?;
+    let global = args.global || words.iter().any(|w| w == "--global");
+    let (flags, names): (Vec<&String>, Vec<&String>) =
+        words.iter().filter(|w| *w != "--global").partition(|a| a.starts_with("--"));
+    if global {
         if !names.is_empty() || !flags.is_empty() {
             return Err(CliError::Usage("--global takes no app and no info flag".into()));
         }
-        return report_global(root, args.format);
+        return report_global(root, format);
     }
     let flag = match flags.as_slice() {
         [] => None,
         [flag] => Some(flag.trim_start_matches('-').to_string()),
         _ => return Err(CliError::Usage("storage:report command allows only a single flag".into())),
     };
-    if flag.is_some() && args.format == Format::Json {
+    if flag.is_some() && format == Format::Json {
         return Err(CliError::Usage("--format flag cannot be specified when specifying an info flag".into()));
     }
     let apps = match names.as_slice() {
@@ -437,7 +475,8 @@ pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
         [app] => vec![AppName::new(app)?],
         _ => return Err(CliError::Usage("storage:report takes at most one app".into())),
     };
-    if apps.is_empty() {
+    // A JSON report of no apps is `{}`, so scripts always get JSON.
+    if apps.is_empty() && (flag.is_some() || format == Format::Text) {
         warn("You haven't deployed any applications yet");
         return Ok(());
     }
@@ -453,14 +492,14 @@ pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
             println!("{value}");
             continue;
         }
-        match args.format {
+        match format {
             Format::Text => print!("{}", report.render_text(&format!("{app} storage information"))),
             Format::Json => {
                 json.insert(app.to_string(), report.to_json("storage"));
             }
         }
     }
-    if flag.is_none() && args.format == Format::Json {
+    if flag.is_none() && format == Format::Json {
         if names.is_empty() {
             print_json(&json)?;
         } else if let Some((_, value)) = json.into_iter().next() {
@@ -582,6 +621,14 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
             "storage entry \"{name}\" already exists with other settings; change them with `berth storage:set {name} <property> <value>`"
         )));
     }
+    // A custom directory is created as Dokku does (never chowned: it may be anything on the host),
+    // so a mount of the entry does not leave the engine to create it root-owned.
+    if let EntryBacking::Dir(path) = &entry.host_path
+        && entry_default_dir(root, &entry).is_none()
+        && hostfs::ensure_dir(path)?
+    {
+        detail(format!("Created {}", path.display()));
+    }
     apply_entry_dir(root, &entry)?;
     root.write_entry(&entry, &lock)?;
     step(format!("Storage entry {name} created"));
@@ -602,7 +649,11 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
     if !mounted_by.is_empty() {
         return Err(still_mounted(&name, &mounted_by));
     }
-    if !force && let Some(dir) = &remove_dir {
+    // Without a terminal the confirmation refuses at once; the warning would only mislead.
+    if !force
+        && std::io::stdin().is_terminal()
+        && let Some(dir) = &remove_dir
+    {
         warn(format!(
             "Storage entry {name} is backed by {}, which will be removed along with its contents.",
             dir.display()

@@ -1,0 +1,170 @@
+//! `ps:*`, `run`, `logs`, `releases`, `rollback` and `hooks:install`: the app's processes and
+//! its release history.
+
+use serde_json::json;
+
+use super::{CliError, Format, Result, existing_app, print_json};
+use crate::deploy::{self, Timing};
+use crate::engine::Engine;
+use crate::names::AppName;
+use crate::output::{Report, detail, heading, step, warn};
+use crate::state::{Outcome, Root};
+
+pub fn start(root: &Root, app: &AppName) -> Result<()> {
+    existing_app(root, app)?;
+    step(format!("Starting {app}"));
+    report_url(deploy::restart(root, app, Timing::from_env())?);
+    Ok(())
+}
+
+pub fn restart(root: &Root, app: &AppName) -> Result<()> {
+    existing_app(root, app)?;
+    step(format!("Restarting {app} with its current mounts"));
+    report_url(deploy::restart(root, app, Timing::from_env())?);
+    Ok(())
+}
+
+pub fn stop(root: &Root, app: &AppName) -> Result<()> {
+    existing_app(root, app)?;
+    deploy::stop(root, app)?;
+    Ok(())
+}
+
+fn report_url(port: Option<u16>) {
+    if let Some(port) = port {
+        heading(format!("Application deployed: http://127.0.0.1:{port}"));
+    }
+}
+
+pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
+    let apps = match app {
+        Some(app) => vec![AppName::new(app)?],
+        None => root.list_apps()?,
+    };
+    if apps.is_empty() && format == Format::Text {
+        warn("You haven't deployed any applications yet");
+        return Ok(());
+    }
+    let engine = Engine::connect()?;
+    let mut json = serde_json::Map::new();
+    for app in &apps {
+        let state = existing_app(root, app)?;
+        let releases = root.read_releases(app)?;
+        let current = state.current_release.and_then(|n| releases.get(n));
+        let mut report = Report::default();
+        report.row("ps-deployed", current.is_some().to_string());
+        report.row("ps-current-release", state.current_release.map(|n| n.to_string()).unwrap_or_default());
+        let containers = engine.app_containers(app.as_str())?;
+        let mut running = 0;
+        for name in &containers {
+            if let Some(facts) = engine.inspect_container(name)? {
+                let status = if facts.running { "running" } else { "stopped" };
+                running += usize::from(facts.running);
+                let id = facts.id.get(..12).unwrap_or(&facts.id);
+                report.row(format!("ps-status.{name}"), format!("{status} (CID: {id})"));
+            }
+        }
+        report.row("ps-processes", containers.len().to_string());
+        report.row("ps-running", (running > 0 && running == containers.len()).to_string());
+        let url = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
+        report.row("ps-web-url", url.unwrap_or_default());
+        match format {
+            Format::Text => print!("{}", report.render_text(&format!("{app} ps information"))),
+            Format::Json => {
+                json.insert(app.to_string(), report.to_json("ps"));
+            }
+        }
+    }
+    if format == Format::Json {
+        match app {
+            Some(_) => print_json(&json.into_iter().next().map(|(_, v)| v).unwrap_or(json!({})))?,
+            None => print_json(&json)?,
+        }
+    }
+    Ok(())
+}
+
+/// Runs a one-off command; returns its exit status for the binary to pass through.
+pub fn run(root: &Root, app: &AppName, command: &[String]) -> Result<i32> {
+    existing_app(root, app)?;
+    let status = deploy::run_oneoff(root, app, command)?;
+    Ok(i32::try_from(status).unwrap_or(1))
+}
+
+pub fn logs(
+    root: &Root,
+    app: &AppName,
+    follow: bool,
+    process: Option<&str>,
+    tail: Option<usize>,
+) -> Result<()> {
+    existing_app(root, app)?;
+    let engine = Engine::connect()?;
+    let containers: Vec<String> = engine
+        .app_containers(app.as_str())?
+        .into_iter()
+        .filter(|name| process.is_none_or(|p| name.split('.').nth(1) == Some(p)))
+        .collect();
+    if containers.is_empty() {
+        return Err(CliError::Usage(format!("{app} has no containers; deploy it with git push")));
+    }
+    if follow && containers.len() > 1 {
+        return Err(CliError::Usage(format!(
+            "--follow needs one process; pass --process (one of: {})",
+            containers.iter().filter_map(|n| n.split('.').nth(1)).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    for name in containers {
+        engine.logs(&name, follow, tail, &mut |is_err, text| {
+            if is_err {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+        })?;
+    }
+    Ok(())
+}
+
+pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
+    let state = existing_app(root, app)?;
+    let releases = root.read_releases(app)?;
+    match format {
+        Format::Json => print_json(&releases.releases),
+        Format::Text => {
+            heading(format!("{app} releases"));
+            for release in releases.releases.iter().rev() {
+                let current = if state.current_release == Some(release.number) { "*" } else { " " };
+                let outcome = match release.outcome {
+                    Outcome::Deployed => "deployed".to_string(),
+                    Outcome::Failed => format!("failed: {}", release.reason.as_deref().unwrap_or("")),
+                };
+                detail(format!(
+                    "{current}v{:<4} {}  {}  {} mounts  {outcome}",
+                    release.number,
+                    deploy::short(&release.commit),
+                    release.image,
+                    release.mounts.len()
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn rollback(root: &Root, app: &AppName, release: Option<u32>) -> Result<()> {
+    existing_app(root, app)?;
+    let number = deploy::rollback(root, app, release, Timing::from_env())?;
+    step(format!("Rolled {app} back to release {number}"));
+    Ok(())
+}
+
+pub fn install_hooks(root: &Root) -> Result<()> {
+    let hook_dir = super::hook_dir()?;
+    for app in root.list_apps()? {
+        crate::git::install_hooks(&root.repo_dir(&app), &hook_dir, root.path())?;
+        detail(format!("Installed hooks for {app}"));
+    }
+    step("Hooks installed");
+    Ok(())
+}

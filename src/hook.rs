@@ -1,0 +1,288 @@
+//! What the git hooks do. pre-receive validates and deploys a push to the deploy branch before
+//! the ref moves, so a bad `app.toml`, a failed build or an unhealthy start rejects the push
+//! and the previous release keeps serving; post-receive prunes old images and sums up.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::deploy::{self, DeployError, Plan, Timing};
+use crate::engine::Engine;
+use crate::git::{GitError, PushedRepo};
+use crate::manifest::{self, Diagnostic, Manifest, Policy};
+use crate::names::{AppName, NameError};
+use crate::output::{detail, heading, step, warn};
+use crate::state::{Outcome, Root, RunConfig, StateError};
+use crate::storage::{Attachment, Origin, Source};
+
+/// Largest `app.toml` berth reads.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+const ZERO_OID: &str = "0000000000000000000000000000000000000000";
+/// Releases whose images stay for rollback.
+const KEEP_RELEASES: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("app.toml has {} problem(s); nothing was changed", .0.len())]
+    Manifest(Vec<Diagnostic>),
+    #[error(
+        "deleting the deploy branch {0} is refused: it would leave the app without a source; delete the app with `berth apps:destroy` instead"
+    )]
+    DeleteDeployBranch(String),
+    #[error(
+        "cannot tell which app this repository belongs to ({0}); hooks must run in $BERTH_ROOT/repos/<app>.git"
+    )]
+    UnknownRepo(String),
+}
+
+/// One line of hook input: `<old> <new> <ref>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    pub name: String,
+}
+
+pub fn parse_updates(input: &str) -> Vec<RefUpdate> {
+    input
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            Some(RefUpdate {
+                old: parts.next()?.into(),
+                new: parts.next()?.into(),
+                name: parts.next()?.into(),
+            })
+        })
+        .collect()
+}
+
+/// The app a bare repo belongs to, from its directory name `<app>.git`.
+pub fn app_of_repo(git_dir: &Path) -> Result<AppName, HookError> {
+    let name = git_dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+        .and_then(|n| n.strip_suffix(".git").map(str::to_string))
+        .ok_or_else(|| HookError::UnknownRepo(git_dir.display().to_string()))?;
+    Ok(AppName::new(&name)?)
+}
+
+/// The branches whose pushes deploy: the app's setting, else the server's, else `main` and
+/// `master` (whichever the pusher uses).
+pub fn deploy_branches(root: &Root, app: &AppName) -> Result<Vec<String>, HookError> {
+    let state = root.read_app(app)?;
+    let settings = root.read_settings()?;
+    Ok(match state.deploy_branch.or(settings.deploy_branch) {
+        Some(branch) => vec![branch],
+        None => vec!["main".into(), "master".into()],
+    })
+}
+
+pub fn pre_receive(root: &Root, app: &AppName, updates: &[RefUpdate]) -> Result<(), HookError> {
+    let branches = deploy_branches(root, app)?;
+    let is_deploy =
+        |u: &RefUpdate| u.name.strip_prefix("refs/heads/").is_some_and(|b| branches.iter().any(|d| d == b));
+    if let Some(deleted) = updates.iter().find(|u| is_deploy(u) && u.new == ZERO_OID) {
+        return Err(HookError::DeleteDeployBranch(deleted.name.clone()));
+    }
+    for update in updates.iter().filter(|u| !is_deploy(u)) {
+        step(format!("Skipping deploy for {}: only {} deploy", update.name, branches.join(" or ")));
+    }
+    // One push may carry both main and master; the first deploy branch listed wins.
+    let target = branches.iter().find_map(|b| updates.iter().find(|u| u.name == format!("refs/heads/{b}")));
+    if let Some(update) = target {
+        deploy_push(root, app, &update.new)?;
+    }
+    Ok(())
+}
+
+/// Parses and checks the pushed `app.toml`; every problem at once.
+fn read_manifest(repo: &PushedRepo, commit: &str) -> Result<Manifest, HookError> {
+    match repo.read_file(commit, "app.toml", MAX_MANIFEST_BYTES)? {
+        None => Ok(Manifest::default()),
+        Some(bytes) => manifest::parse(&bytes).map_err(HookError::Manifest),
+    }
+}
+
+fn deploy_push(root: &Root, app: &AppName, commit: &str) -> Result<(), HookError> {
+    step(format!("Deploying {app} ({})", deploy::short(commit)));
+    let repo = PushedRepo::open_from_env()?;
+    let manifest = read_manifest(&repo, commit)?;
+    let lock =
+        root.lock_app_or_wait(app, || step(format!("Waiting for another deploy of {app} to finish")))?;
+    let state = root.read_app(app)?;
+    let settings = root.read_settings()?;
+    let mut host_paths = state.allowed.host_paths.clone();
+    host_paths.extend(settings.allowed.host_paths.iter().cloned());
+    let mut volumes = state.allowed.volumes.clone();
+    volumes.extend(settings.allowed.volumes.iter().cloned());
+    let admin_mounts: Vec<Attachment> =
+        state.mounts.iter().filter(|m| m.made_by == Origin::Admin).cloned().collect();
+    let mut problems =
+        manifest::validate(&manifest, &Policy { host_paths: &host_paths, volumes: &volumes }, &admin_mounts);
+    for mount in &manifest.mounts {
+        if let Source::HostPath(path) = &mount.source
+            && !path.exists()
+        {
+            problems.push(Diagnostic {
+                line: mount.line,
+                column: mount.column,
+                message: format!("host path \"{}\" does not exist on the server", path.display()),
+                hint: Some(
+                    "ask the admin to create it; berth never creates host paths outside its storage root"
+                        .into(),
+                ),
+            });
+        }
+    }
+    if repo.read_file(commit, &manifest.build.dockerfile, MAX_MANIFEST_BYTES)?.is_none() {
+        problems.push(Diagnostic {
+            line: 1,
+            column: 1,
+            message: format!("{} not found in the pushed commit", manifest.build.dockerfile),
+            hint: Some("add a Dockerfile at the repo root, or set [build].dockerfile".into()),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(HookError::Manifest(problems));
+    }
+    let repo_mounts: Vec<Attachment> = manifest.mounts.iter().flat_map(|m| m.attachments()).collect();
+    let old_repo_mounts: Vec<&Attachment> =
+        state.mounts.iter().filter(|m| m.made_by == Origin::Repo).collect();
+    let mut mounts = admin_mounts.clone();
+    mounts.extend(repo_mounts.iter().cloned());
+    let releases = root.read_releases(app)?;
+    let number = releases.next_number();
+    let plan = Plan {
+        app: app.clone(),
+        release: number,
+        commit: commit.to_string(),
+        image: format!("{}:{number}", deploy::image_repo(app)),
+        dockerfile: manifest.build.dockerfile.clone(),
+        build_command: manifest.build.command.clone(),
+        run: run_config(&manifest),
+        mounts_added: repo_mounts.iter().filter(|m| !old_repo_mounts.contains(m)).cloned().collect(),
+        mounts_removed: old_repo_mounts
+            .iter()
+            .filter(|m| !repo_mounts.contains(m))
+            .map(|m| (*m).clone())
+            .collect(),
+        mounts_kept: repo_mounts.iter().filter(|m| old_repo_mounts.contains(m)).cloned().collect(),
+        mounts,
+        volume_specs: manifest
+            .mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                Source::AppVolume(name) => Some((
+                    name.clone(),
+                    (
+                        m.driver.clone(),
+                        m.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>(),
+                    ),
+                )),
+                _ => None,
+            })
+            .collect(),
+    };
+    print!("{plan}");
+    let engine = Engine::connect().map_err(DeployError::from)?;
+    let context_commit = commit.to_string();
+    let write_context = move |out: &mut dyn std::io::Write| {
+        PushedRepo::open_from_env()
+            .and_then(|repo| repo.write_tree_tar(&context_commit, out))
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    match deploy::apply(root, &engine, &plan, write_context, &lock, Timing::from_env()) {
+        Ok(release) => {
+            for removed in &plan.mounts_removed {
+                detail(format!(
+                    "Unmounted {} from {}; its data is kept",
+                    removed.source, removed.container_path
+                ));
+            }
+            if let Some(port) = release.web_host_port {
+                heading(format!("Application deployed: http://127.0.0.1:{port}"));
+            } else {
+                heading(format!("Application deployed: {app} release {}", release.number));
+            }
+            Ok(())
+        }
+        Err(error) => {
+            if let Err(record) = deploy::record_failure(root, &plan, &error.to_string(), &lock) {
+                warn(format!("could not record the failed release: {record}"));
+            }
+            Err(error.into())
+        }
+    }
+}
+
+fn run_config(manifest: &Manifest) -> RunConfig {
+    let processes = if manifest.processes.is_empty() {
+        [("web".to_string(), None)].into()
+    } else {
+        manifest.processes.iter().map(|(name, cmd)| (name.clone(), Some(cmd.clone()))).collect()
+    };
+    let exclusive = manifest
+        .process_types()
+        .into_iter()
+        .filter(|p| {
+            manifest.mounts.iter().any(|m| m.exclusive && (m.processes.is_empty() || m.processes.contains(p)))
+        })
+        .collect();
+    RunConfig {
+        processes,
+        user: manifest.user.as_ref().map(ToString::to_string),
+        web_port: manifest.web.as_ref().map(|w| w.port),
+        healthcheck: manifest.web.as_ref().and_then(|w| w.healthcheck.clone()),
+        exclusive,
+    }
+}
+
+/// Prunes images of releases older than the last few deployed ones and prints a summary.
+pub fn post_receive(root: &Root, app: &AppName) -> Result<(), HookError> {
+    let state = root.read_app(app)?;
+    let releases = root.read_releases(app)?;
+    let Ok(engine) = Engine::connect() else { return Ok(()) };
+    let mut deployed: Vec<u32> =
+        releases.releases.iter().filter(|r| r.outcome == Outcome::Deployed).map(|r| r.number).collect();
+    deployed.sort_unstable_by(|a, b| b.cmp(a));
+    let keep: Vec<u32> = deployed.iter().take(KEEP_RELEASES).copied().chain(state.current_release).collect();
+    for release in releases.releases.iter().filter(|r| !keep.contains(&r.number)) {
+        if engine.image_exists(&release.image).map_err(DeployError::from)? {
+            engine.remove_image(&release.image).map_err(DeployError::from)?;
+            detail(format!("Pruned image {}", release.image));
+        }
+    }
+    if let Some(current) = state.current_release {
+        step(format!("{app} is serving release {current}; `berth releases {app}` lists them all"));
+    }
+    Ok(())
+}
+
+/// Prints why a push is rejected: each `app.toml` problem with its position and hint, or the
+/// deploy error, then the verdict.
+pub fn report_failure(error: &anyhow::Error) {
+    match error.downcast_ref::<HookError>() {
+        Some(HookError::Manifest(problems)) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            eprintln!(
+                " !     app.toml has {} problem(s); the push is rejected and nothing was changed",
+                problems.len()
+            );
+        }
+        _ => {
+            eprintln!(" !     {error}");
+            eprintln!(" !     The push is rejected; the previous release keeps serving");
+        }
+    }
+}

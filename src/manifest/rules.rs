@@ -1,0 +1,207 @@
+//! Rules between fields (processes named by mounts, build-phase mounts, unique targets) and
+//! between `app.toml` and the server (the admin's grants and mounts).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use super::text::quoted;
+use super::{DeclaredMount, Diagnostic, Manifest, Policy};
+use crate::storage::{Attachment, Origin, Phase, Source};
+
+/// Which parts of the manifest decoded cleanly, so rules that depend on them may run without
+/// reporting follow-up errors of an earlier one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Known {
+    pub processes: bool,
+    pub build: bool,
+}
+
+impl Known {
+    pub const ALL: Known = Known { processes: true, build: true };
+}
+
+fn phase_list(phases: &BTreeSet<Phase>) -> String {
+    phases.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The rules between a manifest's mounts and its other sections.
+pub(super) fn mount_rules(manifest: &Manifest, known: Known) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    let declared = manifest.process_types();
+    for mount in &manifest.mounts {
+        if known.processes {
+            for process in mount.processes.iter().filter(|p| !declared.contains(p)) {
+                let hint = if manifest.processes.is_empty() {
+                    format!(
+                        "without [processes] the app has one process type, \"web\"; declare {} under \
+                         [processes], or remove it here",
+                        quoted(process)
+                    )
+                } else {
+                    format!(
+                        "declared process types: {}; add {} to [processes], or remove it here",
+                        declared.join(", "),
+                        quoted(process)
+                    )
+                };
+                diagnostics.push(Diagnostic::new(
+                    mount.at.processes,
+                    format!("mount names process {}, which app.toml does not declare", quoted(process)),
+                    Some(hint),
+                ));
+            }
+        }
+        if mount.phases.contains(&Phase::Build) {
+            if known.build && manifest.build.command.is_none() {
+                diagnostics.push(Diagnostic::new(
+                    mount.at.phases,
+                    "mount has phase \"build\" but [build] has no `command`",
+                    Some(
+                        "build-phase mounts only apply to [build].command (docker build cannot mount volumes): \
+                         add [build] command = \"...\", or remove \"build\" from `phases`"
+                            .to_string(),
+                    ),
+                ));
+            }
+            if !mount.processes.is_empty() {
+                diagnostics.push(Diagnostic::new(
+                    mount.at.processes,
+                    "a mount with phase \"build\" cannot be limited to `processes`",
+                    Some(
+                        "the build command is not a process: split it into a build-phase mount and a mount \
+                         for the processes"
+                            .to_string(),
+                    ),
+                ));
+            }
+        }
+    }
+    diagnostics.extend(unique_targets(&manifest.mounts));
+    diagnostics
+}
+
+/// Two declared mounts may share a target only in different phases or process types.
+fn unique_targets(mounts: &[DeclaredMount]) -> Vec<Diagnostic> {
+    let mut by_target: BTreeMap<&str, Vec<&DeclaredMount>> = BTreeMap::new();
+    for mount in mounts {
+        by_target.entry(&mount.target).or_default().push(mount);
+    }
+    let mut diagnostics = Vec::new();
+    for group in by_target.values() {
+        for (index, later) in group.iter().enumerate() {
+            let earlier = group.iter().take(index).find(|earlier| {
+                !earlier.phases.is_disjoint(&later.phases)
+                    && (earlier.processes.is_empty()
+                        || later.processes.is_empty()
+                        || earlier.processes.iter().any(|p| later.processes.contains(p)))
+            });
+            if let Some(earlier) = earlier {
+                let common: BTreeSet<Phase> = earlier.phases.intersection(&later.phases).copied().collect();
+                diagnostics.push(Diagnostic::new(
+                    later.at.target,
+                    format!(
+                        "mount target {} is already used by the mount at line {} (phase {})",
+                        quoted(&later.target),
+                        earlier.line,
+                        phase_list(&common)
+                    ),
+                    Some(
+                        "give each mount its own target, or limit them to different `phases` or `processes`"
+                            .to_string(),
+                    ),
+                ));
+            }
+        }
+    }
+    diagnostics
+}
+
+/// The admin's grants and mounts.
+pub(super) fn policy_rules(
+    manifest: &Manifest,
+    policy: &Policy,
+    admin_mounts: &[Attachment],
+) -> Vec<Diagnostic> {
+    let grants: Vec<PathBuf> = policy.host_paths.iter().filter_map(|p| clean_grant(p)).collect();
+    let mut diagnostics = Vec::new();
+    for mount in &manifest.mounts {
+        match &mount.source {
+            Source::HostPath(path) if !grants.iter().any(|grant| allowed_below(path, grant)) => {
+                let shown = path.display().to_string();
+                let allowed = if grants.is_empty() {
+                    "the admin has allowed no host paths for this app".to_string()
+                } else {
+                    let mut list: Vec<String> =
+                        grants.iter().take(5).map(|g| g.display().to_string()).collect();
+                    if grants.len() > 5 {
+                        list.push("...".to_string());
+                    }
+                    format!("allowed host paths: {}", list.join(", "))
+                };
+                diagnostics.push(Diagnostic::new(
+                    mount.at.source,
+                    format!("mount source {} is a host path the admin has not allowed for this app", quoted(&shown)),
+                    Some(format!(
+                        "{allowed}; ask the admin to run `berth storage:allow <app> {shown}`, or use \"./name\" \
+                         for a directory of this app"
+                    )),
+                ));
+            }
+            Source::Volume(name) if !policy.volumes.contains(name) => {
+                diagnostics.push(Diagnostic::new(
+                    mount.at.source,
+                    format!("external volume {} is not allowed for this app", quoted(name)),
+                    Some(format!(
+                        "ask the admin to run `berth storage:allow <app> {name}`, or remove `external = true` to \
+                         use a volume of this app"
+                    )),
+                ));
+            }
+            _ => {}
+        }
+        let attachments = mount.attachments();
+        for admin in admin_mounts.iter().filter(|a| a.made_by == Origin::Admin) {
+            if attachments.iter().any(|mine| mine.collides_with(admin)) {
+                let common: BTreeSet<Phase> = mount.phases.intersection(&admin.phases).copied().collect();
+                diagnostics.push(Diagnostic::new(
+                    mount.at.target,
+                    format!(
+                        "mount target {} collides with the admin's mount of {} (phase {})",
+                        quoted(&mount.target),
+                        quoted(&admin.source.to_string()),
+                        phase_list(&common)
+                    ),
+                    Some(
+                        "choose another target: admin-made mounts (berth storage:list <app>) take precedence \
+                         and only the admin changes them"
+                            .to_string(),
+                    ),
+                ));
+            }
+        }
+    }
+    diagnostics
+}
+
+/// A grant as a clean absolute path; `None` for grants that are relative or contain `..`,
+/// which grant nothing.
+fn clean_grant(grant: &Path) -> Option<PathBuf> {
+    let mut clean = PathBuf::from("/");
+    if !grant.is_absolute() {
+        return None;
+    }
+    for component in grant.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => clean.push(part),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(clean)
+}
+
+/// At or below the grant, by whole components (`/srv/data2` is not below `/srv/data`); never
+/// `/` itself.
+fn allowed_below(path: &Path, grant: &Path) -> bool {
+    path != Path::new("/") && path.starts_with(grant)
+}

@@ -1,0 +1,79 @@
+//! The real Docker engine, for tests that need one: `engine()` makes sure it answers (once per
+//! test process) and `Volume` is a uniquely named volume removed when dropped.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Runs `scripts/ensure-engine.sh` once per test process; panics with its output if it fails.
+pub fn engine() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg("scripts/ensure-engine.sh")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .map_err(|e| format!("unable to run scripts/ensure-engine.sh: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "scripts/ensure-engine.sh failed ({})\n--- stdout\n{}--- stderr\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    if let Err(message) = ready {
+        panic!("{message}");
+    }
+}
+
+/// A volume name no other test (or test process) uses.
+pub fn unique_volume_name(tag: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!("berth-it-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A Docker volume created for a test and removed when dropped.
+pub struct Volume {
+    pub name: String,
+}
+
+impl Volume {
+    pub fn create(tag: &str) -> Volume {
+        engine();
+        let name = unique_volume_name(tag);
+        docker(&["volume", "create", &name]);
+        Volume { name }
+    }
+
+    /// A volume with a given name and label (`key=value`).
+    pub fn create_labelled(name: &str, label: &str) -> Volume {
+        engine();
+        docker(&["volume", "create", "--label", label, name]);
+        Volume { name: name.to_string() }
+    }
+
+    pub fn exists(&self) -> bool {
+        Command::new("docker").args(["volume", "inspect", &self.name]).output().unwrap().status.success()
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["volume", "rm", "-f", &self.name]).output();
+    }
+}
+
+fn docker(args: &[&str]) {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker {} failed\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
