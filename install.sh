@@ -59,8 +59,12 @@ detail "Installed berth, berth-pre-receive, berth-post-receive in $BIN"
 
 if ! id "$BERTH_USER" >/dev/null 2>&1; then
   say "Creating user $BERTH_USER"
-  useradd --system --create-home --home-dir "/home/$BERTH_USER" --shell /bin/bash "$BERTH_USER"
+  useradd --system --create-home --home-dir "/home/$BERTH_USER" --shell /bin/sh "$BERTH_USER"
+  # No password, but not locked: sshd refuses locked accounts even for key logins.
+  usermod -p '*' "$BERTH_USER"
 fi
+BERTH_HOME=$(getent passwd "$BERTH_USER" | cut -d: -f6)
+install -d -m 0700 -o "$BERTH_USER" -g "$BERTH_USER" "$BERTH_HOME/.ssh"
 if getent group docker >/dev/null 2>&1; then
   usermod -aG docker "$BERTH_USER"
 fi
@@ -74,12 +78,16 @@ if [ ! -f "$ROOT/berth.toml" ]; then
 # Branch whose pushes deploy, unless an app sets its own (default: main or master).
 # deploy_branch = "main"
 #
+# The berth user's authorized_keys, written by `berth ssh-keys:add|remove`.
+authorized_keys = "BERTH_HOME_PLACEHOLDER/.ssh/authorized_keys"
+#
 # What every app's app.toml may mount beyond its own directories and volumes.
 # Per-app grants: berth storage:allow <app> <host-path|volume>.
 [allowed]
 # host_paths = ["/srv/shared"]
 # volumes = ["shared-cache"]
 TOML
+  sed -i "s#BERTH_HOME_PLACEHOLDER#$BERTH_HOME#" "$ROOT/berth.toml"
   detail "Wrote $ROOT/berth.toml"
 fi
 
@@ -91,4 +99,4 @@ chown "$BERTH_USER:$BERTH_USER" "$ROOT" "$ROOT/berth.toml" "$ROOT/data" "$ROOT/d
 
 say "berth $("$BIN/berth" --version | cut -d' ' -f2) is installed"
 detail "State and data: $ROOT (BERTH_ROOT)"
-detail "Next: berth apps:create myapp, then git push $ROOT/repos/myapp.git main"
+detail "Next: berth ssh-keys:add <name> <key.pub>, then git push $BERTH_USER@<host>:<app> main"

@@ -136,9 +136,11 @@ pub fn engine_mounts(
     Ok(result)
 }
 
-/// Makes sure every directory and volume the app's mounts need exists before any container
-/// starts, so the engine never creates a root-owned directory on its own. Returns the app
-/// volumes it created, which still belong to root.
+/// Makes sure every directory and volume the app's mounts need exists, owned by the user that
+/// will write it, before any container starts, so the engine never creates a root-owned
+/// directory on its own. Ownership is given directly when berth may (root), else through a
+/// short-lived root container of `image`.
+#[allow(clippy::too_many_arguments)]
 pub fn ensure_storage(
     root: &Root,
     engine: &Engine,
@@ -147,43 +149,46 @@ pub fn ensure_storage(
     entries: &BTreeMap<EntryName, Entry>,
     app_owner: Option<(u32, u32)>,
     volume_specs: &HashMap<String, (Option<String>, HashMap<String, String>)>,
-) -> Result<Vec<String>> {
+    image: &str,
+) -> Result<()> {
     let app_dir = root.app_storage_dir(app);
-    let mut created = Vec::new();
+    // What the engine must chown for us: (kind, dir or volume, owner).
+    let mut via_engine: Vec<(MountKind, String, (u32, u32))> = Vec::new();
     for attachment in mounts {
         let chown = attachment.volume_chown.and_then(Chown::uid).map(|uid| (uid, uid));
         match &attachment.source {
             Source::AppDir(rel) => {
-                hostfs::ensure_dir(app_dir.parent().unwrap_or(&app_dir))?;
-                if hostfs::ensure_dir(&app_dir)?
-                    && let Some((uid, gid)) = app_owner
-                {
-                    std::os::unix::fs::lchown(&app_dir, Some(uid), Some(gid)).map_err(|e| {
-                        HostFsError::Io { action: "change the owner of", path: app_dir.clone(), source: e }
-                    })?;
+                if !app_dir.is_dir() {
+                    crate::state::make_dir(&app_dir)?;
+                    give_to(&mut via_engine, &app_dir, app_owner)?;
                 }
-                let dir = hostfs::ensure_dir_beneath(&app_dir, rel, chown.or(app_owner))?;
-                detail(format!("Directory {} ready", dir.display()));
+                for dir in hostfs::ensure_dir_beneath(&app_dir, rel)? {
+                    give_to(&mut via_engine, &dir, chown.or(app_owner))?;
+                }
+                detail(format!("Directory {} ready", app_dir.join(rel).display()));
             }
             Source::AppVolume(name) => {
                 let volume = app_volume_name(app, name);
                 let (driver, options) = volume_specs.get(name).cloned().unwrap_or_default();
-                if engine.ensure_app_volume(&volume, app.as_str(), driver.as_deref(), &options)? {
-                    created.push(volume.clone());
+                if engine.ensure_app_volume(&volume, app.as_str(), driver.as_deref(), &options)?
+                    && let Some(owner) = chown.or(app_owner)
+                {
+                    via_engine.push((MountKind::Volume, volume.clone(), owner));
                 }
                 detail(format!("Volume {volume} ready"));
             }
             Source::Entry(name) => {
                 let entry = entries.get(name).ok_or_else(|| DeployError::MissingEntry(name.clone()))?;
-                if let (crate::storage::EntryBacking::Dir(base), Some(sub)) =
-                    (&entry.host_path, &attachment.subpath)
-                {
+                if let crate::storage::EntryBacking::Dir(base) = &entry.host_path {
                     hostfs::ensure_dir(base)?;
-                    hostfs::ensure_dir_beneath(base, std::path::Path::new(sub), chown)?;
-                } else if let (crate::storage::EntryBacking::Dir(base), Some((uid, _))) =
-                    (&entry.host_path, chown)
-                {
-                    hostfs::chown_tree(base, uid)?;
+                    match &attachment.subpath {
+                        Some(sub) => {
+                            for dir in hostfs::ensure_dir_beneath(base, std::path::Path::new(sub))? {
+                                give_to(&mut via_engine, &dir, chown)?;
+                            }
+                        }
+                        None => give_to(&mut via_engine, base, chown)?,
+                    }
                 }
             }
             Source::HostPath(path) => {
@@ -197,62 +202,83 @@ pub fn ensure_storage(
             Source::Volume(name) => engine.require_volume(name)?,
         }
     }
-    Ok(created)
+    chown_via_engine(engine, app, image, &via_engine)
 }
 
-/// Gives new app volumes to the app's user: a fresh volume belongs to root, which a non-root
-/// process (or build command) cannot write. Runs `chown` in a root container of the new image.
-fn chown_new_volumes(
+/// Gives a directory to its owner, or queues it for `chown_via_engine` when berth may not.
+fn give_to(
+    via_engine: &mut Vec<(MountKind, String, (u32, u32))>,
+    path: &std::path::Path,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let Some((uid, gid)) = owner else { return Ok(()) };
+    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            via_engine.push((MountKind::Bind, path.display().to_string(), (uid, gid)));
+            Ok(())
+        }
+        Err(e) => {
+            Err(HostFsError::Io { action: "change the owner of", path: path.to_path_buf(), source: e }.into())
+        }
+    }
+}
+
+/// Gives directories and new volumes to their users from a root container of the app's image:
+/// a fresh volume belongs to root, and a berth that is not root cannot chown a directory.
+fn chown_via_engine(
     engine: &Engine,
     app: &AppName,
     image: &str,
-    volumes: &[String],
-    owner: Option<(u32, u32)>,
+    targets: &[(MountKind, String, (u32, u32))],
 ) -> Result<()> {
-    let Some((uid, gid)) = owner.filter(|_| !volumes.is_empty()) else { return Ok(()) };
-    let mounts = volumes
-        .iter()
-        .enumerate()
-        .map(|(i, volume)| EngineMount {
-            kind: MountKind::Volume,
-            source: volume.clone(),
-            target: format!("/berth-volume-{i}"),
-            read_only: false,
-            options: Vec::new(),
-        })
-        .collect::<Vec<_>>();
-    let targets: Vec<String> = mounts.iter().map(|m| m.target.clone()).collect();
-    let name = format!("{app}.chown.{}", std::process::id());
-    let mut cmd = vec!["chown".to_string(), format!("{uid}:{gid}")];
-    cmd.extend(targets);
-    let spec = ContainerSpec {
-        name: name.clone(),
-        image: image.to_string(),
-        cmd: Some(cmd),
-        user: Some("0:0".into()),
-        labels: HashMap::from([
-            (APP_LABEL.to_string(), app.to_string()),
-            (PROCESS_LABEL.to_string(), "chown".into()),
-        ]),
-        mounts,
-        ..ContainerSpec::default()
-    };
-    engine.create_container(&spec)?;
-    // The image's entrypoint may not be a shell; override it for this one command.
-    let status = engine.run_attached(&name, &mut |_, text| detail(text.trim_end()));
-    engine.remove_container(&name)?;
-    match status? {
-        0 => {
-            detail(format!("Volumes {} owned by {uid}:{gid}", volumes.join(", ")));
-            Ok(())
-        }
-        code => {
-            warn(format!(
-                "could not chown new volumes to {uid}:{gid} (chown exited {code}); the app may not be able to write them"
-            ));
-            Ok(())
+    let mut owners: Vec<(u32, u32)> = targets.iter().map(|t| t.2).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    for (uid, gid) in owners {
+        let mounts: Vec<EngineMount> = targets
+            .iter()
+            .filter(|t| t.2 == (uid, gid))
+            .enumerate()
+            .map(|(i, (kind, source, _))| EngineMount {
+                kind: *kind,
+                source: source.clone(),
+                target: format!("/berth-chown-{i}"),
+                read_only: false,
+                options: Vec::new(),
+            })
+            .collect();
+        let mut cmd = vec!["chown".to_string(), format!("{uid}:{gid}")];
+        cmd.extend(mounts.iter().map(|m| m.target.clone()));
+        let name = format!("{app}.chown.{}", std::process::id());
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: image.to_string(),
+            cmd: Some(cmd),
+            user: Some("0:0".into()),
+            labels: HashMap::from([
+                (APP_LABEL.to_string(), app.to_string()),
+                (PROCESS_LABEL.to_string(), "chown".into()),
+            ]),
+            mounts,
+            ..ContainerSpec::default()
+        };
+        engine.remove_container(&name)?;
+        engine.create_container(&spec)?;
+        let mut output = String::new();
+        let status = engine.run_attached(&name, &mut |_, text| output.push_str(text));
+        engine.remove_container(&name)?;
+        match status? {
+            0 => {}
+            code => {
+                return Err(DeployError::Rejected(format!(
+                    "could not give storage to {uid}:{gid}: chown in {image} exited {code}: {}",
+                    output.trim()
+                )));
+            }
         }
     }
+    Ok(())
 }
 
 /// The settings a process container is created with, apart from its name.
@@ -445,11 +471,8 @@ fn wait_healthy(
                 let facts = engine
                     .inspect_container(name)?
                     .ok_or_else(|| unhealthy("the container vanished".into()))?;
-                if !facts.running {
-                    return Err(unhealthy(format!(
-                        "the container exited with status {}",
-                        facts.exit_code.unwrap_or(-1)
-                    )));
+                if let Some(reason) = exited(&facts) {
+                    return Err(unhealthy(reason));
                 }
                 let last = match http_status(port, path) {
                     Ok(status) if (200..300).contains(&status) => {
@@ -473,13 +496,30 @@ fn wait_healthy(
             std::thread::sleep(timing.settle);
             let facts =
                 engine.inspect_container(name)?.ok_or_else(|| unhealthy("the container vanished".into()))?;
-            if facts.running {
-                detail("Default container check successful");
-                Ok(port)
-            } else {
-                Err(unhealthy(format!("the container exited with status {}", facts.exit_code.unwrap_or(-1))))
+            match exited(&facts) {
+                None => {
+                    detail("Default container check successful");
+                    Ok(port)
+                }
+                Some(reason) => Err(unhealthy(reason)),
             }
         }
+    }
+}
+
+/// Why a started container does not count as up: it is stopped, or it exited and its restart
+/// policy brought it back (a crash loop can look running between two restarts).
+fn exited(facts: &crate::engine::ContainerFacts) -> Option<String> {
+    let status = facts.exit_code.unwrap_or(-1);
+    if facts.restart_count > 0 {
+        Some(format!(
+            "the container exited and was restarted {} time(s) (status {status})",
+            facts.restart_count
+        ))
+    } else if !facts.running {
+        Some(format!("the container exited with status {status}"))
+    } else {
+        None
     }
 }
 
@@ -517,7 +557,7 @@ pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
         record.web_host_port = port;
@@ -556,7 +596,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
     let options =
         state.docker_options.get(&format!("{DEFAULT_PROCESS_TYPE}.run")).cloned().unwrap_or_default();
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
     let name = format!("{app}.run.{}", std::process::id());
     let spec = ContainerSpec {
         name: name.clone(),
@@ -655,12 +695,12 @@ pub fn apply(
     let entries: BTreeMap<EntryName, Entry> =
         root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect();
     let owner = plan.run.user.as_deref().and_then(parse_user);
-    step("Ensuring storage");
-    let new_volumes = ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
+    // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
     let labels = HashMap::from([(APP_LABEL.to_string(), app.to_string())]);
     engine.build_image(&plan.image, &plan.dockerfile, &labels, write_context, &mut |line| detail(line))?;
-    chown_new_volumes(engine, app, &plan.image, &new_volumes, owner)?;
+    step("Ensuring storage");
+    ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs, &plan.image)?;
     if let Some(command) = &plan.build_command {
         run_build_command(root, engine, plan, command, &entries)?;
     }
@@ -757,7 +797,7 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     let lock =
         root.lock_app_or_wait(app, || step(format!("Waiting for another deploy of {app} to finish")))?;
     let mut state = root.read_app(app)?;
-    let releases = root.read_releases(app)?;
+    let mut releases = root.read_releases(app)?;
     let current = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
     let target = match number {
         Some(n) => n,
@@ -790,8 +830,13 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     let entries: BTreeMap<EntryName, Entry> =
         root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect();
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
-    start_release(root, &engine, app, &state, &release, timing)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    let port = start_release(root, &engine, app, &state, &release, timing)?;
+    // The new container has a new host port; ps:report reads it from the release.
+    if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {
+        record.web_host_port = port;
+    }
+    root.write_releases(app, &releases, &lock)?;
     state.current_release = Some(target);
     root.write_app(app, &state, &lock)?;
     Ok(target)

@@ -164,8 +164,12 @@ pub struct ContainerSpec {
 pub struct ContainerFacts {
     pub id: String,
     pub name: String,
+    /// Up and not waiting to be restarted: the engine reports a crash-looping container as
+    /// running while its restart policy waits, which must not count.
     pub running: bool,
     pub exit_code: Option<i64>,
+    /// How often the engine restarted it after it exited (restart policy).
+    pub restart_count: i64,
     pub labels: HashMap<String, String>,
     /// Host port bound to the published container port, if any.
     pub host_port: Option<u16>,
@@ -483,8 +487,9 @@ impl Engine {
         Ok(Some(ContainerFacts {
             id: inspect.id.unwrap_or_default(),
             name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
-            running: state.running.unwrap_or(false),
+            running: state.running.unwrap_or(false) && !state.restarting.unwrap_or(false),
             exit_code: state.exit_code,
+            restart_count: inspect.restart_count.unwrap_or(0),
             labels: inspect.config.and_then(|c| c.labels).unwrap_or_default(),
             host_port,
             mounts,

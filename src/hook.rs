@@ -14,8 +14,8 @@ use crate::output::{detail, heading, step, warn};
 use crate::state::{Outcome, Root, RunConfig, StateError};
 use crate::storage::{Attachment, Origin, Source};
 
-/// Largest `app.toml` berth reads.
-pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// Largest Dockerfile berth accepts (only its presence is checked).
+const MAX_DOCKERFILE_BYTES: usize = 16 << 20;
 const ZERO_OID: &str = "0000000000000000000000000000000000000000";
 /// Releases whose images stay for rollback.
 const KEEP_RELEASES: usize = 5;
@@ -104,18 +104,11 @@ pub fn pre_receive(root: &Root, app: &AppName, updates: &[RefUpdate]) -> Result<
     Ok(())
 }
 
-/// Parses and checks the pushed `app.toml`; every problem at once.
-fn read_manifest(repo: &PushedRepo, commit: &str) -> Result<Manifest, HookError> {
-    match repo.read_file(commit, "app.toml", MAX_MANIFEST_BYTES)? {
-        None => Ok(Manifest::default()),
-        Some(bytes) => manifest::parse(&bytes).map_err(HookError::Manifest),
-    }
-}
-
 fn deploy_push(root: &Root, app: &AppName, commit: &str) -> Result<(), HookError> {
     step(format!("Deploying {app} ({})", deploy::short(commit)));
     let repo = PushedRepo::open_from_env()?;
-    let manifest = read_manifest(&repo, commit)?;
+    // Read before taking the lock: an oversized or unreadable file is refused without waiting.
+    let bytes = repo.read_file(commit, manifest::FILE_NAME, manifest::MAX_BYTES)?;
     let lock =
         root.lock_app_or_wait(app, || step(format!("Waiting for another deploy of {app} to finish")))?;
     let state = root.read_app(app)?;
@@ -126,30 +119,30 @@ fn deploy_push(root: &Root, app: &AppName, commit: &str) -> Result<(), HookError
     volumes.extend(settings.allowed.volumes.iter().cloned());
     let admin_mounts: Vec<Attachment> =
         state.mounts.iter().filter(|m| m.made_by == Origin::Admin).cloned().collect();
-    let mut problems =
-        manifest::validate(&manifest, &Policy { host_paths: &host_paths, volumes: &volumes }, &admin_mounts);
+    let policy = Policy { host_paths: &host_paths, volumes: &volumes };
+    let manifest = match &bytes {
+        None => Manifest::default(),
+        Some(bytes) => manifest::check(bytes, &policy, &admin_mounts).map_err(HookError::Manifest)?,
+    };
+    // What needs the server or the commit: checked once the file itself is sound.
+    let mut problems = Vec::new();
     for mount in &manifest.mounts {
         if let Source::HostPath(path) = &mount.source
             && !path.exists()
         {
-            problems.push(Diagnostic {
-                line: mount.line,
-                column: mount.column,
-                message: format!("host path \"{}\" does not exist on the server", path.display()),
-                hint: Some(
-                    "ask the admin to create it; berth never creates host paths outside its storage root"
-                        .into(),
-                ),
-            });
+            problems.push(Diagnostic::new(
+                mount.at.source,
+                format!("host path \"{}\" does not exist on the server", path.display()),
+                Some("ask the admin to create it; berth creates only the app's own directories".into()),
+            ));
         }
     }
-    if repo.read_file(commit, &manifest.build.dockerfile, MAX_MANIFEST_BYTES)?.is_none() {
-        problems.push(Diagnostic {
-            line: 1,
-            column: 1,
-            message: format!("{} not found in the pushed commit", manifest.build.dockerfile),
-            hint: Some("add a Dockerfile at the repo root, or set [build].dockerfile".into()),
-        });
+    if repo.read_file(commit, &manifest.build.dockerfile, MAX_DOCKERFILE_BYTES)?.is_none() {
+        problems.push(Diagnostic::new(
+            manifest::Pos { line: 1, column: 1 },
+            format!("{} not found in the pushed commit", manifest.build.dockerfile),
+            Some("add a Dockerfile at the repo root, or set [build].dockerfile".into()),
+        ));
     }
     if !problems.is_empty() {
         return Err(HookError::Manifest(problems));

@@ -40,14 +40,10 @@ pub fn ensure_dir(path: &Path) -> Result<bool, HostFsError> {
 }
 
 /// Creates `base/rel` one component at a time, refusing to pass through a symlink or a
-/// non-directory, so data directories cannot be redirected outside `base`. Directories it
-/// creates, and the final one, are given to `owner` (uid, gid) when set; existing parents keep
-/// their owner. `base` itself must already be a real directory.
-pub fn ensure_dir_beneath(
-    base: &Path,
-    rel: &Path,
-    owner: Option<(u32, u32)>,
-) -> Result<PathBuf, HostFsError> {
+/// non-directory, so data directories cannot be redirected outside `base`. Returns the
+/// directories to give to the data's owner: those it created, and the final one (existing
+/// parents keep their owner). `base` itself must already be a real directory.
+pub fn ensure_dir_beneath(base: &Path, rel: &Path) -> Result<Vec<PathBuf>, HostFsError> {
     let meta = fs::symlink_metadata(base).map_err(io_error("inspect", base))?;
     if meta.file_type().is_symlink() {
         return Err(HostFsError::Symlink(base.to_path_buf()));
@@ -56,6 +52,7 @@ pub fn ensure_dir_beneath(
         return Err(HostFsError::NotADirectory(base.to_path_buf()));
     }
     let mut path = base.to_path_buf();
+    let mut to_own = Vec::new();
     let parts: Vec<_> = rel.components().collect();
     for (index, component) in parts.iter().enumerate() {
         let std::path::Component::Normal(part) = component else {
@@ -67,8 +64,8 @@ pub fn ensure_dir_beneath(
             Ok(meta) if meta.file_type().is_symlink() => return Err(HostFsError::Symlink(path)),
             Ok(meta) if !meta.is_dir() => return Err(HostFsError::NotADirectory(path)),
             Ok(_) => {
-                if last && let Some((uid, gid)) = owner {
-                    lchown(&path, Some(uid), Some(gid)).map_err(io_error("change the owner of", &path))?;
+                if last {
+                    to_own.push(path.clone());
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -81,24 +78,22 @@ pub fn ensure_dir_beneath(
                 if fs::symlink_metadata(&path).map_err(io_error("inspect", &path))?.file_type().is_symlink() {
                     return Err(HostFsError::Symlink(path));
                 }
-                if let Some((uid, gid)) = owner {
-                    lchown(&path, Some(uid), Some(gid)).map_err(io_error("change the owner of", &path))?;
-                }
+                to_own.push(path.clone());
             }
             Err(e) => return Err(io_error("inspect", &path)(e)),
         }
     }
-    Ok(path)
+    Ok(to_own)
 }
 
-/// `chown -R uid:uid path` without following symlinks.
-pub fn chown_tree(path: &Path, uid: u32) -> Result<(), HostFsError> {
-    lchown(path, Some(uid), Some(uid)).map_err(io_error("change the owner of", path))?;
+/// `chown -R uid:gid path` without following symlinks.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), HostFsError> {
+    lchown(path, Some(uid), Some(gid)).map_err(io_error("change the owner of", path))?;
     let meta = fs::symlink_metadata(path).map_err(io_error("inspect", path))?;
     if meta.is_dir() {
         for entry in fs::read_dir(path).map_err(io_error("read", path))? {
             let entry = entry.map_err(io_error("read", path))?;
-            chown_tree(&entry.path(), uid)?;
+            chown_tree(&entry.path(), uid, gid)?;
         }
     }
     Ok(())
@@ -133,7 +128,7 @@ mod tests {
         assert!(!ensure_dir(&data.join("a/b")).unwrap());
         std::os::unix::fs::symlink(&outside, data.join("a/link")).unwrap();
         let before = fs::metadata(&outside).unwrap().uid();
-        chown_tree(&data, 4321).unwrap();
+        chown_tree(&data, 4321, 4321).unwrap();
         assert_eq!(fs::symlink_metadata(data.join("a/b")).unwrap().uid(), 4321);
         assert_eq!(fs::metadata(&outside).unwrap().uid(), before);
     }
@@ -143,13 +138,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("app");
         fs::create_dir(&base).unwrap();
-        let made = ensure_dir_beneath(&base, Path::new("a/b"), Some((1234, 1234))).unwrap();
-        assert_eq!(made, base.join("a/b"));
-        assert_eq!(fs::metadata(&made).unwrap().uid(), 1234);
+        let made = ensure_dir_beneath(&base, Path::new("a/b")).unwrap();
+        assert_eq!(made, vec![base.join("a"), base.join("a/b")]);
+        assert!(base.join("a/b").is_dir());
+        assert_eq!(ensure_dir_beneath(&base, Path::new("a/b")).unwrap(), vec![base.join("a/b")]);
         std::os::unix::fs::symlink("/etc", base.join("evil")).unwrap();
-        assert!(matches!(ensure_dir_beneath(&base, Path::new("evil/x"), None), Err(HostFsError::Symlink(_))));
-        assert!(matches!(ensure_dir_beneath(&base, Path::new("evil"), None), Err(HostFsError::Symlink(_))));
-        assert!(matches!(ensure_dir_beneath(&base, Path::new("../x"), None), Err(HostFsError::Escape(_))));
+        assert!(matches!(ensure_dir_beneath(&base, Path::new("evil/x")), Err(HostFsError::Symlink(_))));
+        assert!(matches!(ensure_dir_beneath(&base, Path::new("evil")), Err(HostFsError::Symlink(_))));
+        assert!(matches!(ensure_dir_beneath(&base, Path::new("../x")), Err(HostFsError::Escape(_))));
         assert!(!Path::new("/etc/x").exists());
     }
 

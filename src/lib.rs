@@ -15,5 +15,6 @@ pub mod hostfs;
 pub mod manifest;
 pub mod names;
 pub mod output;
+pub mod ssh;
 pub mod state;
 pub mod storage;

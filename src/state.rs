@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -120,6 +121,11 @@ impl Root {
     /// progress), so the waiting user is told why nothing happens.
     pub fn lock_app_or_wait(&self, app: &AppName, on_wait: impl FnOnce()) -> Result<Lock, StateError> {
         Lock::exclusive(&self.locks_dir().join(format!("app-{app}.lock")), on_wait)
+    }
+
+    /// Takes a lock of its own for one named record (such as the SSH keys).
+    pub fn lock_named(&self, name: &str) -> Result<Lock, StateError> {
+        Lock::exclusive(&self.locks_dir().join(format!("{name}.lock")), || {})
     }
 
     /// Takes the lock of the entry registry (entries and who mounts them).
@@ -264,6 +270,7 @@ pub struct AppState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Process type → command (`None`: the image's CMD).
+    #[serde(with = "image_cmd_as_empty")]
     pub processes: BTreeMap<String, Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -274,6 +281,33 @@ pub struct RunConfig {
     /// Processes whose single-writer mounts need the old container stopped first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclusive: Vec<String>,
+}
+
+/// TOML has no null: a process that runs the image's CMD is written as `web = ""` (app.toml
+/// refuses empty commands), where `None` would vanish and the release lose its process.
+mod image_cmd_as_empty {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        processes: &BTreeMap<String, Option<String>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let commands: BTreeMap<&String, &str> =
+            processes.iter().map(|(process, command)| (process, command.as_deref().unwrap_or(""))).collect();
+        commands.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<String, Option<String>>, D::Error> {
+        let commands = BTreeMap::<String, Option<String>>::deserialize(deserializer)?;
+        Ok(commands
+            .into_iter()
+            .map(|(process, command)| (process, command.filter(|c| !c.is_empty())))
+            .collect())
+    }
 }
 
 /// The outcome of a deploy.
@@ -351,9 +385,12 @@ pub struct Settings {
     /// Grants for every app, on top of each app's own.
     #[serde(default)]
     pub allowed: Grants,
-    /// Branch whose pushes deploy, unless an app sets its own. Default `main`.
+    /// Branch whose pushes deploy, unless an app sets its own. Default `main` or `master`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_branch: Option<String>,
+    /// The berth user's `authorized_keys`, which `berth ssh-keys:*` writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorized_keys: Option<PathBuf>,
 }
 
 /// An exclusive advisory lock on a file, released when dropped.
@@ -365,7 +402,7 @@ pub struct Lock {
 impl Lock {
     fn exclusive(path: &Path, on_wait: impl FnOnce()) -> Result<Lock, StateError> {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(StateError::io("create", dir))?;
+            make_dir(dir)?;
         }
         let file = File::options()
             .create(true)
@@ -373,6 +410,7 @@ impl Lock {
             .write(true)
             .open(path)
             .map_err(StateError::io("open lock", path))?;
+        adopt(path)?;
         if file.try_lock().is_err() {
             on_wait();
             file.lock().map_err(StateError::io("lock", path))?;
@@ -423,17 +461,55 @@ pub fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError
 /// Temp file in the same directory, fsync, rename over the target, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(StateError::io("create", dir))?;
+    make_dir(dir)?;
     let mut temp =
         tempfile::NamedTempFile::new_in(dir).map_err(StateError::io("create temp file in", dir))?;
     temp.write_all(bytes).map_err(StateError::io("write", temp.path()))?;
     temp.as_file().sync_all().map_err(StateError::io("sync", path))?;
+    adopt(temp.path())?;
     temp.persist(path).map_err(|e| StateError::Io {
         action: "replace",
         path: path.to_path_buf(),
         source: e.error,
     })?;
     sync_parent(path)
+}
+
+/// Whether this process runs as root (`/proc/self` belongs to the effective uid).
+pub fn running_as_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+/// Gives a path berth just created to the owner of its directory when berth runs as root, so
+/// that state an admin writes with `sudo berth` stays usable by the hooks, which run as the
+/// berth user of an SSH push.
+pub fn adopt(path: &Path) -> Result<(), StateError> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let owner = fs::metadata(dir).map_err(StateError::io("inspect", dir))?;
+    let meta = fs::symlink_metadata(path).map_err(StateError::io("inspect", path))?;
+    if (meta.uid(), meta.gid()) != (owner.uid(), owner.gid()) {
+        std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid()))
+            .map_err(StateError::io("change the owner of", path))?;
+    }
+    Ok(())
+}
+
+/// `mkdir -p` whose new directories are adopted (see [`adopt`]).
+pub fn make_dir(dir: &Path) -> Result<(), StateError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        make_dir(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => adopt(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StateError::Io { action: "create", path: dir.to_path_buf(), source: e }),
+    }
 }
 
 fn sync_parent(path: &Path) -> Result<(), StateError> {
@@ -470,6 +546,34 @@ mod tests {
         assert_eq!(root.read_app(&app).unwrap(), state);
         let text = fs::read_to_string(root.app_state_file(&app)).unwrap();
         assert!(text.contains("source = \"host:/srv/data\""), "{text}");
+    }
+
+    #[test]
+    fn a_process_running_the_image_cmd_survives_the_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let app = AppName::new("demo").unwrap();
+        let lock = root.lock_app(&app).unwrap();
+        root.create_app(&app, &lock).unwrap();
+        let run = RunConfig {
+            processes: [("web".to_string(), None), ("worker".to_string(), Some("bin/work".to_string()))]
+                .into(),
+            ..RunConfig::default()
+        };
+        let release = Release {
+            number: 1,
+            commit: "c".into(),
+            image: "berth/demo:1".into(),
+            created_at: 0,
+            outcome: Outcome::Deployed,
+            reason: None,
+            run,
+            mounts: Vec::new(),
+            web_host_port: None,
+        };
+        let releases = Releases { releases: vec![release] };
+        root.write_releases(&app, &releases, &lock).unwrap();
+        assert_eq!(root.read_releases(&app).unwrap(), releases);
     }
 
     #[test]

@@ -10,14 +10,31 @@ use crate::state::Root;
 use crate::{git, hostfs};
 
 pub fn create(root: &Root, app: &AppName) -> Result<()> {
-    let lock = root.lock_app(app)?;
     if root.app_exists(app) {
         return Err(crate::state::StateError::AppExists(app.clone()).into());
     }
     step(format!("Creating {app}..."));
+    create_quietly(root, app)
+}
+
+/// Creates the app's repo, hooks and state without printing (an SSH push's stdout is git's).
+pub fn create_quietly(root: &Root, app: &AppName) -> Result<()> {
+    let lock = root.lock_app(app)?;
+    if root.app_exists(app) {
+        return Err(crate::state::StateError::AppExists(app.clone()).into());
+    }
     // The repo first: if it fails, no app state claims an app without a repo.
-    git::init_bare(&root.repo_dir(app))?;
-    git::install_hooks(&root.repo_dir(app), &super::hook_dir()?, root.path())?;
+    let repo = root.repo_dir(app);
+    crate::state::make_dir(&root.repos_dir())?;
+    git::init_bare(&repo)?;
+    git::install_hooks(&repo, &super::hook_dir()?, root.path())?;
+    // Pushes over SSH write the repo as the berth user, whoever created it.
+    if crate::state::running_as_root()
+        && let Ok(owner) = std::fs::metadata(root.repos_dir())
+    {
+        use std::os::unix::fs::MetadataExt;
+        hostfs::chown_tree(&repo, owner.uid(), owner.gid())?;
+    }
     root.create_app(app, &lock)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod apps;
 mod docker_options;
 mod ps;
+mod ssh;
 mod storage;
 
 use std::ffi::OsString;
@@ -39,6 +40,8 @@ pub enum CliError {
     Deploy(#[from] crate::deploy::DeployError),
     #[error(transparent)]
     Hook(#[from] crate::hook::HookError),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
     #[error("{0}")]
     Usage(String),
     #[error("Confirmation did not match {0}. Aborted.")]
@@ -189,7 +192,9 @@ enum Command {
     /// Show the app's containers
     #[command(name = "ps:report")]
     PsReport {
-        app: Option<String>,
+        /// An app, and/or one info flag such as --ps-web-url
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -224,6 +229,28 @@ enum Command {
     /// Re-install the git hooks of every app (after an upgrade)
     #[command(name = "hooks:install")]
     HooksInstall,
+    /// Allow an SSH key to push (and, with --admin, to run berth commands over SSH)
+    #[command(name = "ssh-keys:add")]
+    SshKeysAdd {
+        name: String,
+        /// Public key file, or - for stdin
+        file: String,
+        /// Also allow admin commands (`ssh berth@host storage:list app`)
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Remove an SSH key
+    #[command(name = "ssh-keys:remove")]
+    SshKeysRemove { name: String },
+    /// List SSH keys
+    #[command(name = "ssh-keys:list")]
+    SshKeysList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// The forced command of SSH keys (not for interactive use)
+    #[command(name = "git-shell", hide = true)]
+    GitShell { key: String },
 }
 
 /// Parses the arguments and runs the command; returns the exit status (a one-off `run` passes
@@ -270,7 +297,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::PsStart { app } => ps::start(root, &app_name(&app)?),
         Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
         Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),
-        Command::PsReport { app, format } => ps::report(root, app.as_deref(), format),
+        Command::PsReport { args, format } => ps::report(root, &args, format),
         Command::Run { app, command } => ps::run(root, &app_name(&app)?, &command).map(drop),
         Command::Logs { app, follow, process, tail } => {
             ps::logs(root, &app_name(&app)?, follow, process.as_deref(), tail)
@@ -278,6 +305,10 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::Releases { app, format } => ps::releases(root, &app_name(&app)?, format),
         Command::Rollback { app, release } => ps::rollback(root, &app_name(&app)?, release),
         Command::HooksInstall => ps::install_hooks(root),
+        Command::SshKeysAdd { name, file, admin } => ssh::add(root, &name, &file, admin),
+        Command::SshKeysRemove { name } => ssh::remove(root, &name),
+        Command::SshKeysList { format } => ssh::list(root, format),
+        Command::GitShell { key } => ssh::git_shell(root, &key),
     }
 }
 

@@ -36,12 +36,29 @@ fn report_url(port: Option<u16>) {
     }
 }
 
-pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
+/// `ps:report [<app>] [--<flag>] [--format json]`: one info flag prints just its value, as
+/// `storage:report` does.
+pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {
+    let (words, format) = super::storage::take_format(args, format)?;
+    let (flags, names): (Vec<&String>, Vec<&String>) = words.iter().partition(|w| w.starts_with("--"));
+    let flag = match flags.as_slice() {
+        [] => None,
+        [flag] => Some(flag.trim_start_matches('-')),
+        _ => return Err(CliError::Usage("ps:report command allows only a single flag".into())),
+    };
+    if flag.is_some() && format == Format::Json {
+        return Err(CliError::Usage("--format flag cannot be specified when specifying an info flag".into()));
+    }
+    let app = match names.as_slice() {
+        [] => None,
+        [app] => Some(app.as_str()),
+        _ => return Err(CliError::Usage("ps:report takes at most one app".into())),
+    };
     let apps = match app {
         Some(app) => vec![AppName::new(app)?],
         None => root.list_apps()?,
     };
-    if apps.is_empty() && format == Format::Text {
+    if apps.is_empty() && (flag.is_some() || format == Format::Text) {
         warn("You haven't deployed any applications yet");
         return Ok(());
     }
@@ -68,6 +85,14 @@ pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
         report.row("ps-running", (running > 0 && running == containers.len()).to_string());
         let url = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
         report.row("ps-web-url", url.unwrap_or_default());
+        if let Some(flag) = flag {
+            let value = report.get(flag).ok_or_else(|| {
+                let valid: Vec<String> = report.keys().map(|k| format!("--{k}")).collect();
+                CliError::Usage(format!("Invalid flag passed, valid flags: {}", valid.join(", ")))
+            })?;
+            println!("{value}");
+            continue;
+        }
         match format {
             Format::Text => print!("{}", report.render_text(&format!("{app} ps information"))),
             Format::Json => {
@@ -75,7 +100,7 @@ pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
             }
         }
     }
-    if format == Format::Json {
+    if flag.is_none() && format == Format::Json {
         match app {
             Some(_) => print_json(&json.into_iter().next().map(|(_, v)| v).unwrap_or(json!({})))?,
             None => print_json(&json)?,

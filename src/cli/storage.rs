@@ -117,7 +117,7 @@ pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()>
     hostfs::ensure_dir(&path)?;
     if let Some(uid) = chown.uid() {
         detail(format!("Setting directory ownership to {uid}:{uid}"));
-        hostfs::chown_tree(&path, uid)?;
+        hostfs::chown_tree(&path, uid, uid)?;
     }
     detail("Directory ready for mounting");
     Ok(())
@@ -556,7 +556,7 @@ fn apply_entry_dir(root: &Root, entry: &Entry) -> Result<()> {
     }
     if let Some(uid) = entry.chown.and_then(Chown::uid) {
         detail(format!("Setting directory ownership to {uid}:{uid}"));
-        hostfs::chown_tree(&dir, uid)?;
+        hostfs::chown_tree(&dir, uid, uid)?;
     }
     Ok(())
 }

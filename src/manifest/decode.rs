@@ -107,7 +107,11 @@ pub(super) fn parse_partial(bytes: &[u8]) -> Result<(Manifest, Vec<Diagnostic>),
     let locator = Locator::new(text);
     let (document, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
-        return Err(super::finish(errors.iter().map(|e| syntax_error(&locator, e)).collect()));
+        // Recovery after one mistake often reports more on the same line: keep the first.
+        let mut diagnostics: Vec<Diagnostic> = errors.iter().map(|e| syntax_error(&locator, e)).collect();
+        diagnostics.sort_by_key(Diagnostic::pos);
+        diagnostics.dedup_by_key(|d| d.line);
+        return Err(super::finish(diagnostics));
     }
     let mut decoder = Decoder { text, locator, diagnostics: Vec::new() };
     let (manifest, known) = decoder.document(document.get_ref());
@@ -158,7 +162,7 @@ impl<'v> Located<'v> {
         let raw = text.get(span.clone()).unwrap_or_default();
         let plain = raw.len() == value.len() + 2
             && matches!(raw.as_bytes().first(), Some(b'"' | b'\''))
-            && raw.get(1..raw.len() - 1) == Some(value);
+            && raw.get(1..raw.len().saturating_sub(1)) == Some(value);
         Located { value, start: span.start, content: plain.then_some(span.start + 1) }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-use super::text::quoted;
+use super::text::{escaped, quoted};
 use super::{DeclaredMount, Diagnostic, Manifest, Policy};
 use crate::storage::{Attachment, Origin, Phase, Source};
 
@@ -132,7 +132,7 @@ pub(super) fn policy_rules(
                     "the admin has allowed no host paths for this app".to_string()
                 } else {
                     let mut list: Vec<String> =
-                        grants.iter().take(5).map(|g| g.display().to_string()).collect();
+                        grants.iter().take(5).map(|g| escaped(&g.display().to_string())).collect();
                     if grants.len() > 5 {
                         list.push("...".to_string());
                     }

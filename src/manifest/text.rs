@@ -225,7 +225,8 @@ pub(super) fn ticked(key: &str) -> String {
     format!("`{}`", escaped(key))
 }
 
-fn escaped(value: &str) -> String {
+/// User text escaped like [`quoted`], without the quotes.
+pub(super) fn escaped(value: &str) -> String {
     const MAX_CHARS: usize = 80;
     let mut out = String::new();
     for (count, c) in value.chars().enumerate() {
@@ -360,6 +361,8 @@ mod tests {
             format!("[{}]", vec!["a"; 40].join(".")),
             format!("a = {{ {} = 1 }}", vec!["b"; 35].join(".")),
             format!("[a.b.c]\nd = {}", "[".repeat(30)),
+            format!("a = {{ b = 1 {} = 2 }}", vec!["k"; 40].join(".")),
+            format!("a = 1 {} = 2", vec!["k"; 40].join(".")),
         ];
         for text in &deep {
             assert!(too_deep(text, 32).is_some(), "{text}");

@@ -1,6 +1,8 @@
 //! The real Docker engine, for tests that need one: `engine()` makes sure it answers (once per
-//! test process) and `Volume` is a uniquely named volume removed when dropped.
+//! test process), `Volume` is a uniquely named volume removed when dropped, and `docker` and
+//! `mounts_of` ask the engine what berth did.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,10 +32,15 @@ pub fn engine() {
     }
 }
 
-/// A volume name no other test (or test process) uses.
-pub fn unique_volume_name(tag: &str) -> String {
+/// A name (of a volume, an app) no other test (or test process) uses; a DNS label when `tag` is.
+pub fn unique_name(tag: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     format!("berth-it-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A volume name no other test (or test process) uses.
+pub fn unique_volume_name(tag: &str) -> String {
+    unique_name(tag)
 }
 
 /// A Docker volume created for a test and removed when dropped.
@@ -67,7 +74,8 @@ impl Drop for Volume {
     }
 }
 
-fn docker(args: &[&str]) {
+/// Runs a docker command that must succeed; returns its stdout.
+pub fn docker(args: &[&str]) -> String {
     let output = Command::new("docker").args(args).output().unwrap();
     assert!(
         output.status.success(),
@@ -76,4 +84,25 @@ fn docker(args: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The mounts of a container as the engine reports them: (source, destination, read-write),
+/// where the source is the host path of a bind and the name of a volume.
+pub fn mounts_of(container: &str) -> BTreeSet<(String, String, bool)> {
+    let json = docker(&["inspect", "--format", "{{json .Mounts}}", container]);
+    let mounts: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    mounts
+        .iter()
+        .map(|m| {
+            let field = |key: &str| m[key].as_str().unwrap_or_default().to_string();
+            let source = if field("Type") == "volume" { field("Name") } else { field("Source") };
+            (source, field("Destination"), m["RW"].as_bool().unwrap())
+        })
+        .collect()
+}
+
+/// One field of `docker inspect` of an object (a Go template such as `{{.Id}}`), trimmed.
+pub fn inspect(object: &str, template: &str) -> String {
+    docker(&["inspect", "--format", template, object]).trim().to_string()
 }

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod apps;
+mod deploy;
 mod docker_options;
 mod engine;
+mod push;
 mod storage;
 mod storage_entries;
 mod test;

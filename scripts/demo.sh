@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The main job, end to end on this machine: installs berth (install.sh), creates the app
+# `demo`, deploys templates/web with a real `git push`, stores a file through the app, pushes a
+# change, and shows the file served by the new release. Needs root. Re-runnable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export BERTH_ROOT="${BERTH_ROOT:-/var/lib/berth}"
+PREFIX="${PREFIX:-/usr/local}"
+APP="${APP:-demo}"
+BERTH="$PREFIX/bin/berth"
+
+say() { echo "=====> $*"; }
+
+bash ./install.sh --prefix "$PREFIX" --root "$BERTH_ROOT"
+
+say "Creating app $APP"
+"$BERTH" apps:report "$APP" >/dev/null 2>&1 || "$BERTH" apps:create "$APP"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r templates/web/. "$work/"
+git -C "$work" init -q -b main
+git -C "$work" -c user.name=berth-demo -c user.email=demo@localhost add -A
+git -C "$work" -c user.name=berth-demo -c user.email=demo@localhost commit -qm "Deploy the sample web app"
+
+say "git push (first deploy)"
+git -C "$work" push --force "$BERTH_ROOT/repos/$APP.git" main
+
+url=$("$BERTH" ps:report "$APP" --ps-web-url)
+say "Serving on $url"
+printf 'hello from the first release, %s\n' "$(date -u +%FT%TZ)" >"$work/../berth-demo-note.txt"
+http() { # method path [file]: a tiny HTTP client with no dependencies beyond bash
+  local port=${url##*:} method=$1 path=$2 file=${3:-}
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  if [ -n "$file" ]; then
+    printf '%s %s HTTP/1.0\r\nContent-Length: %s\r\n\r\n' "$method" "$path" "$(wc -c <"$file")" >&3
+    cat "$file" >&3
+  else
+    printf '%s %s HTTP/1.0\r\n\r\n' "$method" "$path" >&3
+  fi
+  sed '1,/^\r$/d' <&3
+  exec 3<&-
+}
+http POST "/cgi-bin/upload?name=note.txt" "$work/../berth-demo-note.txt"
+echo
+
+say "git push (a change: redeploy)"
+echo "<!-- redeployed $(date -u +%FT%TZ) -->" >>"$work/www/index.html"
+git -C "$work" -c user.name=berth-demo -c user.email=demo@localhost commit -qam "Redeploy"
+git -C "$work" push "$BERTH_ROOT/repos/$APP.git" main
+
+url=$("$BERTH" ps:report "$APP" --ps-web-url)
+say "The stored file, served by the new release at $url:"
+http GET "/cgi-bin/file?name=note.txt"
+"$BERTH" releases "$APP"
+"$BERTH" storage:list "$APP"
+rm -f "$work/../berth-demo-note.txt"
+say "Done: $APP serves on $url; its uploads live in $BERTH_ROOT/data/apps/$APP/uploads"
