@@ -56,6 +56,13 @@ for binary in berth berth-pre-receive berth-post-receive; do
   mv -f "$BIN/$binary.new" "$BIN/$binary"
 done
 detail "Installed berth, berth-pre-receive, berth-post-receive in $BIN"
+install -d "$PREFIX/share/bash-completion/completions" "$PREFIX/share/zsh/site-functions" \
+  "$PREFIX/share/fish/vendor_completions.d" "$PREFIX/share/man/man1"
+"$BIN/berth" completions bash >"$PREFIX/share/bash-completion/completions/berth"
+"$BIN/berth" completions zsh >"$PREFIX/share/zsh/site-functions/_berth"
+"$BIN/berth" completions fish >"$PREFIX/share/fish/vendor_completions.d/berth.fish"
+"$BIN/berth" man >"$PREFIX/share/man/man1/berth.1"
+detail "Installed shell completions (bash, zsh, fish) and the man page berth(1)"
 
 if ! id "$BERTH_USER" >/dev/null 2>&1; then
   say "Creating user $BERTH_USER"

@@ -10,7 +10,7 @@ mod storage;
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Write};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::docker_options::OptionsError;
 use crate::engine::EngineError;
@@ -71,7 +71,7 @@ pub enum Format {
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
-    version,
+    version = env!("BERTH_VERSION"),
     about = "git push deploys of Docker apps whose persistent storage is declared in the repo",
     long_about = "git push deploys of Docker apps whose persistent storage is declared in the repo.\n\nState lives under BERTH_ROOT (default /var/lib/berth)."
 )]
@@ -248,6 +248,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Print a shell completion script (bash, zsh, fish)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff)
+    #[command(name = "man", hide = true)]
+    Man,
     /// The forced command of SSH keys (not for interactive use)
     #[command(name = "git-shell", hide = true)]
     GitShell { key: String },
@@ -309,6 +314,18 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::SshKeysRemove { name } => ssh::remove(root, &name),
         Command::SshKeysList { format } => ssh::list(root, format),
         Command::GitShell { key } => ssh::git_shell(root, &key),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut script);
+            write_stdout(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| CliError::Usage(format!("cannot render the man page: {e}")))?;
+            write_stdout(&page)
+        }
     }
 }
 
@@ -354,6 +371,16 @@ fn confirm_destructive(what: &str, name: &str, force: bool) -> Result<()> {
         Ok(())
     } else {
         Err(CliError::ConfirmationMismatch(name.to_string()))
+    }
+}
+
+/// Writes bytes to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Usage(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -22,11 +22,9 @@ fn mounts<const N: usize>(list: [(String, String, bool); N]) -> Mounts {
     BTreeSet::from(list)
 }
 
-/// The sample `web` app.toml with more mounts appended.
-fn web_toml_with(extra: &str) -> String {
-    let base =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/web/app.toml")).unwrap();
-    format!("{base}{extra}")
+/// The work tree's app.toml with more mounts appended.
+fn toml_with(repo: &Repo, extra: &str) -> String {
+    format!("{}{extra}", repo.read("app.toml"))
 }
 
 /// Deploys the `web` sample and checks it answers; returns its URL.
@@ -108,11 +106,8 @@ fn a_mount_removed_from_app_toml_is_unmounted_and_its_data_kept() {
     let app = App::create(&t, "unmount");
     let repo = Repo::from_template("web");
     let original = repo.read("app.toml");
-    repo.write(
-        "app.toml",
-        &web_toml_with("\n[[storage.mounts]]\nsource = \"./reports\"\ntarget = \"/app/reports\"\n"),
-    )
-    .commit("two mounts");
+    let second = "\n[[storage.mounts]]\nsource = \"./reports\"\ntarget = \"/app/reports\"\n";
+    repo.write("app.toml", &toml_with(&repo, second)).commit("two mounts");
     deploy_web(&app, &repo);
     let web = app.container("web");
     assert_eq!(
@@ -267,14 +262,18 @@ fn run_sees_run_phase_mounts_only_and_passes_the_exit_status() {
     let t = Test::new();
     let app = App::create(&t, "run");
     let repo = Repo::from_template("web");
-    repo.write(
-        "app.toml",
-        &web_toml_with(
-            "\n[[storage.mounts]]\nsource = \"./runonly\"\ntarget = \"/runonly\"\nphases = [\"run\"]\n\
-             \n[[storage.mounts]]\nsource = \"./deployonly\"\ntarget = \"/deployonly\"\nphases = [\"deploy\"]\n",
-        ),
-    )
-    .commit("phased mounts");
+    let phased = r#"
+[[storage.mounts]]
+source = "./runonly"
+target = "/runonly"
+phases = ["run"]
+
+[[storage.mounts]]
+source = "./deployonly"
+target = "/deployonly"
+phases = ["deploy"]
+"#;
+    repo.write("app.toml", &toml_with(&repo, phased)).commit("phased mounts");
     deploy_web(&app, &repo);
     assert_eq!(
         mounts_of(&app.container("web")),
@@ -315,7 +314,7 @@ fn a_build_phase_mount_is_seen_by_the_build_command_only() {
     let status = get(&url, "/cgi-bin/status").text();
     // (`cache_dir` is `present`: the build container's empty mount point is committed with it.)
     assert!(status.contains("\ncache_mounted=no\ncache_builds_file=absent\n"), "{status}");
-    // The cache lives on in its app volume, owned by the app's user.
+    // The cache lives on in its app volume, labelled with the app (so --purge-storage finds it).
     let volume = format!("{}_cache", app.name);
     assert_eq!(inspect(&volume, "{{index .Labels \"berth.app\"}}"), app.name);
 }
