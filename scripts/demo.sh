@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 export BERTH_ROOT="${BERTH_ROOT:-/var/lib/berth}"
 PREFIX="${PREFIX:-/usr/local}"
 APP="${APP:-demo}"
+BERTH_USER="${BERTH_USER:-berth}"
 BERTH="$PREFIX/bin/berth"
 
 say() { echo "=====> $*"; }
@@ -24,7 +25,12 @@ git -C "$work" -c user.name=berth-demo -c user.email=demo@localhost add -A
 git -C "$work" -c user.name=berth-demo -c user.email=demo@localhost commit -qm "Deploy the sample web app"
 
 say "git push (first deploy)"
-git -C "$work" push --force "$BERTH_ROOT/repos/$APP.git" main
+push() { # as the berth user, like a push over SSH: the hooks run as berth
+  chown -R "$BERTH_USER:$BERTH_USER" "$work"
+  runuser -u "$BERTH_USER" -- env HOME="$(getent passwd "$BERTH_USER" | cut -d: -f6)" \
+    git -C "$work" push "$@" "$BERTH_ROOT/repos/$APP.git" main
+}
+push --force
 
 url=$("$BERTH" ps:report "$APP" --ps-web-url)
 say "Serving on $url"
@@ -46,8 +52,8 @@ echo
 
 say "git push (a change: redeploy)"
 echo "<!-- redeployed $(date -u +%FT%TZ) -->" >>"$work/www/index.html"
-git -C "$work" -c user.name=berth-demo -c user.email=demo@localhost commit -qam "Redeploy"
-git -C "$work" push "$BERTH_ROOT/repos/$APP.git" main
+git -C "$work" -c safe.directory="$work" -c user.name=berth-demo -c user.email=demo@localhost commit -qam "Redeploy"
+push
 
 url=$("$BERTH" ps:report "$APP" --ps-web-url)
 say "The stored file, served by the new release at $url:"

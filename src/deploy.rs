@@ -14,7 +14,7 @@ use crate::docker_options::{OptionsError, RunOptions};
 use crate::engine::{APP_LABEL, ContainerSpec, Engine, EngineError, EngineMount, MountKind};
 use crate::hostfs::{self, HostFsError};
 use crate::names::{AppName, EntryName};
-use crate::output::{detail, step, warn};
+use crate::output::{detail, note, step, warn};
 use crate::state::{AppState, Outcome, Release, Root, RunConfig, StateError};
 use crate::storage::{
     Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, MountSource, Phase, Source, app_volume_name,
@@ -165,7 +165,7 @@ pub fn ensure_storage(
                 for dir in hostfs::ensure_dir_beneath(&app_dir, rel)? {
                     give_to(&mut via_engine, &dir, chown.or(app_owner))?;
                 }
-                detail(format!("Directory {} ready", app_dir.join(rel).display()));
+                note(format!("Directory {} ready", app_dir.join(rel).display()));
             }
             Source::AppVolume(name) => {
                 let volume = app_volume_name(app, name);
@@ -175,7 +175,7 @@ pub fn ensure_storage(
                 {
                     via_engine.push((MountKind::Volume, volume.clone(), owner));
                 }
-                detail(format!("Volume {volume} ready"));
+                note(format!("Volume {volume} ready"));
             }
             Source::Entry(name) => {
                 let entry = entries.get(name).ok_or_else(|| DeployError::MissingEntry(name.clone()))?;

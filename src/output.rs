@@ -18,6 +18,11 @@ pub fn detail(message: impl AsRef<str>) {
     println!("       {}", message.as_ref());
 }
 
+/// A detail line on stderr, for commands whose stdout belongs to someone else (`berth run`).
+pub fn note(message: impl AsRef<str>) {
+    eprintln!("       {}", message.as_ref());
+}
+
 /// A warning (` !     x`) on stderr.
 pub fn warn(message: impl AsRef<str>) {
     eprintln!(" !     {}", message.as_ref());
