@@ -22,6 +22,8 @@ use crate::storage::{
 
 const PROCESS_LABEL: &str = "berth.process";
 const RELEASE_LABEL: &str = "berth.release";
+/// What a container is for: `process` (long-running), `run` (one-off), `build`, `chown`.
+const ROLE_LABEL: &str = "berth.role";
 /// Suffix of a container being replaced while its successor starts.
 const RETIRING: &str = "retiring";
 
@@ -258,7 +260,7 @@ fn chown_via_engine(
             user: Some("0:0".into()),
             labels: HashMap::from([
                 (APP_LABEL.to_string(), app.to_string()),
-                (PROCESS_LABEL.to_string(), "chown".into()),
+                (ROLE_LABEL.to_string(), "chown".into()),
             ]),
             mounts,
             ..ContainerSpec::default()
@@ -316,6 +318,7 @@ fn process_specs(
                     (APP_LABEL.to_string(), app.to_string()),
                     (PROCESS_LABEL.to_string(), process.clone()),
                     (RELEASE_LABEL.to_string(), release.number.to_string()),
+                    (ROLE_LABEL.to_string(), "process".to_string()),
                 ]),
                 mounts: engine_mounts(root, app, &state.mounts, entries, Phase::Deploy, process)?,
                 publish: if is_web { release.run.web_port } else { None },
@@ -327,19 +330,62 @@ fn process_specs(
     Ok(specs)
 }
 
-/// Puts containers left by an interrupted swap back in order: a retiring container whose
-/// successor never came up serves again; one whose successor exists is removed.
-pub fn recover(engine: &Engine, app: &AppName) -> Result<()> {
+/// Puts containers left by an interrupted deploy back in order, so the release the state
+/// names is the one serving: a retiring container of that release serves again and its
+/// unrecorded successor goes; a retiring container whose successor is that release goes; build
+/// and chown helpers of a killed deploy are removed. `serving` is the app's current release.
+pub fn recover(engine: &Engine, app: &AppName, serving: Option<u32>) -> Result<()> {
+    let release_of = |facts: &crate::engine::ContainerFacts| {
+        facts.labels.get(RELEASE_LABEL).and_then(|r| r.parse::<u32>().ok())
+    };
     for name in engine.app_containers(app.as_str())? {
-        let Some(current) = name.strip_suffix(&format!(".{RETIRING}")) else { continue };
-        if engine.inspect_container(current)?.is_some() {
+        let Some(facts) = engine.inspect_container(&name)? else { continue };
+        let helper = matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown"));
+        if helper {
+            warn(format!("Removing {name}, left by an interrupted deploy"));
             engine.remove_container(&name)?;
-        } else {
-            engine.rename_container(&name, current)?;
-            engine.start_container(current)?;
+            continue;
+        }
+        let Some(base) = name.strip_suffix(&format!(".{RETIRING}")) else { continue };
+        match engine.inspect_container(base)? {
+            Some(successor) if release_of(&successor) == serving || release_of(&facts) != serving => {
+                warn(format!(
+                    "Removing {name}: {base} serves release {}",
+                    release_of(&successor).unwrap_or(0)
+                ));
+                engine.remove_container(&name)?;
+            }
+            successor => {
+                if successor.is_some() {
+                    warn(format!("Removing {base}: its release was never recorded"));
+                    engine.remove_container(base)?;
+                }
+                warn(format!("Restoring {base} from an interrupted deploy"));
+                engine.rename_container(&name, base)?;
+                engine.start_container(base)?;
+            }
         }
     }
     Ok(())
+}
+
+/// A test-only switch to prove crash safety: `BERTH_FAULT=<point>` aborts the process at that
+/// step of a deploy (as `kill -9` would), `BERTH_FAULT=<point>:pause` stops there until killed.
+/// Points: after-build, after-storage, after-build-command, after-start, before-retire,
+/// after-retire, after-release-write.
+pub fn fault_point(point: &str) {
+    let Ok(wanted) = std::env::var("BERTH_FAULT") else { return };
+    let (name, mode) = wanted.split_once(':').unwrap_or((wanted.as_str(), "abort"));
+    if name != point {
+        return;
+    }
+    warn(format!("BERTH_FAULT: stopping at {point} ({mode})"));
+    if mode == "pause" {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    std::process::abort();
 }
 
 /// One process mid-swap: its new container and whether an old one was set aside.
@@ -385,7 +431,7 @@ pub fn start_release(
     let entries: BTreeMap<EntryName, Entry> =
         root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect();
     let specs = process_specs(root, app, state, release, &entries)?;
-    recover(engine, app)?;
+    recover(engine, app, root.read_app(app)?.current_release)?;
     let mut swaps: Vec<Swap> = Vec::new();
     let result = (|| {
         for ProcessSpec { process, spec } in &specs {
@@ -405,6 +451,7 @@ pub fn start_release(
             engine.create_container(spec)?;
             engine.start_container(&spec.name)?;
         }
+        fault_point("after-start");
         let mut web_port = None;
         for ProcessSpec { process, spec } in &specs {
             let port = wait_healthy(engine, process, &spec.name, release, timing)?;
@@ -416,14 +463,17 @@ pub fn start_release(
     })();
     match result {
         Ok(web_port) => {
+            fault_point("before-retire");
             for swap in swaps.iter().filter(|s| s.had_old) {
                 engine.remove_container(&swap.retiring())?;
             }
             // Processes this release no longer has.
             let keep: Vec<&str> = specs.iter().map(|s| s.spec.name.as_str()).collect();
             for name in engine.app_containers(app.as_str())? {
-                let is_process = name.split('.').count() == 3;
-                if is_process && !keep.contains(&name.as_str()) {
+                let is_process = engine
+                    .inspect_container(&name)?
+                    .is_some_and(|facts| facts.labels.get(ROLE_LABEL).is_some_and(|role| role == "process"));
+                if is_process && !keep.contains(&name.as_str()) && !name.ends_with(RETIRING) {
                     step(format!("Removing {name} (process no longer declared)"));
                     engine.remove_container(&name)?;
                 }
@@ -606,7 +656,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
         user: release.run.user.clone(),
         labels: HashMap::from([
             (APP_LABEL.to_string(), app.to_string()),
-            (PROCESS_LABEL.to_string(), "run".into()),
+            (ROLE_LABEL.to_string(), "run".into()),
         ]),
         mounts: engine_mounts(root, app, &state.mounts, &entries, Phase::Run, "run")?,
         publish: None,
@@ -699,10 +749,13 @@ pub fn apply(
     step(format!("Building {}", plan.image));
     let labels = HashMap::from([(APP_LABEL.to_string(), app.to_string())]);
     engine.build_image(&plan.image, &plan.dockerfile, &labels, write_context, &mut |line| detail(line))?;
+    fault_point("after-build");
     step("Ensuring storage");
     ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs, &plan.image)?;
+    fault_point("after-storage");
     if let Some(command) = &plan.build_command {
         run_build_command(root, engine, plan, command, &entries)?;
+        fault_point("after-build-command");
     }
     let release = Release {
         number: plan.release,
@@ -718,12 +771,14 @@ pub fn apply(
     let mut state = root.read_app(app)?;
     state.mounts.clone_from(&plan.mounts);
     let port = start_release(root, engine, app, &state, &release, timing)?;
+    fault_point("after-retire");
     let release = Release { web_host_port: port, ..release };
     let mut releases = root.read_releases(app)?;
     releases.releases.push(release.clone());
     // The history first: a crash between the two writes leaves a recorded release that is not
     // current yet, which the next push or ps:restart repairs; never the reverse.
     root.write_releases(app, &releases, lock)?;
+    fault_point("after-release-write");
     state.current_release = Some(release.number);
     root.write_app(app, &state, lock)?;
     Ok(release)
@@ -749,7 +804,7 @@ fn run_build_command(
         user: plan.run.user.clone(),
         labels: HashMap::from([
             (APP_LABEL.to_string(), app.to_string()),
-            (PROCESS_LABEL.to_string(), "build".into()),
+            (ROLE_LABEL.to_string(), "build".into()),
         ]),
         mounts: engine_mounts(root, app, &plan.mounts, entries, Phase::Build, "build")?,
         publish: None,

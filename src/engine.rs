@@ -420,11 +420,14 @@ impl Engine {
             .map_err(api_error(format!("create container {}", spec.name)))
     }
 
+    /// Starts a container; one already running is fine.
     pub fn start_container(&self, name: &str) -> Result<()> {
         use bollard::query_parameters::StartContainerOptions;
-        self.runtime
-            .block_on(self.docker.start_container(name, None::<StartContainerOptions>))
-            .map_err(api_error(format!("start container {name}")))
+        match self.runtime.block_on(self.docker.start_container(name, None::<StartContainerOptions>)) {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(api_error(format!("start container {name}"))(e)),
+        }
     }
 
     pub fn stop_container(&self, name: &str, timeout_seconds: i32) -> Result<()> {

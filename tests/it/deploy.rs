@@ -282,15 +282,15 @@ phases = ["deploy"]
     fs::write(app.dir("runonly/marker"), "m").unwrap();
 
     let ls = app.berth("run", &["ls", "/runonly"]);
-    // (berth's own "Directory … ready" lines come first on stdout.)
-    assert!(ls.status == 0 && ls.stdout.ends_with("\nmarker\n"), "{ls}");
+    // stdout is the command's alone: berth's own lines go to stderr.
+    assert!(ls.status == 0 && ls.stdout == "marker\n", "{ls}");
     let mounts_seen = app.berth("run", &["cat", "/proc/mounts"]).success().stdout;
     assert!(mounts_seen.contains(" /app/storage ") && mounts_seen.contains(" /runonly "), "{mounts_seen}");
     assert!(!mounts_seen.contains(" /deployonly "), "{mounts_seen}");
     let missing = app.berth("run", &["ls", "/deployonly"]);
     assert_ne!(missing.status, 0, "{missing}");
     assert_eq!(app.berth("run", &["sh", "-c", "exit 7"]).status, 7);
-    assert!(app.berth("run", &["id", "-u"]).success().stdout.ends_with("\n1000\n"));
+    assert!(app.berth("run", &["id", "-u"]).success().stdout == "1000\n");
     let names: Vec<String> = app.containers().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, [app.container("web")], "one-off containers are removed");
 }
@@ -367,7 +367,7 @@ fn admin_mounts_apply_on_restart_and_rollback_serves_the_previous_release() {
     let out = app.berth("ps:restart", &[]).success();
     let with_admin = mounts([uploads.clone(), (shared.clone(), "/shared".to_string(), false)]);
     assert_eq!(mounts_of(&web), with_admin, "{out}");
-    assert!(app.berth("run", &["cat", "/shared/note"]).success().stdout.ends_with("\nfrom the admin\n"));
+    assert!(app.berth("run", &["cat", "/shared/note"]).success().stdout == "from the admin\n");
     assert_eq!(get(&app.url(), "/health").status, 200, "the URL follows the re-created container");
 
     repo.write("www/index.html", "release two\n").commit("release two");

@@ -6,6 +6,7 @@ mod deploy;
 mod docker_options;
 mod engine;
 mod push;
+mod ssh;
 mod storage;
 mod storage_entries;
 mod test;
