@@ -43,7 +43,7 @@ pub enum StorageError {
     )]
     NotTwoPaths(String),
     #[error(
-        "host path \"{0}\" is relative; use an absolute path such as /var/lib/berth/data/storage/<name>, or a Docker volume name"
+        "host path \"{0}\" is relative; use an absolute path (such as one made with `berth storage:ensure-directory`) or a Docker volume name"
     )]
     RelativeHostPath(String),
     #[error("host path \"{0}\" does not exist; create it first (berth storage:ensure-directory or mkdir)")]

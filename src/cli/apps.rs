@@ -54,18 +54,23 @@ pub fn list(root: &Root, format: Format) -> Result<()> {
 }
 
 pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> Result<()> {
-    let state = existing_app(root, app)?;
+    existing_app(root, app)?;
     confirm_destructive("app", app.as_str(), force)?;
+    let lock = root.lock_app(app)?;
+    // Read again under the lock: another destroy may have won the race.
+    let state = existing_app(root, app)?;
     // Ask the engine before anything is removed, so a purge or a deployed app's teardown never
     // stops half done.
     let engine =
         if purge_storage || state.current_release.is_some() { Some(Engine::connect()?) } else { None };
-    let lock = root.lock_app(app)?;
     step(format!("Destroying {app}"));
     if let Some(engine) = &engine {
         for container in engine.app_containers(app.as_str())? {
             engine.remove_container(&container)?;
             detail(format!("Removed container {container}"));
+        }
+        for release in root.read_releases(app)?.releases {
+            engine.remove_image(&release.image)?;
         }
     }
     let storage_dir = root.app_storage_dir(app);
@@ -124,6 +129,29 @@ pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
             Some(_) => print_json(&json.into_iter().next().map(|(_, v)| v).unwrap_or(json!({})))?,
             None => print_json(&json)?,
         }
+    }
+    Ok(())
+}
+
+/// `git:set <app> deploy-branch [<branch>]`: which branch's pushes deploy.
+pub fn git_set(root: &Root, app: &AppName, property: &str, value: Option<&str>) -> Result<()> {
+    if property != "deploy-branch" {
+        return Err(super::CliError::Usage(format!(
+            "Invalid property specified \"{property}\", valid properties include: deploy-branch"
+        )));
+    }
+    if let Some(branch) = value
+        && !git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
+    {
+        return Err(super::CliError::Usage(format!("\"{branch}\" is not a valid branch name")));
+    }
+    root.update_app(app, |state| {
+        state.deploy_branch = value.map(str::to_string);
+        Ok::<_, super::CliError>(())
+    })?;
+    match value {
+        Some(branch) => step(format!("Set deploy-branch to {branch} for {app}")),
+        None => step(format!("Unset deploy-branch for {app}; main or master deploy")),
     }
     Ok(())
 }

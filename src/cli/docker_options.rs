@@ -85,6 +85,10 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
         let verb = if verb == "add" { "add to" } else { verb };
         return Err(crate::docker_options::OptionsError::Empty(verb).into());
     }
+    if verb == "add" {
+        // Refuse what berth cannot hand to the engine now, not at the next deploy.
+        crate::docker_options::RunOptions::parse(&options)?;
+    }
     root.update_app(&app, |state| {
         for key in &keys {
             let stored = state.docker_options.entry(key.to_string()).or_default();
@@ -96,7 +100,8 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
         }
         state.docker_options.retain(|_, options| !options.is_empty());
         Ok::<_, CliError>(())
-    })
+    })?;
+    super::apply_or_hint(root, &app, false)
 }
 
 pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
@@ -131,7 +136,8 @@ pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
             })
         });
         Ok::<_, CliError>(())
-    })
+    })?;
+    super::apply_or_hint(root, &app, false)
 }
 
 fn options_report(root: &Root, app: &AppName) -> Result<Report> {

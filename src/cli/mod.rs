@@ -229,6 +229,9 @@ enum Command {
     /// Re-install the git hooks of every app (after an upgrade)
     #[command(name = "hooks:install")]
     HooksInstall,
+    /// Set (or, without a value, unset) an app's git property: deploy-branch
+    #[command(name = "git:set")]
+    GitSet { app: String, property: String, value: Option<String> },
     /// Allow an SSH key to push (and, with --admin, to run berth commands over SSH)
     #[command(name = "ssh-keys:add")]
     SshKeysAdd {
@@ -310,6 +313,9 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::Releases { app, format } => ps::releases(root, &app_name(&app)?, format),
         Command::Rollback { app, release } => ps::rollback(root, &app_name(&app)?, release),
         Command::HooksInstall => ps::install_hooks(root),
+        Command::GitSet { app, property, value } => {
+            apps::git_set(root, &app_name(&app)?, &property, value.as_deref())
+        }
         Command::SshKeysAdd { name, file, admin } => ssh::add(root, &name, &file, admin),
         Command::SshKeysRemove { name } => ssh::remove(root, &name),
         Command::SshKeysList { format } => ssh::list(root, format),
@@ -327,6 +333,21 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
             write_stdout(&page)
         }
     }
+}
+
+/// After a change to an app's mounts or docker-options: running containers keep what they
+/// started with, so apply it now (`--restart`) or say exactly how to.
+fn apply_or_hint(root: &Root, app: &AppName, restart: bool) -> Result<()> {
+    if root.read_app(app)?.current_release.is_none() {
+        return Ok(());
+    }
+    if restart {
+        return ps::restart(root, app);
+    }
+    crate::output::step(format!(
+        "Run `berth ps:restart {app}` to apply the change to the running containers"
+    ));
+    Ok(())
 }
 
 /// Where the hook binaries are: beside the `berth` binary (they are built and installed together).

@@ -45,6 +45,9 @@ pub struct MountArgs {
     /// Owner to give the mounted directory on deploy (herokuish, heroku, paketo, root, false, uid)
     #[arg(long)]
     volume_chown: Option<String>,
+    /// Re-create the app's containers now so the change applies
+    #[arg(long)]
+    restart: bool,
 }
 
 impl MountArgs {
@@ -67,6 +70,9 @@ pub struct UnmountArgs {
     /// Container path of the entry's mount to remove (named form)
     #[arg(long)]
     container_dir: Option<String>,
+    /// Re-create the app's containers now so the change applies
+    #[arg(long)]
+    restart: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,14 +139,17 @@ pub fn mount(root: &Root, args: MountArgs) -> Result<()> {
     if args.mount.contains(':') {
         if args.named_flags_given() {
             return Err(CliError::Usage(format!(
-                "--container-dir, --phase, --process-type and --volume-* apply to storage entry mounts; \
-                 put options after a second colon instead: {}:ro",
-                args.mount
+                "--container-dir, --phase, --process-type and --volume-* apply to storage entry mounts \
+                 (berth storage:mount <app> <entry> --container-dir <path>); the colon form takes its options \
+                 after a second colon, as in {}:ro",
+                args.mount.splitn(3, ':').take(2).collect::<Vec<_>>().join(":")
             )));
         }
-        return mount_legacy(root, &app, &args.mount);
+        mount_legacy(root, &app, &args.mount)?;
+    } else {
+        mount_entry(root, &app, &args)?;
     }
-    mount_entry(root, &app, args)
+    super::apply_or_hint(root, &app, args.restart)
 }
 
 fn mount_legacy(root: &Root, app: &AppName, spec: &str) -> Result<()> {
@@ -190,7 +199,7 @@ fn check_collisions(app: &AppName, state: &AppState, attachment: &Attachment) ->
     }
 }
 
-fn mount_entry(root: &Root, app: &AppName, args: MountArgs) -> Result<()> {
+fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     let name = EntryName::new(&args.mount)?;
     let _entries_lock = root.lock_entries()?;
     let entry = root.read_entry(&name)?;
@@ -199,7 +208,7 @@ fn mount_entry(root: &Root, app: &AppName, args: MountArgs) -> Result<()> {
     })?;
     let container_path = normalize_container_path(container_dir)?;
     let phases = parse_phases(&args.phases)?;
-    let process_type = args.process_type.unwrap_or_else(|| DEFAULT_PROCESS_TYPE.to_string());
+    let process_type = args.process_type.clone().unwrap_or_else(|| DEFAULT_PROCESS_TYPE.to_string());
     check_process_type(&process_type)?;
     let subpath = match args.volume_subpath.as_deref() {
         None => None,
@@ -259,11 +268,12 @@ pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
             return Err(CliError::Usage("--container-dir applies to storage entry unmounts".into()));
         }
         let legacy = LegacyMount::parse(&args.mount)?;
-        return root.update_app(&app, |state| {
+        root.update_app(&app, |state| {
             remove_mounts(state, |m| m.source == legacy.source && m.container_path == legacy.container_path)?
                 .then_some(())
                 .ok_or_else(|| CliError::Usage("Mount path does not exist.".into()))
-        });
+        })?;
+        return super::apply_or_hint(root, &app, args.restart);
     }
     let name = EntryName::new(&args.mount)?;
     let container_path = args.container_dir.as_deref().map(normalize_container_path).transpose()?;
@@ -295,7 +305,8 @@ pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
         } else {
             Err(CliError::Usage(format!("storage entry \"{name}\" is not mounted at \"{target}\" on app \"{app}\"")))
         }
-    })
+    })?;
+    super::apply_or_hint(root, &app, args.restart)
 }
 
 /// Removes the admin mounts that match; refuses repo-made ones, which `app.toml` owns.

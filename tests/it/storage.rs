@@ -177,13 +177,13 @@ fn mount_relative_host_path() {
     exit: 1
     --- stdout
     --- stderr
-     !     host path "./data" is relative; use an absolute path such as /var/lib/berth/data/storage/<name>, or a Docker volume name
+     !     host path "./data" is relative; use an absolute path (such as one made with `berth storage:ensure-directory`) or a Docker volume name
     "#);
     insta::assert_snapshot!(t.args(["storage:mount", "demo", "rel/dir:/data"]).refuse(), @r#"
     exit: 1
     --- stdout
     --- stderr
-     !     host path "rel/dir" is relative; use an absolute path such as /var/lib/berth/data/storage/<name>, or a Docker volume name
+     !     host path "rel/dir" is relative; use an absolute path (such as one made with `berth storage:ensure-directory`) or a Docker volume name
     "#);
 }
 
@@ -304,7 +304,7 @@ fn mount_colon_form_refuses_named_flags() {
     exit: 1
     --- stdout
     --- stderr
-     !     --container-dir, --phase, --process-type and --volume-* apply to storage entry mounts; put options after a second colon instead: [ROOT]/host:/data:ro
+     !     --container-dir, --phase, --process-type and --volume-* apply to storage entry mounts (berth storage:mount <app> <entry> --container-dir <path>); the colon form takes its options after a second colon, as in [ROOT]/host:/data:ro
     ");
 }
 
@@ -1022,7 +1022,7 @@ fn allow_and_disallow_host_path() {
     exit: 1
     --- stdout
     --- stderr
-     !     host path "srv/data" is relative; use an absolute path such as /var/lib/berth/data/storage/<name>, or a Docker volume name
+     !     host path "srv/data" is relative; use an absolute path (such as one made with `berth storage:ensure-directory`) or a Docker volume name
     "#);
 }
 
