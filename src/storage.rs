@@ -59,7 +59,7 @@ pub enum StorageError {
     #[error("Unsupported directory mode \"{0}\". Value must be a 3 or 4 digit octal mode, such as 0755")]
     BadMode(String),
     #[error(
-        "storage entry \"{0}\" host path must be an absolute path or a docker named volume token, got \"{1}\""
+        "storage entry \"{0}\" host path must be an absolute path (not \"/\", without \"..\") or a docker named volume token, got \"{1}\""
     )]
     BadEntryHostPath(String, String),
     #[error("unsupported reclaim policy \"{0}\" (supported: Retain, Delete)")]
@@ -568,7 +568,10 @@ impl EntryBacking {
     pub fn parse(entry: &EntryName, value: &str) -> Result<Self, StorageError> {
         if value.starts_with('/') {
             check_no_separators("host path", value)?;
-            Ok(EntryBacking::Dir(PathBuf::from(value)))
+            // The same shape rules as a container path: absolute, not `/`, no `..`.
+            let path = normalize_container_path(value)
+                .map_err(|_| StorageError::BadEntryHostPath(entry.to_string(), value.to_string()))?;
+            Ok(EntryBacking::Dir(PathBuf::from(path)))
         } else if is_docker_volume_name(value) {
             Ok(EntryBacking::Volume(value.to_string()))
         } else {
@@ -696,6 +699,16 @@ mod tests {
             Source::AppVolume("cache".into()),
         ] {
             assert_eq!(Source::try_from(source.to_string()).unwrap(), source);
+        }
+    }
+
+    #[test]
+    fn entry_backings() {
+        let name = EntryName::new("data").unwrap();
+        assert_eq!(EntryBacking::parse(&name, "/srv//data/").unwrap(), EntryBacking::Dir("/srv/data".into()));
+        assert_eq!(EntryBacking::parse(&name, "pgdata").unwrap(), EntryBacking::Volume("pgdata".into()));
+        for bad in ["/", "/srv/../etc", "rel/path", "/a:b", "x"] {
+            assert!(EntryBacking::parse(&name, bad).is_err(), "{bad}");
         }
     }
 

@@ -187,7 +187,7 @@ fn create_bad_settings() {
     exit: 1
     --- stdout
     --- stderr
-     !     storage entry "data" host path must be an absolute path or a docker named volume token, got "rel/path"
+     !     storage entry "data" host path must be an absolute path (not "/", without "..") or a docker named volume token, got "rel/path"
     "#);
     let custom = t.path_str("srv");
     insta::assert_snapshot!(t.args(["storage:create", "data", &custom, "--chown", "root"]).refuse(), @r"
