@@ -40,6 +40,11 @@ pub enum HookError {
         "cannot tell which app this repository belongs to ({0}); hooks must run in $BERTH_ROOT/repos/<app>.git"
     )]
     UnknownRepo(String),
+    #[error(
+        "{name} moved to {} while this push waited for another deploy; nothing was deployed: fetch, and push again",
+        deploy::short(.now)
+    )]
+    BranchMoved { name: String, now: String },
 }
 
 /// One line of hook input: `<old> <new> <ref>`.
@@ -99,18 +104,69 @@ pub fn pre_receive(root: &Root, app: &AppName, updates: &[RefUpdate]) -> Result<
     // One push may carry both main and master; the first deploy branch listed wins.
     let target = branches.iter().find_map(|b| updates.iter().find(|u| u.name == format!("refs/heads/{b}")));
     if let Some(update) = target {
-        deploy_push(root, app, &update.new)?;
+        deploy_push(root, app, update)?;
     }
     Ok(())
 }
 
-fn deploy_push(root: &Root, app: &AppName, commit: &str) -> Result<(), HookError> {
+/// The value of a ref in the hook's repository (all zeros when it does not exist), read afresh.
+fn ref_value(name: &str) -> Result<String, HookError> {
+    let read = |e: git2::Error| GitError::Read { what: name.to_string(), message: e.message().to_string() };
+    let repo = git2::Repository::open_from_env().map_err(read)?;
+    match repo.refname_to_id(name) {
+        Ok(id) => Ok(id.to_string()),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(ZERO_OID.to_string()),
+        Err(e) => Err(read(e).into()),
+    }
+}
+
+/// Where a successful deploy leaves `<ref> <commit> <pid of git receive-pack>`: git moves the
+/// branch only after the hook exited (and released the app's lock), so the next push must wait
+/// for that move before it compares the branch with what it expects.
+fn pending_ref_file(root: &Root, app: &AppName) -> std::path::PathBuf {
+    root.app_dir(app).join("pending-ref-update")
+}
+
+/// Waits (a bounded time) until the branch update of the previous successful push is done:
+/// the ref names its commit, or the git process that was to move it has exited.
+/// The caller holds the app's lock.
+fn settle_previous_push(root: &Root, app: &AppName) -> Result<(), HookError> {
+    let file = pending_ref_file(root, app);
+    let Ok(text) = std::fs::read_to_string(&file) else { return Ok(()) };
+    let mut fields = text.split_whitespace();
+    if let (Some(name), Some(commit), Some(pid)) = (fields.next(), fields.next(), fields.next()) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let alive = std::path::Path::new("/proc").join(pid);
+        while ref_value(name)? != commit && alive.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    match std::fs::remove_file(&file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StateError::Io { action: "remove", path: file, source: e }.into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), HookError> {
+    let commit = update.new.as_str();
     step(format!("Deploying {app} ({})", deploy::short(commit)));
     let repo = PushedRepo::open_from_env()?;
     // Read before taking the lock: an oversized or unreadable file is refused without waiting.
-    let bytes = repo.read_file(commit, manifest::FILE_NAME, manifest::MAX_BYTES)?;
+    let bytes = match repo.read_file(commit, manifest::FILE_NAME, manifest::MAX_BYTES) {
+        Err(GitError::TooLarge { size, .. }) => return Err(HookError::Manifest(vec![manifest::too_large(size)])),
+        read => read?,
+    };
     let lock =
         root.lock_app_or_wait(app, || step(format!("Waiting for another deploy of {app} to finish")))?;
+    // git moves the branch only if it still is what this push expects; a push that waited for
+    // another one must not deploy what git is going to refuse.
+    settle_previous_push(root, app)?;
+    let now = ref_value(&update.name)?;
+    if now != update.old {
+        return Err(HookError::BranchMoved { name: update.name.clone(), now });
+    }
     let state = root.read_app(app)?;
     let settings = root.read_settings()?;
     let mut host_paths = state.allowed.host_paths.clone();
@@ -127,9 +183,18 @@ fn deploy_push(root: &Root, app: &AppName, commit: &str) -> Result<(), HookError
     // What needs the server or the commit: checked once the file itself is sound.
     let mut problems = Vec::new();
     for mount in &manifest.mounts {
-        if let Source::HostPath(path) = &mount.source
-            && !path.exists()
-        {
+        let Source::HostPath(path) = &mount.source else { continue };
+        if let Some(link) = symlink_below_grant(path, &host_paths) {
+            problems.push(Diagnostic::new(
+                mount.at.source,
+                format!("host path \"{}\" goes through the symlink \"{}\"", path.display(), link.display()),
+                Some(
+                    "berth does not follow symlinks below an allowed host path: mount the link's target, \
+                     if the admin allowed it"
+                        .into(),
+                ),
+            ));
+        } else if !path.exists() {
             problems.push(Diagnostic::new(
                 mount.at.source,
                 format!("host path \"{}\" does not exist on the server", path.display()),
@@ -195,6 +260,10 @@ fn deploy_push(root: &Root, app: &AppName, commit: &str) -> Result<(), HookError
     };
     match deploy::apply(root, &engine, &plan, write_context, &lock, Timing::from_env()) {
         Ok(release) => {
+            let pending = format!("{} {commit} {}\n", update.name, std::os::unix::process::parent_id());
+            if let Err(e) = crate::state::write_atomic(&pending_ref_file(root, app), pending.as_bytes()) {
+                warn(format!("could not record the branch update for the next push: {e}"));
+            }
             for removed in &plan.mounts_removed {
                 detail(format!(
                     "Unmounted {} from {}; its data is kept",
@@ -215,6 +284,29 @@ fn deploy_push(root: &Root, app: &AppName, commit: &str) -> Result<(), HookError
             Err(error.into())
         }
     }
+}
+
+/// The symlink a host path goes through below the grant that allows it (the first one, from
+/// the grant down), when every grant that allows the path leads through one. A link planted
+/// below an allowed directory (by the app itself, through a mount of it) must not redirect a
+/// mount elsewhere on the server. The grant itself may be a link: the admin chose it.
+fn symlink_below_grant(path: &Path, grants: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
+    let mut found = None;
+    for grant in grants {
+        let Ok(below) = path.strip_prefix(grant) else { continue };
+        let mut at = grant.clone();
+        let link = below.components().find_map(|part| {
+            at.push(part);
+            std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()).then(|| at.clone())
+        });
+        match link {
+            None => return None,
+            Some(link) => {
+                found.get_or_insert(link);
+            }
+        }
+    }
+    found
 }
 
 fn run_config(manifest: &Manifest) -> RunConfig {

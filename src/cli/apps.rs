@@ -1,7 +1,5 @@
 //! `apps:*`: create, list, destroy and report apps.
 
-use serde_json::json;
-
 use super::{Format, Result, confirm_destructive, existing_app, print_json};
 use crate::engine::Engine;
 use crate::names::AppName;
@@ -99,17 +97,9 @@ pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> 
     Ok(())
 }
 
-pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
-    let apps = match app {
-        Some(app) => vec![AppName::new(app)?],
-        None => root.list_apps()?,
-    };
-    if apps.is_empty() && format == Format::Text {
-        warn("You haven't deployed any applications yet");
-        return Ok(());
-    }
-    let mut json = serde_json::Map::new();
-    for app in &apps {
+pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {
+    let request = super::report::Request::parse(root, "apps:report", args, format)?;
+    request.print("app", "app", |app| {
         let state = existing_app(root, app)?;
         let mut report = Report::default();
         report.row("app-created-at", state.created_at.to_string());
@@ -117,20 +107,8 @@ pub fn report(root: &Root, app: Option<&str>, format: Format) -> Result<()> {
         report.row("app-dir", root.app_dir(app).display().to_string());
         report.row("app-repo", root.repo_dir(app).display().to_string());
         report.row("app-storage-dir", root.app_storage_dir(app).display().to_string());
-        match format {
-            Format::Text => print!("{}", report.render_text(&format!("{app} app information"))),
-            Format::Json => {
-                json.insert(app.to_string(), report.to_json("app"));
-            }
-        }
-    }
-    if format == Format::Json {
-        match app {
-            Some(_) => print_json(&json.into_iter().next().map(|(_, v)| v).unwrap_or(json!({})))?,
-            None => print_json(&json)?,
-        }
-    }
-    Ok(())
+        Ok(report)
+    })
 }
 
 /// `git:set <app> deploy-branch [<branch>]`: which branch's pushes deploy.

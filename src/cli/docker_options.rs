@@ -1,9 +1,9 @@
 //! `docker-options:*`: the admin's escape hatch for extra engine flags per phase.
 
-use super::{CliError, Format, Result, existing_app, print_json};
+use super::{CliError, Format, Result, existing_app};
 use crate::docker_options::{OptionsKey, parse_options};
 use crate::names::AppName;
-use crate::output::{Report, step, warn};
+use crate::output::{Report, step};
 use crate::state::Root;
 use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
 
@@ -157,50 +157,6 @@ fn options_report(root: &Root, app: &AppName) -> Result<Report> {
 }
 
 pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
-    let (words, format) = super::storage::take_format(&args.args, args.format)?;
-    let (flags, names): (Vec<&String>, Vec<&String>) = words.iter().partition(|a| a.starts_with("--"));
-    let flag = match flags.as_slice() {
-        [] => None,
-        [flag] => Some(flag.trim_start_matches('-').to_string()),
-        _ => return Err(CliError::Usage("docker-options:report command allows only a single flag".into())),
-    };
-    if flag.is_some() && format == Format::Json {
-        return Err(CliError::Usage("--format flag cannot be specified when specifying an info flag".into()));
-    }
-    let apps = match names.as_slice() {
-        [] => root.list_apps()?,
-        [app] => vec![AppName::new(app)?],
-        _ => return Err(CliError::Usage("docker-options:report takes at most one app".into())),
-    };
-    // A JSON report of no apps is `{}`, so scripts always get JSON.
-    if apps.is_empty() && (flag.is_some() || format == Format::Text) {
-        warn("You haven't deployed any applications yet");
-        return Ok(());
-    }
-    let mut json = serde_json::Map::new();
-    for app in &apps {
-        let report = options_report(root, app)?;
-        if let Some(flag) = &flag {
-            let value = report.get(flag).ok_or_else(|| {
-                let valid: Vec<String> = report.keys().map(|k| format!("--{k}")).collect();
-                CliError::Usage(format!("Invalid flag passed, valid flags: {}", valid.join(", ")))
-            })?;
-            println!("{value}");
-            continue;
-        }
-        match format {
-            Format::Text => print!("{}", report.render_text(&format!("{app} docker-options information"))),
-            Format::Json => {
-                json.insert(app.to_string(), report.to_json("docker-options"));
-            }
-        }
-    }
-    if flag.is_none() && format == Format::Json {
-        if names.is_empty() {
-            print_json(&json)?;
-        } else if let Some((_, value)) = json.into_iter().next() {
-            print_json(&value)?;
-        }
-    }
-    Ok(())
+    let request = super::report::Request::parse(root, "docker-options:report", &args.args, args.format)?;
+    request.print("docker-options", "docker-options", |app| options_report(root, app))
 }

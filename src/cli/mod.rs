@@ -4,6 +4,7 @@
 mod apps;
 mod docker_options;
 mod ps;
+mod report;
 mod ssh;
 mod storage;
 
@@ -105,7 +106,9 @@ enum Command {
     /// Show an app's settings
     #[command(name = "apps:report")]
     AppsReport {
-        app: Option<String>,
+        /// An app, and/or one info flag such as --app-repo
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -279,7 +282,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::AppsDestroy { app, force, purge_storage } => {
             apps::destroy(root, &app_name(&app)?, force, purge_storage)
         }
-        Command::AppsReport { app, format } => apps::report(root, app.as_deref(), format),
+        Command::AppsReport { args, format } => apps::report(root, &args, format),
         Command::StorageEnsureDirectory { directory, chown } => {
             storage::ensure_directory(root, &directory, &chown)
         }

@@ -1,13 +1,11 @@
 //! `ps:*`, `run`, `logs`, `releases`, `rollback` and `hooks:install`: the app's processes and
 //! its release history.
 
-use serde_json::json;
-
 use super::{CliError, Format, Result, existing_app, print_json};
 use crate::deploy::{self, Timing};
 use crate::engine::Engine;
 use crate::names::AppName;
-use crate::output::{Report, detail, heading, step, warn};
+use crate::output::{Report, detail, heading, step};
 use crate::state::{Outcome, Root};
 
 pub fn start(root: &Root, app: &AppName) -> Result<()> {
@@ -39,74 +37,40 @@ fn report_url(port: Option<u16>) {
 /// `ps:report [<app>] [--<flag>] [--format json]`: one info flag prints just its value, as
 /// `storage:report` does.
 pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {
-    let (words, format) = super::storage::take_format(args, format)?;
-    let (flags, names): (Vec<&String>, Vec<&String>) = words.iter().partition(|w| w.starts_with("--"));
-    let flag = match flags.as_slice() {
-        [] => None,
-        [flag] => Some(flag.trim_start_matches('-')),
-        _ => return Err(CliError::Usage("ps:report command allows only a single flag".into())),
-    };
-    if flag.is_some() && format == Format::Json {
-        return Err(CliError::Usage("--format flag cannot be specified when specifying an info flag".into()));
-    }
-    let app = match names.as_slice() {
-        [] => None,
-        [app] => Some(app.as_str()),
-        _ => return Err(CliError::Usage("ps:report takes at most one app".into())),
-    };
-    let apps = match app {
-        Some(app) => vec![AppName::new(app)?],
-        None => root.list_apps()?,
-    };
-    if apps.is_empty() && (flag.is_some() || format == Format::Text) {
-        warn("You haven't deployed any applications yet");
-        return Ok(());
-    }
-    let engine = Engine::connect()?;
-    let mut json = serde_json::Map::new();
-    for app in &apps {
-        let state = existing_app(root, app)?;
-        let releases = root.read_releases(app)?;
-        let current = state.current_release.and_then(|n| releases.get(n));
-        let mut report = Report::default();
-        report.row("ps-deployed", current.is_some().to_string());
-        report.row("ps-current-release", state.current_release.map(|n| n.to_string()).unwrap_or_default());
-        let containers = engine.app_containers(app.as_str())?;
-        let mut running = 0;
-        for name in &containers {
-            if let Some(facts) = engine.inspect_container(name)? {
-                let status = if facts.running { "running" } else { "stopped" };
-                running += usize::from(facts.running);
-                let id = facts.id.get(..12).unwrap_or(&facts.id);
-                report.row(format!("ps-status.{name}"), format!("{status} (CID: {id})"));
-            }
-        }
-        report.row("ps-processes", containers.len().to_string());
-        report.row("ps-running", (running > 0 && running == containers.len()).to_string());
-        let url = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
-        report.row("ps-web-url", url.unwrap_or_default());
-        if let Some(flag) = flag {
-            let value = report.get(flag).ok_or_else(|| {
-                let valid: Vec<String> = report.keys().map(|k| format!("--{k}")).collect();
-                CliError::Usage(format!("Invalid flag passed, valid flags: {}", valid.join(", ")))
-            })?;
-            println!("{value}");
-            continue;
-        }
-        match format {
-            Format::Text => print!("{}", report.render_text(&format!("{app} ps information"))),
-            Format::Json => {
-                json.insert(app.to_string(), report.to_json("ps"));
-            }
+    let request = super::report::Request::parse(root, "ps:report", args, format)?;
+    // Connected on the first app, so a server without apps needs no engine for the report.
+    let mut engine: Option<Engine> = None;
+    request.print("ps", "ps", |app| {
+        let engine = match &mut engine {
+            Some(engine) => engine,
+            slot => slot.insert(Engine::connect()?),
+        };
+        ps_report(root, engine, app)
+    })
+}
+
+fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
+    let state = existing_app(root, app)?;
+    let releases = root.read_releases(app)?;
+    let current = state.current_release.and_then(|n| releases.get(n));
+    let mut report = Report::default();
+    report.row("ps-deployed", current.is_some().to_string());
+    report.row("ps-current-release", state.current_release.map(|n| n.to_string()).unwrap_or_default());
+    let containers = engine.app_containers(app.as_str())?;
+    let mut running = 0;
+    for name in &containers {
+        if let Some(facts) = engine.inspect_container(name)? {
+            let status = if facts.running { "running" } else { "stopped" };
+            running += usize::from(facts.running);
+            let id = facts.id.get(..12).unwrap_or(&facts.id);
+            report.row(format!("ps-status.{name}"), format!("{status} (CID: {id})"));
         }
     }
-    if flag.is_none() && format == Format::Json {
-        match app {
-            Some(_) => print_json(&json.into_iter().next().map(|(_, v)| v).unwrap_or(json!({})))?,
-            None => print_json(&json)?,
-        }
-    }
-    Ok(())
+    report.row("ps-processes", containers.len().to_string());
+    report.row("ps-running", (running > 0 && running == containers.len()).to_string());
+    let url = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
+    report.row("ps-web-url", url.unwrap_or_default());
+    Ok(report)
 }
 
 /// Runs a one-off command; returns its exit status for the binary to pass through.

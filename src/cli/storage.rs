@@ -437,87 +437,19 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     Ok(report)
 }
 
-/// Takes `--format` out of a report's free words. Clap hands every word after the first free
-/// one to the free list (info flags start with `--`), so `report <app> --format json` lands there.
-pub(super) fn take_format(words: &[String], mut format: Format) -> Result<(Vec<String>, Format)> {
-    let parse = |value: &str| {
-        <Format as clap::ValueEnum>::from_str(value, false).map_err(|_| {
-            CliError::Usage(format!("Format must be \"stdout\", \"text\" or \"json\": \"{value}\""))
-        })
-    };
-    let mut rest = Vec::new();
-    let mut words = words.iter();
-    while let Some(word) = words.next() {
-        if word == "--format" {
-            let value = words
-                .next()
-                .ok_or_else(|| CliError::Usage("--format requires a value: text or json".into()))?;
-            format = parse(value)?;
-        } else if let Some(value) = word.strip_prefix("--format=") {
-            format = parse(value)?;
-        } else {
-            rest.push(word.clone());
-        }
-    }
-    Ok((rest, format))
-}
-
 pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
-    let (words, format) = take_format(&args.args, args.format)?;
-    let global = args.global || words.iter().any(|w| w == "--global");
-    let (flags, names): (Vec<&String>, Vec<&String>) =
-        words.iter().filter(|w| *w != "--global").partition(|a| a.starts_with("--"));
+    let global = args.global || args.args.iter().any(|w| w == "--global");
+    let words: Vec<String> = args.args.into_iter().filter(|w| w != "--global").collect();
     if global {
-        if !names.is_empty() || !flags.is_empty() {
+        let (rest, format) = super::report::take_format(&words, args.format)?;
+        if !rest.is_empty() {
             return Err(CliError::Usage("--global takes no app and no info flag".into()));
         }
         return report_global(root, format);
     }
-    let flag = match flags.as_slice() {
-        [] => None,
-        [flag] => Some(flag.trim_start_matches('-').to_string()),
-        _ => return Err(CliError::Usage("storage:report command allows only a single flag".into())),
-    };
-    if flag.is_some() && format == Format::Json {
-        return Err(CliError::Usage("--format flag cannot be specified when specifying an info flag".into()));
-    }
-    let apps = match names.as_slice() {
-        [] => root.list_apps()?,
-        [app] => vec![AppName::new(app)?],
-        _ => return Err(CliError::Usage("storage:report takes at most one app".into())),
-    };
-    // A JSON report of no apps is `{}`, so scripts always get JSON.
-    if apps.is_empty() && (flag.is_some() || format == Format::Text) {
-        warn("You haven't deployed any applications yet");
-        return Ok(());
-    }
+    let request = super::report::Request::parse(root, "storage:report", &words, args.format)?;
     let entries = entries_by_name(root)?;
-    let mut json = serde_json::Map::new();
-    for app in &apps {
-        let report = storage_report(root, app, &entries)?;
-        if let Some(flag) = &flag {
-            let value = report.get(flag).ok_or_else(|| {
-                let valid: Vec<String> = report.keys().map(|k| format!("--{k}")).collect();
-                CliError::Usage(format!("Invalid flag passed, valid flags: {}", valid.join(", ")))
-            })?;
-            println!("{value}");
-            continue;
-        }
-        match format {
-            Format::Text => print!("{}", report.render_text(&format!("{app} storage information"))),
-            Format::Json => {
-                json.insert(app.to_string(), report.to_json("storage"));
-            }
-        }
-    }
-    if flag.is_none() && format == Format::Json {
-        if names.is_empty() {
-            print_json(&json)?;
-        } else if let Some((_, value)) = json.into_iter().next() {
-            print_json(&value)?;
-        }
-    }
-    Ok(())
+    request.print("storage", "storage", |app| storage_report(root, app, &entries))
 }
 
 fn report_global(root: &Root, format: Format) -> Result<()> {

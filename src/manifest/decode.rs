@@ -378,7 +378,7 @@ impl<'s> Decoder<'s> {
                 match integer(i).and_then(|n| u32::try_from(n).ok()).filter(|n| *n <= MAX_ID) {
                     Some(uid) => Some(AppUser { uid, gid: None }),
                     None => {
-                        let message = format!("`app.user` {} is out of range", quoted(i.as_str()));
+                        let message = format!("`app.user` {} is out of range", quoted(&i.to_string()));
                         self.error(value.span().start, message, format!("ids go from 0 to {MAX_ID}"));
                         None
                     }
@@ -430,7 +430,7 @@ impl<'s> Decoder<'s> {
                             Some(port) => web.port = port,
                             None => self.error(
                                 value.span().start,
-                                format!("`web.port` {} is not a port number", quoted(i.as_str())),
+                                format!("`web.port` {} is not a port number", quoted(&i.to_string())),
                                 "ports go from 1 to 65535",
                             ),
                         }
@@ -632,11 +632,14 @@ impl<'s> Decoder<'s> {
         }
         let mut options = BTreeMap::new();
         if let Some((opts, at)) = driver_opts {
-            if is_app_volume {
-                options = opts;
-            } else {
+            if !is_app_volume {
                 self.problem(not_app_volume("driver_opts", at, &source));
+            } else if driver.is_none_or(|name| name.value == "local") {
+                for problem in local_driver_opts(&opts) {
+                    self.problem(problem);
+                }
             }
+            options = opts.into_iter().map(|(name, value)| (name, value.value.to_string())).collect();
         }
         if self.diagnostics.len() != before {
             return None;
@@ -851,7 +854,7 @@ impl<'s> Decoder<'s> {
         ok.then_some(processes)
     }
 
-    fn driver_opts(&mut self, table: &DeTable) -> BTreeMap<String, String> {
+    fn driver_opts<'v>(&mut self, table: &'v DeTable) -> BTreeMap<String, Located<'v>> {
         let mut options = BTreeMap::new();
         for (index, (key, value)) in table.iter().enumerate() {
             let name = key.get_ref().as_ref();
@@ -885,7 +888,7 @@ impl<'s> Decoder<'s> {
                 } else if s.value.len() > MAX_PATH {
                     self.error(s.start, format!("{what} is longer than {MAX_PATH} bytes"), "shorten it");
                 } else if key_ok {
-                    options.insert(name.to_string(), s.value.to_string());
+                    options.insert(name.to_string(), s);
                 }
             }
         }
@@ -998,6 +1001,16 @@ fn path_characters(what: &str, text: Located) -> Result<(), Problem> {
             text.start,
             format!("{what} {} starts or ends with a space", quoted(value)),
             "remove the spaces around the path",
+        ));
+    }
+    // `.. ` is `..` to some filesystems and to anyone reading the file.
+    if let Some((index, _)) =
+        components(value).into_iter().find(|(_, part)| part.starts_with(' ') || part.ends_with(' '))
+    {
+        return Err(Problem::new(
+            text.at(index),
+            format!("{what} {} has a directory name that starts or ends with a space", quoted(value)),
+            "remove the spaces around the name",
         ));
     }
     if value.len() > MAX_PATH {
@@ -1264,6 +1277,50 @@ fn healthcheck(text: Located) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+/// Mount types the local volume driver may use from `app.toml`: memory and network
+/// filesystems. Any other type (`none`, `ext4`, `overlay`, ...) mounts a device or a directory
+/// of the server, which only the admin's grants may reach.
+const LOCAL_DRIVER_TYPES: &[&str] = &["tmpfs", "nfs", "nfs4", "cifs"];
+
+/// The options of the local driver that would mount something of the server: a `type` that is
+/// not a memory or network filesystem, and `bind` or `rbind` in `o` (the kernel then ignores the
+/// type and binds `device`, a host path).
+fn local_driver_opts(options: &BTreeMap<String, Located>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(kind) = options.get("type")
+        && !LOCAL_DRIVER_TYPES.contains(&kind.value)
+    {
+        problems.push(Problem::new(
+            kind.start,
+            format!(
+                "driver option `type` {} would mount a device or directory of the server",
+                quoted(kind.value)
+            ),
+            format!(
+                "the local driver takes type {} in app.toml; to mount a directory of the server, \
+                 ask the admin to allow it (berth storage:allow) and use its path as the source",
+                LOCAL_DRIVER_TYPES.iter().map(|t| quoted(t)).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if let Some(o) = options.get("o") {
+        let mut offset = 0;
+        for option in o.value.split(',') {
+            if matches!(option.trim().to_ascii_lowercase().as_str(), "bind" | "rbind") {
+                problems.push(Problem::new(
+                    o.at(offset),
+                    format!("driver option `o` {} would bind-mount a directory of the server", quoted(o.value)),
+                    "remove the bind option; to mount a directory of the server, ask the admin to allow it \
+                     (berth storage:allow) and use its path as the source",
+                ));
+                break;
+            }
+            offset += option.len() + 1;
+        }
+    }
+    problems
 }
 
 fn driver_text(text: Located) -> Result<(), Problem> {

@@ -273,6 +273,16 @@ pub fn check(
     if diagnostics.is_empty() { Ok(manifest) } else { Err(finish(diagnostics)) }
 }
 
+/// The problem with an `app.toml` of `size` bytes, more than [`MAX_BYTES`]. pre-receive reports
+/// it from the size git gives, without reading the file.
+pub fn too_large(size: usize) -> Diagnostic {
+    Diagnostic::new(
+        Pos { line: 1, column: 1 },
+        format!("{FILE_NAME} is {size} bytes, more than the limit of {MAX_BYTES} bytes (1 MiB)"),
+        Some("app.toml declares settings, not data: keep it small".to_string()),
+    )
+}
+
 /// Sorts by position, drops repeats and caps the count.
 fn finish(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diagnostics.sort_by(|a, b| {

@@ -7,17 +7,8 @@ const BOM: &str = "\u{feff}";
 
 /// Turns the raw bytes into text the TOML parser may see: size cap, BOM, UTF-8, nesting depth.
 pub(super) fn prepare(bytes: &[u8]) -> Result<&str, Diagnostic> {
-    let start = Pos { line: 1, column: 1 };
     if bytes.len() > MAX_BYTES {
-        return Err(Diagnostic::new(
-            start,
-            format!(
-                "{} is {} bytes, more than the limit of {MAX_BYTES} bytes (1 MiB)",
-                super::FILE_NAME,
-                bytes.len()
-            ),
-            Some("app.toml declares settings, not data: keep it small".to_string()),
-        ));
+        return Err(super::too_large(bytes.len()));
     }
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
