@@ -48,7 +48,8 @@ if [ "$ENGINE" = yes ]; then
 fi
 
 say "Building berth (release)"
-cargo build --release --locked --quiet --bins
+# --target-dir: the binaries are copied from target/release, whatever CARGO_TARGET_DIR says.
+cargo build --release --locked --quiet --bins --target-dir target
 BIN="$PREFIX/bin"
 install -d "$BIN"
 for binary in berth berth-pre-receive berth-post-receive; do

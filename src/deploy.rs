@@ -194,6 +194,9 @@ pub fn ensure_storage(
                 }
             }
             Source::HostPath(path) => {
+                if attachment.made_by == crate::storage::Origin::Repo {
+                    hostfs::check_no_symlinks(path)?;
+                }
                 if !path.exists() {
                     return Err(DeployError::Rejected(format!(
                         "host path {} does not exist; create it or unmount it",
@@ -809,7 +812,15 @@ fn run_build_command(
         mounts: engine_mounts(root, app, &plan.mounts, entries, Phase::Build, "build")?,
         publish: None,
         restart: false,
-        options: RunOptions::default(),
+        // The admin's build-phase docker-options apply to the build command's container.
+        options: RunOptions::parse(
+            &root
+                .read_app(app)?
+                .docker_options
+                .get(&format!("{DEFAULT_PROCESS_TYPE}.build"))
+                .cloned()
+                .unwrap_or_default(),
+        )?,
     };
     engine.create_container(&spec)?;
     let status = engine.run_attached(&name, &mut |_, text| {

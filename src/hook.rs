@@ -128,11 +128,10 @@ fn pending_ref_file(root: &Root, app: &AppName) -> std::path::PathBuf {
 }
 
 /// Waits (a bounded time) until the branch update of the previous successful push is done:
-/// the ref names its commit, or the git process that was to move it has exited.
-/// The caller holds the app's lock.
+/// the ref names its commit, or the git process that was to move it has exited. The caller
+/// holds the app's lock; the record stays (a rejected push changes no file).
 fn settle_previous_push(root: &Root, app: &AppName) -> Result<(), HookError> {
-    let file = pending_ref_file(root, app);
-    let Ok(text) = std::fs::read_to_string(&file) else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(pending_ref_file(root, app)) else { return Ok(()) };
     let mut fields = text.split_whitespace();
     if let (Some(name), Some(commit), Some(pid)) = (fields.next(), fields.next(), fields.next()) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -141,12 +140,7 @@ fn settle_previous_push(root: &Root, app: &AppName) -> Result<(), HookError> {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-    match std::fs::remove_file(&file) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(StateError::Io { action: "remove", path: file, source: e }.into())
-        }
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), HookError> {
@@ -155,7 +149,9 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
     let repo = PushedRepo::open_from_env()?;
     // Read before taking the lock: an oversized or unreadable file is refused without waiting.
     let bytes = match repo.read_file(commit, manifest::FILE_NAME, manifest::MAX_BYTES) {
-        Err(GitError::TooLarge { size, .. }) => return Err(HookError::Manifest(vec![manifest::too_large(size)])),
+        Err(GitError::TooLarge { size, .. }) => {
+            return Err(HookError::Manifest(vec![manifest::too_large(size)]));
+        }
         read => read?,
     };
     let lock =

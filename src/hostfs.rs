@@ -86,6 +86,21 @@ pub fn ensure_dir_beneath(base: &Path, rel: &Path) -> Result<Vec<PathBuf>, HostF
     Ok(to_own)
 }
 
+/// Refuses a path with a symlink in any component: a repo-declared host path must be the real
+/// directory the admin granted, not a link an app planted to reach elsewhere. Checked each time
+/// containers are created, not only when the push was validated.
+pub fn check_no_symlinks(path: &Path) -> Result<(), HostFsError> {
+    let mut current = PathBuf::new();
+    for component in path.components() {
+        current.push(component);
+        let meta = fs::symlink_metadata(&current).map_err(io_error("inspect", &current))?;
+        if meta.file_type().is_symlink() {
+            return Err(HostFsError::Symlink(current));
+        }
+    }
+    Ok(())
+}
+
 /// `chown -R uid:gid path` without following symlinks.
 pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), HostFsError> {
     lchown(path, Some(uid), Some(gid)).map_err(io_error("change the owner of", path))?;
@@ -147,6 +162,16 @@ mod tests {
         assert!(matches!(ensure_dir_beneath(&base, Path::new("evil")), Err(HostFsError::Symlink(_))));
         assert!(matches!(ensure_dir_beneath(&base, Path::new("../x")), Err(HostFsError::Escape(_))));
         assert!(!Path::new("/etc/x").exists());
+    }
+
+    #[test]
+    fn symlinks_in_host_paths_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real/sub");
+        fs::create_dir_all(&real).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
+        check_no_symlinks(&real).unwrap();
+        assert!(matches!(check_no_symlinks(&dir.path().join("link/sub")), Err(HostFsError::Symlink(_))));
     }
 
     #[test]

@@ -14,6 +14,10 @@ use crate::names::{AppName, EntryName, NameError, is_docker_volume_name};
 /// Process type an attachment applies to when none is named: every process.
 pub const DEFAULT_PROCESS_TYPE: &str = "_default_";
 
+/// Names an app's process types cannot take: `_default_`, and the roles of berth's own
+/// short-lived containers (`<app>.build.<n>`, `<app>.run.<pid>`, `<app>.chown.<pid>`).
+pub const RESERVED_PROCESS_TYPES: [&str; 4] = [DEFAULT_PROCESS_TYPE, "build", "run", "chown"];
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StorageError {
     #[error(transparent)]

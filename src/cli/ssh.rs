@@ -64,7 +64,11 @@ pub fn git_shell(root: &Root, key_name: &str) -> Result<()> {
         SshCommand::ReceivePack(app) => {
             if !root.app_exists(&app) {
                 eprintln!("-----> Creating {app}...");
-                super::apps::create_quietly(root, &app)?;
+                match super::apps::create_quietly(root, &app) {
+                    // Another first push (the same app from two clones) created it meanwhile.
+                    Err(CliError::State(crate::state::StateError::AppExists(_))) => {}
+                    result => result?,
+                }
             }
             std::process::Command::new("git-receive-pack").arg(root.repo_dir(&app)).exec()
         }

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::names::is_docker_volume_name;
 use crate::storage::{
-    DEFAULT_PROCESS_TYPE, Phase, Source, StorageError, check_process_type, normalize_container_path,
+    Phase, RESERVED_PROCESS_TYPES, Source, StorageError, check_process_type, normalize_container_path,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -472,7 +472,7 @@ impl<'s> Decoder<'s> {
                 break;
             }
             let mut ok = true;
-            if name == DEFAULT_PROCESS_TYPE {
+            if RESERVED_PROCESS_TYPES.contains(&name) {
                 self.error(
                     key.span().start,
                     format!("process name {} is reserved by berth", ticked(name)),
@@ -833,7 +833,7 @@ impl<'s> Decoder<'s> {
         let mut processes = Vec::new();
         let mut ok = true;
         for item in items {
-            if check_process_type(item.value).is_err() || item.value == DEFAULT_PROCESS_TYPE {
+            if check_process_type(item.value).is_err() || RESERVED_PROCESS_TYPES.contains(&item.value) {
                 self.error(
                     item.start,
                     format!("process name {} is not valid", quoted(item.value)),
@@ -1311,7 +1311,10 @@ fn local_driver_opts(options: &BTreeMap<String, Located>) -> Vec<Problem> {
             if matches!(option.trim().to_ascii_lowercase().as_str(), "bind" | "rbind") {
                 problems.push(Problem::new(
                     o.at(offset),
-                    format!("driver option `o` {} would bind-mount a directory of the server", quoted(o.value)),
+                    format!(
+                        "driver option `o` {} would bind-mount a directory of the server",
+                        quoted(o.value)
+                    ),
                     "remove the bind option; to mount a directory of the server, ask the admin to allow it \
                      (berth storage:allow) and use its path as the source",
                 ));

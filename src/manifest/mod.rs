@@ -22,10 +22,15 @@
 //! - **`[web]`.** `port` defaults to 5000 (Dokku's `PORT`). `[web]` is an error when
 //!   `[processes]` declares processes but no `web`.
 //! - **Mount paths** (sources and targets) must be printable ASCII without `:`, `,`, `=`, `\`,
-//!   percent-encoded sequences (`%2e`), or leading/trailing spaces; at most 4096 bytes, 255 per
-//!   component. `..` is refused in every spelling, even when it would stay inside. App volume
-//!   names may be one character long (the Docker volume is `<app>_<name>`); external volume
-//!   names follow Docker's rule (two characters or more).
+//!   percent-encoded sequences (`%2e`), or spaces at the start or end of the path or of any of
+//!   its names (`.. `); at most 4096 bytes, 255 per component. `..` is refused in every
+//!   spelling, even when it would stay inside. App volume names may be one character long (the
+//!   Docker volume is `<app>_<name>`); external volume names follow Docker's rule (two
+//!   characters or more).
+//! - **Volume drivers.** With the local driver (the default), `driver_opts` may not mount
+//!   anything of the server: `type` must be `tmpfs`, `nfs`, `nfs4` or `cifs`, and `o` may not
+//!   hold `bind` or `rbind` (with them `device` is a host path). Other drivers are the admin's
+//!   to install, and their options are passed as written.
 //! - **Phases and processes.** `phases = []` and `processes = []` are errors (omit the key for
 //!   the default). A mount with the `build` phase cannot name processes: the build command is not
 //!   a process. Targets under `/proc`, `/sys` and `/dev` are refused.

@@ -712,6 +712,7 @@ fn process_rules() {
     assert!(parse_ok("[processes]\n").processes.is_empty());
     let cases = [
         ("\"a b\" = \"x\"", "process name `a b` is not valid", (2, 1)),
+        ("\"build\" = \"x\"", "process name `build` is reserved by berth", (2, 1)),
         ("\"_default_\" = \"x\"", "process name `_default_` is reserved by berth", (2, 1)),
         ("web = \"\"", "process `web` is empty", (2, 7)),
     ];

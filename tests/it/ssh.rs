@@ -234,13 +234,7 @@ impl Server {
 /// Runs the real installer into `prefix` and `root`.
 fn install(prefix: &Path, root: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh");
-    let out = run(timed(1800, "bash")
-        .arg(&script)
-        .arg("--prefix")
-        .arg(prefix)
-        .arg("--root")
-        .arg(root)
-        .env_remove("CARGO_TARGET_DIR"));
+    let out = run(timed(1800, "bash").arg(&script).arg("--prefix").arg(prefix).arg("--root").arg(root));
     assert_eq!(out.status, 0, "install.sh failed\n{out}");
     for binary in ["berth", "berth-pre-receive", "berth-post-receive"] {
         assert!(prefix.join("bin").join(binary).is_file(), "install.sh did not install {binary}\n{out}");
@@ -380,8 +374,9 @@ fn sweep_stale(base: &Path) {
         if pid == std::process::id() {
             continue;
         }
+        // No owner file yet: a live process may be making its dir right now.
         let recorded = fs::read_to_string(entry.path().join("owner")).unwrap_or_default();
-        let alive = process_start_time(pid).is_some_and(|started| started == recorded);
+        let alive = process_start_time(pid).is_some_and(|started| recorded.is_empty() || started == recorded);
         if !alive {
             clean_stale(&entry.path());
         }
@@ -543,8 +538,13 @@ fn a_push_over_ssh_creates_the_app_and_deploys_it() {
     let refs = server.git(&repo, PUSH_KEY, &["ls-remote", &format!("berth@127.0.0.1:{}", app.name)]);
     assert_eq!(refs.status, 0, "{refs}");
     assert!(refs.stdout.contains(&format!("{}\trefs/heads/main", repo.head())), "{refs}");
-    let log = server.sshd_log();
-    assert!(log.contains("Accepted publickey for berth from 127.0.0.1"), "{log}");
+    // sshd ran berth's forced command for the key, whatever the client asked for.
+    let forced = format!(
+        "Starting session: forced-command (key-option) 'BERTH_ROOT={} {} git-shell {PUSH_KEY}'",
+        server.root.display(),
+        server.prefix.join("bin/berth").display()
+    );
+    server.wait_for_log_line(&[&forced]);
 }
 
 #[test]
@@ -588,7 +588,7 @@ fn the_push_key_only_pushes() {
     assert_ne!(out.status, 0, "{out}");
     assert!(out.stderr.lines().any(|l| l == not_a_name("../x")), "{out}");
 
-    // No pty: sshd refuses the request; the forced command still runs (and gives no shell).
+    // No pty: sshd refuses the request, and as `-tt` insists on one the client gives up.
     let tty = server.ssh(PUSH_KEY, &["-tt", "-o", "LogLevel=INFO"], None);
     assert_ne!(tty.status, 0, "{tty}");
     assert!(tty.stderr.contains("PTY allocation request failed"), "{tty}");
@@ -776,4 +776,26 @@ fn re_running_install_sh_changes_nothing() {
     let url = app.url();
     assert_eq!(get(&url, "/").text(), "<p>after install</p>\n");
     assert!(get(&url, "/cgi-bin/file?name=x").body == payload);
+}
+
+#[test]
+fn concurrent_first_pushes_create_the_app_once() {
+    let _gate = shared();
+    let server = server();
+    let app = App::new(server, "ssh-race");
+    let repo = Repo::from_template("web");
+    let url = format!("berth@127.0.0.1:{}", app.name);
+    // `--dry-run` stops after receive-pack has advertised the (new) app's refs.
+    let outs: Vec<Ran> = std::thread::scope(|scope| {
+        let pushes: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| server.git(&repo, PUSH_KEY, &["push", "--dry-run", &url, "main"])))
+            .collect();
+        pushes.into_iter().map(|push| push.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert_eq!(out.status, 0, "each push reaches the app's repo\n{out}");
+        assert!(!out.stderr.contains(" !     "), "{out}");
+    }
+    let list = server.berth(&["apps:list"]);
+    assert_eq!(list.stdout.lines().filter(|l| *l == app.name).count(), 1, "{list}");
 }
