@@ -209,7 +209,7 @@ pub enum Source {
     HostPath(PathBuf),
     /// An existing Docker volume, by its own name.
     Volume(String),
-    /// A directory of the app under the storage root: `<storage root>/<app>/<rel>`.
+    /// A directory of the app: `$BERTH_ROOT/data/apps/<app>/<rel>`.
     AppDir(PathBuf),
     /// A volume of the app: Docker volume `<app>_<name>`, labelled with the app.
     AppVolume(String),
