@@ -773,6 +773,12 @@ pub fn apply(
     };
     let mut state = root.read_app(app)?;
     state.mounts.clone_from(&plan.mounts);
+    state.detached.retain(|d| !plan.mounts.iter().any(|m| m.same_mount(d)));
+    for removed in &plan.mounts_removed {
+        if !state.detached.iter().any(|d| d.same_mount(removed)) {
+            state.detached.push(removed.clone());
+        }
+    }
     let port = start_release(root, engine, app, &state, &release, timing)?;
     fault_point("after-retire");
     let release = Release { web_host_port: port, ..release };

@@ -264,6 +264,10 @@ pub struct AppState {
     /// The release serving now, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_release: Option<u32>,
+    /// Mounts a push removed from `app.toml`: no longer mounted, their data kept, listed until
+    /// the admin forgets them (`storage:unmount`) or `app.toml` declares them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detached: Vec<Attachment>,
 }
 
 /// How a release runs: what ps:start/restart and rollback re-create.
@@ -464,7 +468,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     make_dir(dir)?;
     let mut temp =
         tempfile::NamedTempFile::new_in(dir).map_err(StateError::io("create temp file in", dir))?;
-    temp.write_all(bytes).map_err(StateError::io("write", temp.path()))?;
+    // The file's own error, named after the target: NamedTempFile's would name the temporary
+    // file twice ("write .tmpX: No space left on device ... at path .tmpX").
+    temp.as_file_mut().write_all(bytes).map_err(StateError::io("write", path))?;
     temp.as_file().sync_all().map_err(StateError::io("sync", path))?;
     adopt(temp.path())?;
     temp.persist(path).map_err(|e| StateError::Io {

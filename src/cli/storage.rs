@@ -268,11 +268,35 @@ pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
             return Err(CliError::Usage("--container-dir applies to storage entry unmounts".into()));
         }
         let legacy = LegacyMount::parse(&args.mount)?;
-        root.update_app(&app, |state| {
-            remove_mounts(state, |m| m.source == legacy.source && m.container_path == legacy.container_path)?
-                .then_some(())
-                .ok_or_else(|| CliError::Usage("Mount path does not exist.".into()))
+        let entries = entries_by_name(root)?;
+        let app_dir = root.app_storage_dir(&app);
+        let forgotten = root.update_app(&app, |state| {
+            if remove_mounts(state, |m| {
+                m.source == legacy.source && m.container_path == legacy.container_path
+            })? {
+                return Ok(None);
+            }
+            // A mount app.toml dropped: forget the record; the data stays where it is.
+            let host = match &legacy.source {
+                Source::HostPath(path) => path.display().to_string(),
+                other => other.to_string().split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default(),
+            };
+            let position = state.detached.iter().position(|d| {
+                d.container_path == legacy.container_path
+                    && d.resolve(&app, &app_dir, &entries).is_some_and(|r| r.to_string() == host)
+            });
+            match position {
+                Some(index) => Ok(Some(state.detached.remove(index))),
+                None => Err(CliError::Usage("Mount path does not exist.".into())),
+            }
         })?;
+        if let Some(detached) = forgotten {
+            step(format!(
+                "Forgot the detached mount {} at {}; its data is kept",
+                detached.source, detached.container_path
+            ));
+            return Ok(());
+        }
         return super::apply_or_hint(root, &app, args.restart);
     }
     let name = EntryName::new(&args.mount)?;
@@ -431,6 +455,14 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
             phase_mounts.get(&phase).map(|m| m.join(" ")).unwrap_or_default(),
         );
     }
+    let detached: Vec<String> = state
+        .detached
+        .iter()
+        .filter_map(|d| {
+            d.resolve(app, &root.app_storage_dir(app), entries).map(|r| format!("{r}:{}", d.container_path))
+        })
+        .collect();
+    report.row("storage-detached", detached.join(" "));
     let paths: Vec<String> = state.allowed.host_paths.iter().map(|p| p.display().to_string()).collect();
     report.row("storage-allowed-host-paths", paths.join(" "));
     report.row("storage-allowed-volumes", state.allowed.volumes.join(" "));

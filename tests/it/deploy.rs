@@ -127,6 +127,13 @@ fn a_mount_removed_from_app_toml_is_unmounted_and_its_data_kept() {
     let list = app.berth("storage:list", &[]).success().stdout;
     assert!(!list.contains("/app/reports"), "{list}");
     assert!(list.contains(":/app/storage"), "{list}");
+    // Listed as detached until the admin forgets it; forgetting keeps the data.
+    let detached = format!("{}:/app/reports", app.dir("reports").display());
+    let shown = detached.replace(&t.root().display().to_string(), "[ROOT]");
+    assert_eq!(app.berth("storage:report", &["--storage-detached"]).success().stdout, format!("{shown}\n"));
+    app.berth("storage:unmount", &[&detached]).success();
+    assert_eq!(app.berth("storage:report", &["--storage-detached"]).success().stdout, "\n");
+    assert_eq!(fs::read_to_string(app.dir("reports/r.txt")).unwrap(), "kept\n");
 }
 
 #[test]

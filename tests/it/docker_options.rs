@@ -188,7 +188,7 @@ fn volume_options_show_in_storage_report() {
     t.ok(["docker-options:add", "demo", "deploy,run", "-v /srv/shared:/shared:ro --memory 1g"]);
     t.ok(["docker-options:add", "demo", "build", "--volume=/srv/cache:/cache"]);
     t.ok(["docker-options:add", "demo", "run", "--volume /srv/x:/x"]);
-    insta::assert_snapshot!(t.ok(["storage:report", "demo"]), @r"
+    insta::assert_snapshot!(t.ok(["storage:report", "demo"]), @"
     exit: 0
     --- stdout
     =====> demo storage information
@@ -196,6 +196,7 @@ fn volume_options_show_in_storage_report() {
            Storage allowed volumes:       
            Storage build mounts:          -v /srv/cache:/cache
            Storage deploy mounts:         -v /srv/shared:/shared:ro
+           Storage detached:              
            Storage run mounts:            -v /srv/shared:/shared:ro -v /srv/x:/x
     --- stderr
     ");

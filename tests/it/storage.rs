@@ -401,7 +401,7 @@ fn mount_entry_with_every_flag() {
     -----> Storage entry data mounted at /app/uploads on demo
     --- stderr
     ");
-    insta::assert_snapshot!(t.ok(["storage:report", "demo"]), @r"
+    insta::assert_snapshot!(t.ok(["storage:report", "demo"]), @"
     exit: 0
     --- stdout
     =====> demo storage information
@@ -420,6 +420,7 @@ fn mount_entry_with_every_flag() {
            Storage attachment 1 volume options: Z,nocopy
            Storage build mounts:                -v [ROOT]/data/storage/data/uploads/photos:/app/uploads:ro,Z,nocopy
            Storage deploy mounts:               -v [ROOT]/data/storage/data/uploads/photos:/app/uploads:ro,Z,nocopy
+           Storage detached:                    
            Storage run mounts:                  -v [ROOT]/data/storage/data/uploads/photos:/app/uploads:ro,Z,nocopy
     --- stderr
     ");
@@ -766,7 +767,7 @@ fn two_apps() -> Test {
 #[test]
 fn report_one_app() {
     let t = two_apps();
-    insta::assert_snapshot!(t.ok(["storage:report", "demo"]), @r"
+    insta::assert_snapshot!(t.ok(["storage:report", "demo"]), @"
     exit: 0
     --- stdout
     =====> demo storage information
@@ -796,6 +797,7 @@ fn report_one_app() {
            Storage attachment 2 volume options: Z
            Storage build mounts:                
            Storage deploy mounts:               -v [ROOT]/host:/mnt:ro -v [ROOT]/data/storage/data:/app/storage:Z
+           Storage detached:                    
            Storage run mounts:                  -v [ROOT]/host:/mnt:ro -v [ROOT]/data/storage/data:/app/storage:Z
     --- stderr
     ");
@@ -805,7 +807,7 @@ fn report_one_app() {
 fn report_all_apps() {
     let t = two_apps();
     let out = t.ok(["storage:report"]);
-    let api = "=====> api storage information\n       Storage allowed host paths:    \n       Storage allowed volumes:       \n       Storage build mounts:          \n       Storage deploy mounts:         \n       Storage run mounts:            \n";
+    let api = "=====> api storage information\n       Storage allowed host paths:    \n       Storage allowed volumes:       \n       Storage build mounts:          \n       Storage deploy mounts:         \n       Storage detached:              \n       Storage run mounts:            \n";
     assert!(out.stdout.starts_with(api), "{out}");
     assert_eq!(out.stdout[api.len()..], t.ok(["storage:report", "demo"]).stdout);
     assert_eq!(out.stderr, "");
@@ -861,11 +863,11 @@ fn report_info_flag() {
 #[test]
 fn report_invalid_flag() {
     let t = two_apps();
-    insta::assert_snapshot!(t.args(["storage:report", "api", "--storage-bogus"]).refuse(), @r"
+    insta::assert_snapshot!(t.args(["storage:report", "api", "--storage-bogus"]).refuse(), @"
     exit: 1
     --- stdout
     --- stderr
-     !     Invalid flag passed, valid flags: --storage-allowed-host-paths, --storage-allowed-volumes, --storage-build-mounts, --storage-deploy-mounts, --storage-run-mounts
+     !     Invalid flag passed, valid flags: --storage-allowed-host-paths, --storage-allowed-volumes, --storage-build-mounts, --storage-deploy-mounts, --storage-detached, --storage-run-mounts
     ");
     insta::assert_snapshot!(t.args(["storage:report", "api", "--storage-build-mounts", "--storage-run-mounts"]).refuse(), @r"
     exit: 1
@@ -900,7 +902,7 @@ fn report_json() {
     insta::assert_snapshot!(t.ok(["storage:report", "api", "--format", "json"]), @r#"
     exit: 0
     --- stdout
-    {"allowed-host-paths":"","allowed-volumes":"","build-mounts":"","deploy-mounts":"","run-mounts":"","storage-allowed-host-paths":"","storage-allowed-volumes":"","storage-build-mounts":"","storage-deploy-mounts":"","storage-run-mounts":""}
+    {"allowed-host-paths":"","allowed-volumes":"","build-mounts":"","deploy-mounts":"","detached":"","run-mounts":"","storage-allowed-host-paths":"","storage-allowed-volumes":"","storage-build-mounts":"","storage-deploy-mounts":"","storage-detached":"","storage-run-mounts":""}
     --- stderr
     "#);
     // `--format` before the app, after it, and as `--format=json` all work.
