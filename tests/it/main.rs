@@ -2,11 +2,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod apps;
+mod concurrency;
 mod deploy;
 mod docker_options;
 mod engine;
+mod faults;
+mod fuzz;
+mod hostile;
 mod push;
 mod ssh;
 mod storage;
 mod storage_entries;
+mod survival;
 mod test;
