@@ -615,6 +615,8 @@ pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
         record.web_host_port = port;
         record.mounts.clone_from(&state.mounts);
+        // A deploy interrupted after making this release current ends here.
+        record.outcome = Outcome::Deployed;
     }
     state.current_release = Some(number);
     root.write_releases(app, &releases, &lock)?;
@@ -781,15 +783,34 @@ pub fn apply(
     }
     let port = start_release(root, engine, app, &state, &release, timing)?;
     fault_point("after-retire");
-    let release = Release { web_host_port: port, ..release };
+    // Three writes, each atomic, so a crash between any two leaves a history that never calls
+    // a release deployed unless the state made it current: the release is recorded as
+    // interrupted, then made current, then marked deployed (restart finishes the last step).
     let mut releases = root.read_releases(app)?;
-    releases.releases.push(release.clone());
-    // The history first: a crash between the two writes leaves a recorded release that is not
-    // current yet, which the next push or ps:restart repairs; never the reverse.
+    releases.releases.push(Release { web_host_port: port, outcome: Outcome::Interrupted, ..release });
     root.write_releases(app, &releases, lock)?;
     fault_point("after-release-write");
-    state.current_release = Some(release.number);
+    state.current_release = Some(plan.release);
     root.write_app(app, &state, lock)?;
+    mark_deployed(root, app, &mut releases, plan.release, lock)
+}
+
+/// Marks a release that the state made current as deployed, and returns it.
+fn mark_deployed(
+    root: &Root,
+    app: &AppName,
+    releases: &mut crate::state::Releases,
+    number: u32,
+    lock: &crate::state::Lock,
+) -> Result<Release> {
+    let record = releases
+        .releases
+        .iter_mut()
+        .find(|r| r.number == number)
+        .ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
+    record.outcome = Outcome::Deployed;
+    let release = record.clone();
+    root.write_releases(app, releases, lock)?;
     Ok(release)
 }
 

@@ -320,6 +320,8 @@ mod image_cmd_as_empty {
 pub enum Outcome {
     Deployed,
     Failed,
+    /// Started serving, but the deploy stopped before it was recorded as done.
+    Interrupted,
 }
 
 /// One deploy: what was pushed, what it built, which mounts it ran with, how it ended.

@@ -127,6 +127,7 @@ pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
                 let outcome = match release.outcome {
                     Outcome::Deployed => "deployed".to_string(),
                     Outcome::Failed => format!("failed: {}", release.reason.as_deref().unwrap_or("")),
+                    Outcome::Interrupted => "interrupted (not recorded as deployed)".to_string(),
                 };
                 detail(format!(
                     "{current}v{:<4} {}  {}  {} mounts  {outcome}",
