@@ -31,8 +31,27 @@ fn api_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -
         bollard::errors::Error::DockerResponseServerError { message, .. } => {
             EngineError::Api { action, message }
         }
-        other => EngineError::Api { action, message: other.to_string() },
+        other => match lost_connection(&other) {
+            Some(cause) => EngineError::Unreachable(format!("{action}: {cause}")),
+            None => EngineError::Api { action, message: other.to_string() },
+        },
     }
+}
+
+/// The I/O error under a failed connection to the engine (it stopped, or its socket went
+/// away, after berth connected), which bollard reports only as "client error (Connect)".
+fn lost_connection(error: &bollard::errors::Error) -> Option<&std::io::Error> {
+    if !matches!(error, bollard::errors::Error::HyperLegacyError { .. }) {
+        return None;
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = error.source();
+    }
+    None
 }
 
 fn is_not_found(error: &bollard::errors::Error) -> bool {
@@ -274,7 +293,22 @@ impl Engine {
                 message: error.to_string(),
             });
         }
-        build_result
+        build_result.map_err(|error| self.unless_gone(error))
+    }
+
+    /// A call that failed because the engine is going away (stopping mid-build, it fails the
+    /// build with errors about its own teardown) is reported as the engine being unreachable,
+    /// when it no longer answers a ping.
+    fn unless_gone(&self, error: EngineError) -> EngineError {
+        let EngineError::Api { action, message } = error else { return error };
+        let ping = self.runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.docker.ping()).await
+        });
+        if matches!(ping, Ok(Ok(_))) {
+            EngineError::Api { action, message }
+        } else {
+            EngineError::Unreachable(format!("{action}: {message}"))
+        }
     }
 
     pub fn image_config(&self, image: &str) -> Result<ImageConfig> {

@@ -255,8 +255,13 @@ struct Background {
 impl Background {
     /// Starts `git push <app> main` with extra environment for the hook.
     fn push(served: &Served, env: &[(&str, &str)]) -> Background {
+        Background::push_to(&served.repo, &served.app, env)
+    }
+
+    /// Starts `git push <app> main` from `repo`, with extra environment for the hook.
+    fn push_to(repo: &Repo, app: &App, env: &[(&str, &str)]) -> Background {
         let mut child = Command::new("git")
-            .current_dir(served.repo.path(""))
+            .current_dir(repo.path(""))
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env_remove("GIT_DIR")
@@ -264,7 +269,7 @@ impl Background {
             .envs(PUSH_ENV)
             .envs(env.iter().copied())
             .args(["push", "--porcelain"])
-            .arg(served.app.repo())
+            .arg(app.repo())
             .arg("main")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -298,6 +303,14 @@ impl Background {
                 }
             }
         }
+    }
+
+    /// Waits for the push to end on its own; returns its output.
+    fn finish(mut self) -> PushOutput {
+        let status = self.child.wait().unwrap();
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout).unwrap();
+        PushOutput { status: status.code().unwrap_or(-1), stdout, stderr: self.reader.join().unwrap() }
     }
 
     /// `kill -9`s the hook (found by its `BERTH_ROOT`), returns the push's output and the pid.
@@ -452,6 +465,419 @@ fn an_unreachable_engine_rejects_the_push_and_the_old_release_serves_on() {
     let out = served.repo.push_refspec(app, "main", &PUSH_ENV).success();
     assert_eq!(get(&app.url(), "/").text(), "never deployed\n", "{out}");
     assert_eq!(app.ps("ps-current-release"), "2");
+}
+
+/// A second dockerd of the test's own: its socket, data root, exec root and pid file live in a
+/// temp dir and its containers sit on a bridge made for it, so a test can stop and start an
+/// engine without touching the one the other tests share. Dropping it stops the daemon (with
+/// `SIGTERM`, then `SIGKILL` of what is left), unmounts what it left under its dir, removes
+/// the bridge and the dir.
+struct PrivateEngine {
+    dir: tempfile::TempDir,
+    bridge: String,
+    daemon: std::cell::RefCell<Option<std::process::Child>>,
+}
+
+impl PrivateEngine {
+    /// Makes the bridge and starts the daemon with the base image imported; `Err` with the
+    /// reason when the bridge cannot be made (not root).
+    fn start() -> Result<PrivateEngine, String> {
+        crate::engine::engine();
+        let dir = tempfile::Builder::new().prefix("berth-it-dockerd-").tempdir().unwrap();
+        let pid = std::process::id();
+        let engine = PrivateEngine {
+            dir,
+            bridge: format!("berth{}", pid % 10_000_000),
+            daemon: std::cell::RefCell::new(None),
+        };
+        // A bridge of this name is a leftover of a killed run that had this pid.
+        let _ = Command::new("ip").args(["link", "del", &engine.bridge]).output();
+        let address = format!("10.213.{}.1/24", pid % 250 + 1);
+        for args in [
+            vec!["link", "add", &engine.bridge, "type", "bridge"],
+            vec!["addr", "add", &address, "dev", &engine.bridge],
+            vec!["link", "set", &engine.bridge, "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        engine.launch();
+        let ensure = Command::new("bash")
+            .arg("scripts/ensure-engine.sh")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DOCKER_HOST", engine.host())
+            .env("BERTH_DOCKERD_LOG", engine.path("ensure-engine-dockerd.log"))
+            .output()
+            .unwrap();
+        assert!(
+            ensure.status.success(),
+            "importing the base image into the private engine failed\n{}{}",
+            String::from_utf8_lossy(&ensure.stdout),
+            String::from_utf8_lossy(&ensure.stderr)
+        );
+        Ok(engine)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The `DOCKER_HOST` of the private engine.
+    fn host(&self) -> String {
+        format!("unix://{}", self.path("docker.sock").display())
+    }
+
+    /// The same flags every time: the second start finds the first one's containers.
+    fn args(&self) -> Vec<String> {
+        let at = |rel: &str| self.path(rel).display().to_string();
+        vec![
+            "--host".into(),
+            self.host(),
+            "--data-root".into(),
+            at("data"),
+            "--exec-root".into(),
+            at("exec"),
+            "--pidfile".into(),
+            at("docker.pid"),
+            "--bridge".into(),
+            self.bridge.clone(),
+            "--iptables=false".into(),
+            "--ip-masq=false".into(),
+        ]
+    }
+
+    /// Whether the daemon answers on its socket.
+    fn answers(&self) -> bool {
+        Command::new("timeout")
+            .args(["5", "docker", "version", "--format", "{{.Server.Version}}"])
+            .env("DOCKER_HOST", self.host())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.path("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Starts dockerd and waits until it answers.
+    fn launch(&self) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.path("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        *self.daemon.borrow_mut() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.answers() {
+            if let Ok(Some(status)) = self.daemon.borrow_mut().as_mut().unwrap().try_wait() {
+                panic!("the private dockerd exited ({status})\n{}", self.log_tail());
+            }
+            assert!(Instant::now() < deadline, "the private dockerd never answered\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let recorded = fs::read_to_string(self.path("docker.pid")).unwrap();
+        assert_eq!(recorded.trim(), pid.to_string(), "the pid file names the daemon this test started");
+    }
+
+    /// Sends the daemon `SIGTERM` through its pid file and waits until its socket stops
+    /// answering (the daemon itself may take longer to exit: see [`PrivateEngine::wait_exited`]).
+    fn stop(&self) {
+        let pid = fs::read_to_string(self.path("docker.pid")).unwrap();
+        assert!(Command::new("kill").args(["-TERM", pid.trim()]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.answers() {
+            assert!(Instant::now() < deadline, "the private dockerd still answers after SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the stopped daemon to exit.
+    fn wait_exited(&self) {
+        let mut daemon = self.daemon.borrow_mut();
+        let child = daemon.as_mut().expect("the private dockerd runs");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the private dockerd did not exit\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *daemon = None;
+    }
+
+    /// Runs a docker command against the private engine; must succeed; returns its stdout.
+    fn docker(&self, args: &[&str]) -> String {
+        let out = Command::new("docker").args(args).env("DOCKER_HOST", self.host()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "DOCKER_HOST={} docker {} failed\n{}{}",
+            self.host(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn inspect(&self, object: &str, template: &str) -> String {
+        self.docker(&["inspect", "--format", template, object]).trim().to_string()
+    }
+
+    /// The names of the app's containers on the private engine, sorted.
+    fn containers(&self, app: &App) -> Vec<String> {
+        let label = format!("label=berth.app={}", app.name);
+        let mut names: Vec<String> = self
+            .docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// `berth <args>` with the test's root and the private engine.
+    fn berth(&self, t: &Test, args: &[&str]) -> crate::test::Output {
+        let out = Command::new(crate::test::BERTH)
+            .args(args)
+            .env("BERTH_ROOT", t.root())
+            .env("DOCKER_HOST", self.host())
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        crate::test::Output {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for PrivateEngine {
+    fn drop(&mut self) {
+        let dir = self.dir.path().display().to_string();
+        if let Some(mut child) = self.daemon.borrow_mut().take() {
+            if child.try_wait().is_ok_and(|s| s.is_none()) {
+                let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+                let deadline = Instant::now() + Duration::from_secs(40);
+                while child.try_wait().is_ok_and(|s| s.is_none()) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        // What a killed daemon leaves running (its containerd, the shims) names the dir.
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(&dir) {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+        // Mounts the daemon left under the dir, deepest first.
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in mounts {
+            let _ = Command::new("umount").args(["-l", mount]).status();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+    }
+}
+
+/// Destroys an app on the private engine (while it answers) before the `App` drops: the `App`
+/// cleans up on the shared engine, where this app has nothing.
+struct DestroyOn<'a> {
+    engine: &'a PrivateEngine,
+    t: &'a Test,
+    app: String,
+}
+
+impl Drop for DestroyOn<'_> {
+    fn drop(&mut self) {
+        if self.t.path(format!("apps/{}", self.app)).exists() && self.engine.answers() {
+            let _ = self.engine.berth(self.t, &["apps:destroy", &self.app, "--force", "--purge-storage"]);
+        }
+    }
+}
+
+/// The host port `docker port` gives for the web container's port 5000.
+fn published_port(engine: &PrivateEngine, container: &str) -> u16 {
+    let out = engine.docker(&["port", container, "5000/tcp"]);
+    let first = out.lines().next().unwrap_or_else(|| panic!("{container} publishes no port"));
+    first.rsplit(':').next().unwrap().parse().unwrap_or_else(|e| panic!("{first:?}: {e}"))
+}
+
+/// Waits until `GET /health` on a loopback port answers 200 (the proxy may accept before the
+/// server in the container listens).
+fn wait_health(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut answer = Vec::new();
+            std::io::Read::read_to_end(&mut stream, &mut answer)?;
+            Ok(answer)
+        });
+        if answer.as_ref().is_ok_and(|a| a.starts_with(b"HTTP/1.0 200") || a.starts_with(b"HTTP/1.1 200")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "port {port} never answered /health with 200: {answer:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_engine_stopped_mid_deploy_rejects_the_push_and_the_old_release_returns() {
+    let started = Instant::now();
+    let t = Test::new();
+    let engine = match PrivateEngine::start() {
+        Ok(engine) => engine,
+        Err(reason) => {
+            println!(
+                "SKIPPED an_engine_stopped_mid_deploy_rejects_the_push_and_the_old_release_returns: \
+                 cannot make a bridge for a private dockerd ({reason})"
+            );
+            return;
+        }
+    };
+    let app = App::create(&t, "enginestop");
+    let _destroy = DestroyOn { engine: &engine, t: &t, app: app.name.clone() };
+    let host = engine.host();
+    let env = [PUSH_ENV[0], PUSH_ENV[1], ("DOCKER_HOST", host.as_str())];
+    let state_file = t.path(format!("apps/{}/state.toml", app.name));
+    let releases_file = t.path(format!("apps/{}/releases.toml", app.name));
+    let uploaded = app.dir(&format!("uploads/{UPLOAD}"));
+
+    // 1. A good release serves, with a file uploaded through it.
+    let repo = Repo::from_template("web");
+    let out = repo.push_refspec(&app, "main", &env).success();
+    let first_port = out.deployed_port();
+    let first_commit = repo.head();
+    let url = format!("http://127.0.0.1:{first_port}");
+    let payload = lcg_bytes(7, 64 * 1024 + 7);
+    let stored = post(&url, &format!("/cgi-bin/upload?name={UPLOAD}"), &payload);
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    let web = app.container("web");
+    let web_id = engine.inspect(&web, "{{.Id}}");
+    let first_start = engine.inspect(&web, "{{.State.StartedAt}}");
+    assert_eq!(engine.inspect(&web, "{{.HostConfig.RestartPolicy.Name}}"), "unless-stopped");
+    let state_before = fs::read(&state_file).unwrap();
+    let releases_before = fs::read(&releases_file).unwrap();
+
+    // 2. The engine stops while the next release builds.
+    let dockerfile = repo.read("Dockerfile");
+    repo.write("Dockerfile", &format!("{dockerfile}RUN sleep 8\n"));
+    repo.write("www/index.html", "never deployed\n").commit("a slow build");
+    let mut push = Background::push_to(&repo, &app, &[("DOCKER_HOST", &host)]);
+    push.wait_for("the slow build step", |line| line.ends_with(": RUN sleep 8"));
+    push.wait_for("the build step's container", |line| line.trim_start().starts_with("---> Running in "));
+    engine.stop();
+    let out = push.finish();
+    engine.wait_exited();
+    assert_ne!(out.status, 0, "the push is rejected\n{out}");
+    assert!(out.stdout.contains("[remote rejected]"), "{out}");
+    let errors: Vec<String> = out.remote().into_iter().filter(|l| l.starts_with(" !     ")).collect();
+    assert_eq!(errors.len(), 2, "one reason, then the verdict\n{out}");
+    let reason = errors[0].trim_start_matches(" !     ").to_string();
+    assert!(
+        reason.starts_with("the Docker engine is not reachable (")
+            && reason.ends_with("); start it (dockerd, or systemctl start docker) and try again"),
+        "{out}"
+    );
+    assert_eq!(errors[1], " !     The push is rejected; the previous release keeps serving", "{out}");
+    assert_eq!(app.rev("refs/heads/main"), Some(first_commit.clone()), "the branch did not move");
+    assert_eq!(fs::read(&state_file).unwrap(), state_before, "state.toml is untouched");
+    // releases.toml keeps every byte and gains one record: release 2 failed, for that reason.
+    let releases_after = fs::read(&releases_file).unwrap();
+    assert!(releases_after.starts_with(&releases_before), "earlier records are kept as they were");
+    let before = String::from_utf8(releases_before.clone()).unwrap().parse::<toml::Table>().unwrap();
+    let after = parse_toml(&releases_file);
+    let (before, after) = (before["releases"].as_array().unwrap(), after["releases"].as_array().unwrap());
+    assert_eq!(after.len(), before.len() + 1, "one failed release is recorded");
+    assert_eq!(&after[..before.len()], &before[..]);
+    let failed = &after[before.len()];
+    assert_eq!(failed["number"].as_integer(), Some(2));
+    assert_eq!(failed["outcome"].as_str(), Some("failed"));
+    assert_eq!(failed["commit"].as_str(), Some(repo.head().as_str()));
+    assert_eq!(failed["reason"].as_str(), Some(reason.as_str()));
+    assert_eq!(digest(&fs::read(&uploaded).unwrap()), digest(&payload), "the upload is on the host");
+
+    // 3. The engine starts again: the old container comes back by its restart policy.
+    engine.launch();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while engine.inspect(&web, "{{.State.Running}}") != "true" {
+        assert!(Instant::now() < deadline, "{web} did not come back\n{}", engine.log_tail());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(engine.inspect(&web, "{{.Id}}"), web_id, "the old container itself returns");
+    assert_ne!(engine.inspect(&web, "{{.State.StartedAt}}"), first_start, "it stopped with the engine");
+    assert_eq!(engine.inspect(&web, "{{index .Config.Labels \"berth.release\"}}"), "1");
+    let mounts: Vec<serde_json::Value> =
+        serde_json::from_str(&engine.docker(&["inspect", "--format", "{{json .Mounts}}", &web])).unwrap();
+    let mounts: Vec<(String, String, String, bool)> = mounts
+        .iter()
+        .map(|m| {
+            let field = |key: &str| m[key].as_str().unwrap_or_default().to_string();
+            (field("Type"), field("Source"), field("Destination"), m["RW"].as_bool().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        mounts,
+        [("bind".to_string(), app.dir("uploads").display().to_string(), "/app/storage".to_string(), true)]
+    );
+    let returned_port = published_port(&engine, &web);
+    wait_health(returned_port);
+    let returned = format!("http://127.0.0.1:{returned_port}");
+    let fetched = get(&returned, &format!("/cgi-bin/file?name={UPLOAD}"));
+    assert_eq!(fetched.status, 200, "{}", fetched.text());
+    assert_eq!(digest(&fetched.body), digest(&payload), "the upload is intact");
+
+    // ps:restart converges on one web container of the current release.
+    let restart = engine.berth(&t, &["ps:restart", &app.name]).success();
+    assert_eq!(engine.containers(&app), std::slice::from_ref(&web), "{restart}");
+    assert_ne!(engine.inspect(&web, "{{.Id}}"), web_id, "ps:restart re-creates the container");
+    assert_eq!(engine.inspect(&web, "{{.State.Running}}"), "true");
+    assert_eq!(engine.inspect(&web, "{{index .Config.Labels \"berth.release\"}}"), "1", "{restart}");
+    assert_eq!(fs::read(&state_file).unwrap(), state_before, "the same release is current");
+    let report = engine.berth(&t, &["ps:report", &app.name, "--ps-web-url"]).success();
+    let url = report.stdout.trim().to_string();
+    assert_eq!(url, format!("http://127.0.0.1:{}", published_port(&engine, &web)), "{restart}");
+    assert_eq!(get(&url, "/health").status, 200);
+    assert_eq!(digest(&get(&url, &format!("/cgi-bin/file?name={UPLOAD}")).body), digest(&payload));
+
+    // A normal push deploys.
+    repo.write("Dockerfile", &dockerfile);
+    repo.write("www/index.html", "deployed after the engine came back\n").commit("back");
+    let out = repo.push_refspec(&app, "main", &env).success();
+    let url = format!("http://127.0.0.1:{}", out.deployed_port());
+    assert_eq!(get(&url, "/").text(), "deployed after the engine came back\n", "{out}");
+    assert_eq!(app.rev("refs/heads/main"), Some(repo.head()));
+    assert_eq!(parse_toml(&state_file)["current_release"].as_integer(), Some(3), "{out}");
+    assert_eq!(engine.containers(&app), std::slice::from_ref(&web), "{out}");
+    assert_eq!(engine.inspect(&web, "{{index .Config.Labels \"berth.release\"}}"), "3");
+    assert_eq!(digest(&get(&url, &format!("/cgi-bin/file?name={UPLOAD}")).body), digest(&payload));
+    println!(
+        "engine stopped mid-build: push rejected ({reason}); the old container came back on port \
+         {returned_port} (was {first_port}); ps:restart and a push converged in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// A tmpfs mounted over a directory, unmounted when dropped.
