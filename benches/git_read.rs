@@ -2,7 +2,8 @@
 //! `scripts/bench.sh` prepares (it sets `BERTH_BENCH_REPOS` to their directory):
 //!
 //! - `validate/<repo>`: what pre-receive does first — open the repository, read `app.toml` from
-//!   the commit, check it. It should not depend on the size of the tree or of the history.
+//!   the commit, check it. It should not depend on the number of files or commits (it does on
+//!   the size of the root tree, which has to be inflated and parsed: `files-100000-wide`).
 //! - `tree_tar/<repo>`: the build context — `write_tree_tar` into a sink.
 //!
 //! Without `BERTH_BENCH_REPOS` (as `cargo test --all-targets` runs it) it does nothing.
@@ -17,7 +18,8 @@ use berth::manifest::{self, Policy};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 /// The repositories, in the order they are reported; missing ones are skipped.
-const VALIDATE_REPOS: &[&str] = &["files-10", "files-10000", "files-100000", "history-10000"];
+const VALIDATE_REPOS: &[&str] =
+    &["files-10", "files-10000", "files-100000", "history-10000", "files-100000-wide"];
 const TAR_REPOS: &[&str] = &["files-10", "files-10000", "ctx-200mb"];
 
 fn head(repo: &Path) -> Option<String> {

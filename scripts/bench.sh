@@ -10,7 +10,7 @@
 #   c. the build context from the git tree vs `git archive`, and its peak memory;
 #   d. `storage:report` over 1000 apps x 5 mounts and `storage:list <app>`.
 # It only measures: a missed target is written down, never turned into a failure. Needs root
-# (apt-get, the engine) like scripts/test.sh. Takes about 10 minutes once the build is done.
+# (apt-get, the engine) like scripts/test.sh. Takes 3 to 5 minutes once the build is done.
 #
 # Environment: BENCH_ONLY="a b c d crit" runs only those parts (the table keeps only their rows);
 # BENCH_KEEP=1 keeps the temp dir; BENCH_PUSH_RUNS (8 rounds), BENCH_OUT (BENCHMARKS.md).
@@ -30,6 +30,7 @@ command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
 [ -x /usr/bin/time ] || need+=(time)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 command -v git >/dev/null 2>&1 || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   say "Installing ${need[*]}"
@@ -56,7 +57,7 @@ TAR_STREAM=$(bench_exe tar_stream)
 [ -x "$READ_MANIFEST" ] && [ -x "$TAR_STREAM" ] || { echo " !     bench binaries not found" >&2; exit 1; }
 
 # --- temp dir and cleanup ---------------------------------------------------------------------
-BENCH_DIR=$(mktemp -d /tmp/berth-bench.XXXXXX)
+BENCH_DIR=$(mktemp -d /tmp/berth-bench.XXXXXX) # no spaces: commands below are plain strings
 RES=$BENCH_DIR/results
 mkdir -p "$RES"
 ROWS=$RES/rows.md        # the results table
@@ -87,9 +88,15 @@ trap cleanup EXIT
 # --- helpers ----------------------------------------------------------------------------------
 # Records a command as run, with the temp dir written as $BENCH_DIR.
 record() {
-  local line
-  line=$(printf '%q ' "$@")
-  echo "    ${line//$BENCH_DIR/\$BENCH_DIR}" >>"$CMDS"
+  local line="" arg
+  for arg in "$@"; do
+    if [[ $arg =~ ^[A-Za-z0-9_./:=%+,@-]+$ ]]; then
+      line+=" $arg"
+    else
+      line+=" '${arg//\'/\'\\\'\'}'"
+    fi
+  done
+  echo "   ${line//$BENCH_DIR/\$BENCH_DIR}" >>"$CMDS"
 }
 # hyperfine with JSON export into $RES/<name>.json; its report goes to stderr.
 hf() {
@@ -140,6 +147,12 @@ human() {
     else if (m >= 0.001) printf "%.2f ms ± %.2f", m * 1e3, s * 1e3;
     else printf "%.1f µs ± %.1f", m * 1e6, s * 1e6 }'
 }
+# Instructions a command executes (callgrind), in full.
+instructions() {
+  record valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@"
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+    sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
+}
 verdict() { if awk "BEGIN { exit !($1) }"; then echo "**met**"; else echo "**missed**"; fi; }
 # A row of the results table; rows are sorted by their first cell.
 row() {
@@ -162,12 +175,17 @@ inline_file() {
 commit_header() {
   printf 'commit refs/heads/main\ncommitter bench <bench@berth.invalid> %d +0000\ndata 7\nsynth.\n' "$1"
 }
-# <n> small files in directories of 100 (d0000/f000000.txt ...) on top of app.toml and Dockerfile.
+# <n> small files, 100 to a directory, 100 directories to a top-level one
+# (d00/d00/f000000.txt ...), so the root stays small as in most repositories; with "wide", the
+# directories are all at the root (d0000/f000000.txt ...: 1000 root entries for 100 000 files).
 small_files() {
-  awk -v n="$1" 'BEGIN {
+  awk -v n="$1" -v wide="${2:-}" 'BEGIN {
     for (i = 0; i < n; i++) {
       content = sprintf("file %d of %d\n", i, n)
-      printf "M 100644 inline d%04d/f%06d.txt\ndata %d\n%s\n", int(i / 100), i, length(content), content
+      dir = int(i / 100)
+      if (wide) path = sprintf("d%04d/f%06d.txt", dir, i)
+      else path = sprintf("d%02d/d%02d/f%06d.txt", int(dir / 100), dir % 100, i)
+      printf "M 100644 inline %s\ndata %d\n%s\n", path, length(content), content
     } }'
 }
 import_repo() {
@@ -186,6 +204,12 @@ make_repos() {
       small_files $((n - 2))
     } | import_repo "files-$n"
   done
+  {
+    commit_header $STAMP
+    inline_file "$SRC/templates/web/app.toml" app.toml
+    inline_file "$SRC/templates/web/Dockerfile" Dockerfile
+    small_files 99998 wide
+  } | import_repo files-100000-wide
   # 10 000 commits, each changing one of 8 files.
   {
     commit_header $STAMP
@@ -210,8 +234,8 @@ make_repos() {
     done
     small_files 10000
   } | import_repo ctx-200mb
-  for n in files-10 files-10000 files-100000 history-10000 ctx-200mb; do
-    echo "$n $(git -C "$REPOS/$n.git" rev-parse main) $(git -C "$REPOS/$n.git" ls-tree -r main | wc -l) files, $(git -C "$REPOS/$n.git" rev-list --count main) commits, $(du -sh "$REPOS/$n.git" | cut -f1)" >>"$RES/repos.txt"
+  for n in files-10 files-10000 files-100000 files-100000-wide history-10000 ctx-200mb; do
+    echo "$n $(git -C "$REPOS/$n.git" rev-parse main) $(git -C "$REPOS/$n.git" ls-tree -r main | wc -l) files, $(git -C "$REPOS/$n.git" ls-tree main | wc -l) at the root, $(git -C "$REPOS/$n.git" rev-list --count main) commits, $(du -sh "$REPOS/$n.git" | cut -f1)" >>"$RES/repos.txt"
   done
   cat "$RES/repos.txt" >&2
 }
@@ -254,15 +278,15 @@ EOF
   say "First deploys (not measured)"
   git -C "$work" push -q berth main 2>"$RES/first-push.log" || { cat "$RES/first-push.log" >&2; exit 1; }
   bash "$BENCH_DIR/baseline.sh"
-  local change="date +%s%N >>'$work/www/bench.txt' && git -C '$work' add -A && git -C '$work' commit -qm change"
-  local empty="git -C '$work' commit -q --allow-empty -m empty"
+  local change="date +%s%N >>$work/www/bench.txt && git -C $work add -A && git -C $work commit -qm change"
+  local empty="git -C $work commit -q --allow-empty -m empty"
   hf_rounds push-change "$PUSH_RUNS" "$change" \
-    "berth: git push" "git -C '$work' push -q berth main" \
-    "baseline: docker CLI" "bash '$BENCH_DIR/baseline.sh'"
+    "berth: git push" "git -C $work push -q berth main" \
+    "baseline: docker CLI" "bash $BENCH_DIR/baseline.sh"
   hf_rounds push-empty "$PUSH_RUNS" "$empty" \
-    "berth: git push (empty commit)" "git -C '$work' push -q berth main" \
-    "baseline: docker CLI (empty commit)" "bash '$BENCH_DIR/baseline.sh'"
-  # The deploy really serves the last commit.
+    "berth: git push (empty commit)" "git -C $work push -q berth main" \
+    "baseline: docker CLI (empty commit)" "bash $BENCH_DIR/baseline.sh"
+  # The app berth deployed answers.
   local port
   port=$("$BIN/berth" ps:report "$WEB_APP" --ps-web-url | sed 's/.*://')
   curl -fsS -o /dev/null "http://127.0.0.1:$port/health" || echo " !     berth's app does not answer" >&2
@@ -280,33 +304,51 @@ EOF
 # --- b. validation cost -----------------------------------------------------------------------
 bench_validate() {
   say "b. reading + checking app.toml vs git cat-file"
-  local name sha i=0 ratio worst=0 bmin=1e9 bmax=0 gmin=1e9 gmax=0 b g
+  local name sha ratio worst=0 bmin=1e9 bmax=0 gmin=1e9 gmax=0 b g bi gi
+  local imin=1e18 imax=0 jmin=1e18 jmax=0 wide_b wide_g wide_ratio wide_bi wide_gi
   {
     echo "#### b. reading + checking app.toml, by repository"
     echo
-    echo "| repository | read_manifest (berth) | git cat-file -p | ratio |"
-    echo "|---|---|---|---|"
+    echo "Time is hyperfine's median; instructions are counted by callgrind for the whole process"
+    echo '(`valgrind --tool=callgrind`), which does not depend on the load of the machine.'
+    echo
+    echo "| repository | read_manifest (berth) | git cat-file -p | ratio | instructions, berth | instructions, git |"
+    echo "|---|---|---|---|---|---|"
   } >>"$NOTES"
-  for name in files-10 files-10000 files-100000 history-10000; do
+  for name in files-10 files-10000 files-100000 history-10000 files-100000-wide; do
     sha=$(sha_of "$name")
     hf "validate-$name" -N --warmup 20 --min-runs 200 \
       -n "berth $name" "$READ_MANIFEST $REPOS/$name.git $sha" \
       -n "git $name" "git --git-dir=$REPOS/$name.git cat-file -p $sha:app.toml"
+    bi=$(instructions "$READ_MANIFEST" "$REPOS/$name.git" "$sha")
+    gi=$(instructions git --git-dir="$REPOS/$name.git" cat-file -p "$sha:app.toml")
     b=$(mean "validate-$name" 0); g=$(mean "validate-$name" 1); ratio=$(calc '%.3f' "$b / $g")
-    echo "| $name ($(grep "^$name " "$RES/repos.txt" | cut -d' ' -f3-)) | $(human "$b" "$(stddev "validate-$name" 0)") | $(human "$g" "$(stddev "validate-$name" 1)") | ${ratio}× |" >>"$NOTES"
+    echo "| $name ($(grep "^$name " "$RES/repos.txt" | cut -d' ' -f3-)) | $(human "$b" "$(stddev "validate-$name" 0)") | $(human "$g" "$(stddev "validate-$name" 1)") | ${ratio}× | $bi | $gi |" >>"$NOTES"
+    if [ "$name" = files-100000-wide ]; then
+      wide_b=$b; wide_g=$g; wide_ratio=$ratio; wide_bi=$bi; wide_gi=$gi
+      continue
+    fi
     worst=$(awk -v a="$worst" -v r="$ratio" 'BEGIN { print (r > a ? r : a) }')
     bmin=$(awk -v a="$bmin" -v r="$b" 'BEGIN { print (r < a ? r : a) }')
     bmax=$(awk -v a="$bmax" -v r="$b" 'BEGIN { print (r > a ? r : a) }')
     gmin=$(awk -v a="$gmin" -v r="$g" 'BEGIN { print (r < a ? r : a) }')
     gmax=$(awk -v a="$gmax" -v r="$g" 'BEGIN { print (r > a ? r : a) }')
-    i=$((i + 1))
+    imin=$(awk -v a="$imin" -v r="$bi" 'BEGIN { print (r < a ? r : a) }')
+    imax=$(awk -v a="$imax" -v r="$bi" 'BEGIN { print (r > a ? r : a) }')
+    jmin=$(awk -v a="$jmin" -v r="$gi" 'BEGIN { print (r < a ? r : a) }')
+    jmax=$(awk -v a="$jmax" -v r="$gi" 'BEGIN { print (r > a ? r : a) }')
   done
   echo >>"$NOTES"
   row "b1" "read + check app.toml (process), worst of 10 / 10 000 / 100 000 files and 10 000 commits" \
     "$(ms "$bmin")–$(ms "$bmax") ms" "$(ms "$gmin")–$(ms "$gmax") ms" "${worst}× (worst)" "≤ 2×" \
     "$(verdict "$worst <= 2")"
-  row "b2" "flat across sizes (process): slowest / fastest repository" "$(calc '%.2f' "$bmax / $bmin")×" \
-    "$(calc '%.2f' "$gmax / $gmin")×" "" "(see b3)" "—"
+  row "b2" "flat across those sizes: instructions, most / fewest (time: $(calc '%.2f' "$bmax / $bmin")× berth, $(calc '%.2f' "$gmax / $gmin")× git)" \
+    "$(calc '%.2f' "$imax / $imin")× ($imin–$imax)" "$(calc '%.2f' "$jmax / $jmin")× ($jmin–$jmax)" "" \
+    "≤ 1.25× (flat)" "$(verdict "$imax / $imin <= 1.25")"
+  row "b3" "information: 100 000 files with 1000 entries at the root (instructions vs the fewest above)" \
+    "$(human "$wide_b" "$(stddev validate-files-100000-wide 0)"), $(calc '%.2f' "$wide_bi / $imin")×" \
+    "$(human "$wide_g" "$(stddev validate-files-100000-wide 1)"), $(calc '%.2f' "$wide_gi / $jmin")×" \
+    "${wide_ratio}×" "≤ 2×" "$(verdict "$wide_ratio <= 2")"
 }
 
 # --- c. build context -------------------------------------------------------------------------
@@ -408,6 +450,9 @@ bench_criterion() {
   {
     echo "#### In-process (criterion, \`cargo bench --bench git_read\`): mean per iteration"
     echo
+    echo "Each benchmark runs for a few seconds after the previous one, so a change of load on the"
+    echo "machine between them shows as a difference here; b's instruction counts do not."
+    echo
     echo "| benchmark | mean | 95% interval |"
     echo "|---|---|---|"
     local file id
@@ -419,12 +464,6 @@ bench_criterion() {
     done
     echo
   } >>"$NOTES"
-  local lo hi
-  lo=$(jq -s 'map(.mean.point_estimate) | min' "$TARGET"/criterion/validate/*/new/estimates.json)
-  hi=$(jq -s 'map(.mean.point_estimate) | max' "$TARGET"/criterion/validate/*/new/estimates.json)
-  row "b3" "flat across sizes (in-process, criterion): slowest / fastest repository" \
-    "$(calc '%.1f' "$lo / 1000")–$(calc '%.1f' "$hi / 1000") µs" "" "$(calc '%.2f' "$hi / $lo")×" \
-    "≤ 1.25× (flat)" "$(verdict "$hi / $lo <= 1.25")"
 }
 
 STARTED=$(date +%s)
@@ -473,6 +512,7 @@ say "Writing $OUT_MD"
   echo
   echo "Binaries: \`$BIN/berth\` (\`cargo build --release\`), \`read_manifest\` = \`${READ_MANIFEST#"$SRC"/}\`," \
     "\`tar_stream\` = \`${TAR_STREAM#"$SRC"/}\` (\`cargo bench --no-run\`)."
+  echo
   if wants a; then
     echo "The push baseline, \`\$BENCH_DIR/baseline.sh\`:"
     echo
