@@ -49,7 +49,18 @@ fn sample_rss(done: Arc<AtomicBool>) -> std::thread::JoinHandle<[u64; 3]> {
     })
 }
 
+/// As the pre-receive hook does (hooks/pre_receive.rs), so the memory measured is the hook's.
+#[allow(unsafe_code)]
+fn limit_mapped_packs() {
+    // SAFETY: first thing in `main`, before the sampling thread starts.
+    unsafe {
+        let _ = git2::opts::set_mwindow_size(berth::git::PACK_WINDOW);
+        let _ = git2::opts::set_mwindow_mapped_limit(berth::git::MAPPED_PACK_LIMIT);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_mapped_packs();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let (repo, commit, out) = match args.as_slice() {
         [repo, commit] => (repo, commit, "/dev/stdout"),

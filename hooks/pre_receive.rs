@@ -3,7 +3,21 @@
 
 use std::io::Read;
 
+/// berth's one `unsafe` call, allowed here alone.
+#[allow(unsafe_code)]
+fn limit_mapped_packs() {
+    // SAFETY: sets a libgit2 global without synchronisation, which is sound only while no
+    // other thread exists: this runs first in `main`, before the engine's runtime or the build
+    // context's writer thread start. A failure leaves libgit2's default, which is only slower
+    // to give memory back.
+    unsafe {
+        let _ = git2::opts::set_mwindow_size(berth::git::PACK_WINDOW);
+        let _ = git2::opts::set_mwindow_mapped_limit(berth::git::MAPPED_PACK_LIMIT);
+    }
+}
+
 fn main() {
+    limit_mapped_packs();
     let root = berth::state::Root::from_env();
     let mut input = String::new();
     let result = std::io::stdin()

@@ -94,6 +94,13 @@ const MODE_SUBMODULE: i32 = 0o160000;
 
 /// Longer symlink targets than this cannot be created on Linux (`PATH_MAX`).
 const MAX_SYMLINK_TARGET: usize = 4096;
+/// How much of its pack files libgit2 may keep mapped at once, in windows of `PACK_WINDOW`.
+/// Its defaults (1 GiB windows, 8 GiB in all) let the resident memory of a hook streaming a
+/// large repo grow with the repo; the hook sets these before starting any thread
+/// (`git2::opts::set_mwindow_*` are not thread safe).
+pub const MAPPED_PACK_LIMIT: usize = 32 << 20;
+pub const PACK_WINDOW: usize = 8 << 20;
+
 /// Loose blobs larger than this are streamed rather than loaded whole.
 const STREAM_ABOVE: usize = 256 << 10;
 
