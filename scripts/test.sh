@@ -13,6 +13,9 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v script >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
+command -v useradd >/dev/null 2>&1 || need+=(passwd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "-----> Installing ${need[*]}"
   apt-get update -qq

@@ -431,8 +431,7 @@ pub fn start_release(
     release: &Release,
     timing: Timing,
 ) -> Result<Option<u16>> {
-    let entries: BTreeMap<EntryName, Entry> =
-        root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect();
+    let entries = root.entries_by_name()?;
     let specs = process_specs(root, app, state, release, &entries)?;
     recover(engine, app, root.read_app(app)?.current_release)?;
     let mut swaps: Vec<Swap> = Vec::new();
@@ -599,14 +598,12 @@ fn http_status(port: u16, path: &str) -> std::io::Result<u16> {
 /// Re-creates the containers of the current release with the app's current mounts and
 /// docker-options (how admin mount changes take effect).
 pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>> {
-    let lock =
-        root.lock_app_or_wait(app, || step(format!("Waiting for another deploy of {app} to finish")))?;
+    let lock = root.lock_app_announced(app)?;
     let mut state = root.read_app(app)?;
     let mut releases = root.read_releases(app)?;
     let number = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
     let engine = Engine::connect()?;
-    let entries: BTreeMap<EntryName, Entry> =
-        root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect();
+    let entries = root.entries_by_name()?;
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
     let owner = release.run.user.as_deref().and_then(parse_user);
@@ -625,8 +622,7 @@ pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>
 
 /// Stops (and removes) the app's process containers; data and images stay.
 pub fn stop(root: &Root, app: &AppName) -> Result<()> {
-    let _lock =
-        root.lock_app_or_wait(app, || step(format!("Waiting for another deploy of {app} to finish")))?;
+    let _lock = root.lock_app_announced(app)?;
     root.read_app(app)?;
     let engine = Engine::connect()?;
     let timing = Timing::from_env();
@@ -645,8 +641,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
     let releases = root.read_releases(app)?;
     let number = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
     let release = releases.get(number).ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
-    let entries: BTreeMap<EntryName, Entry> =
-        root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect();
+    let entries = root.entries_by_name()?;
     let engine = Engine::connect()?;
     let options =
         state.docker_options.get(&format!("{DEFAULT_PROCESS_TYPE}.run")).cloned().unwrap_or_default();
@@ -747,8 +742,7 @@ pub fn apply(
     timing: Timing,
 ) -> Result<Release> {
     let app = &plan.app;
-    let entries: BTreeMap<EntryName, Entry> =
-        root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect();
+    let entries = root.entries_by_name()?;
     let owner = plan.run.user.as_deref().and_then(parse_user);
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
@@ -887,8 +881,7 @@ pub fn record_failure(root: &Root, plan: &Plan, reason: &str, lock: &crate::stat
 /// Serves an earlier release again: its image and its repo mounts, with today's admin mounts.
 /// Without a number, the newest deployed release before the current one.
 pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing) -> Result<u32> {
-    let lock =
-        root.lock_app_or_wait(app, || step(format!("Waiting for another deploy of {app} to finish")))?;
+    let lock = root.lock_app_announced(app)?;
     let mut state = root.read_app(app)?;
     let mut releases = root.read_releases(app)?;
     let current = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
@@ -920,8 +913,7 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
         state.mounts.iter().filter(|m| m.made_by == crate::storage::Origin::Admin).cloned().collect();
     mounts.extend(release.mounts.iter().filter(|m| m.made_by == crate::storage::Origin::Repo).cloned());
     state.mounts = mounts;
-    let entries: BTreeMap<EntryName, Entry> =
-        root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect();
+    let entries = root.entries_by_name()?;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;

@@ -154,8 +154,7 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
         }
         read => read?,
     };
-    let lock =
-        root.lock_app_or_wait(app, || step(format!("Waiting for another deploy of {app} to finish")))?;
+    let lock = root.lock_app_announced(app)?;
     // git moves the branch only if it still is what this push expects; a push that waited for
     // another one must not deploy what git is going to refuse.
     settle_previous_push(root, app)?;

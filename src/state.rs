@@ -218,6 +218,16 @@ impl Root {
         names.iter().map(|name| self.read_entry(name)).collect()
     }
 
+    /// Every entry by name, for resolving attachments.
+    pub fn entries_by_name(&self) -> Result<BTreeMap<EntryName, Entry>, StateError> {
+        Ok(self.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect())
+    }
+
+    /// Takes the app's lock for a deploy-like change, telling the user when another holds it.
+    pub fn lock_app_announced(&self, app: &AppName) -> Result<Lock, StateError> {
+        self.lock_app_or_wait(app, || println!("-----> Waiting for another deploy of {app} to finish"))
+    }
+
     /// The apps that mount an entry, sorted.
     pub fn apps_mounting(&self, name: &EntryName) -> Result<Vec<AppName>, StateError> {
         let mut apps = Vec::new();

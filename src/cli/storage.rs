@@ -268,7 +268,7 @@ pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
             return Err(CliError::Usage("--container-dir applies to storage entry unmounts".into()));
         }
         let legacy = LegacyMount::parse(&args.mount)?;
-        let entries = entries_by_name(root)?;
+        let entries = root.entries_by_name()?;
         let app_dir = root.app_storage_dir(&app);
         let forgotten = root.update_app(&app, |state| {
             if remove_mounts(state, |m| {
@@ -346,13 +346,9 @@ fn remove_mounts(state: &mut AppState, matches: impl Fn(&Attachment) -> bool) ->
     Ok(state.mounts.len() != before)
 }
 
-fn entries_by_name(root: &Root) -> Result<BTreeMap<EntryName, Entry>> {
-    Ok(root.list_entries()?.into_iter().map(|e| (e.name.clone(), e)).collect())
-}
-
 pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
     let state = existing_app(root, app)?;
-    let entries = entries_by_name(root)?;
+    let entries = root.entries_by_name()?;
     let mut rows: Vec<(&Attachment, String)> = state
         .mounts
         .iter()
@@ -480,7 +476,7 @@ pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
         return report_global(root, format);
     }
     let request = super::report::Request::parse(root, "storage:report", &words, args.format)?;
-    let entries = entries_by_name(root)?;
+    let entries = root.entries_by_name()?;
     request.print("storage", "storage", |app| storage_report(root, app, &entries))
 }
 
