@@ -343,7 +343,10 @@ pub fn recover(engine: &Engine, app: &AppName, serving: Option<u32>) -> Result<(
     };
     for name in engine.app_containers(app.as_str())? {
         let Some(facts) = engine.inspect_container(&name)? else { continue };
-        let helper = matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown"));
+        // No role label: not created by berth but by the engine's builder for a `RUN` step of
+        // an interrupted build (it inherits the image's labels); it holds no app data.
+        let helper =
+            matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown") | None);
         if helper {
             warn(format!("Removing {name}, left by an interrupted deploy"));
             engine.remove_container(&name)?;
