@@ -47,8 +47,10 @@ pub enum CliError {
     Usage(String),
     #[error("Confirmation did not match {0}. Aborted.")]
     ConfirmationMismatch(String),
-    #[error("refusing to {0} without confirmation: no terminal to ask on; pass --force to proceed")]
-    NoTerminal(String),
+    #[error(
+        "refusing to {action} without confirmation: nothing on stdin; pipe the name in (echo {name} | berth {command} {name}) or pass --force"
+    )]
+    NoConfirmation { action: String, command: &'static str, name: String },
 }
 
 impl CliError {
@@ -371,26 +373,33 @@ fn existing_app(root: &Root, app: &AppName) -> Result<AppState> {
     Ok(root.read_app(app)?)
 }
 
-/// Dokku's confirmation for destructive commands: type the name to proceed. Without a terminal
-/// (a script, CI), refuse unless forced, rather than block or guess.
-fn confirm_destructive(what: &str, name: &str, force: bool) -> Result<()> {
+/// Dokku's confirmation for destructive commands: the app's or entry's name, typed on a terminal
+/// or piped in (`echo demo | berth apps:destroy demo`). No input at all (closed stdin, CI)
+/// refuses unless forced, rather than block or guess.
+fn confirm_destructive(what: &str, command: &'static str, name: &str, force: bool) -> Result<()> {
     if force {
         return Ok(());
     }
     let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(CliError::NoTerminal(format!("destroy {what} {name}")));
+    if stdin.is_terminal() {
+        crate::output::warn("WARNING: Potentially Destructive Action");
+        crate::output::warn(format!("This command will destroy {what} {name}."));
+        crate::output::warn(format!("To proceed, type \"{name}\""));
+        eprint!("> ");
+        std::io::stderr().flush().ok();
     }
-    crate::output::warn("WARNING: Potentially Destructive Action");
-    crate::output::warn(format!("This command will destroy {what} {name}."));
-    crate::output::warn(format!("To proceed, type \"{name}\""));
-    eprint!("> ");
-    std::io::stderr().flush().ok();
     let mut answer = String::new();
-    stdin
+    let read = stdin
         .lock()
         .read_line(&mut answer)
         .map_err(|e| CliError::Usage(format!("unable to read the confirmation: {e}")))?;
+    if read == 0 {
+        return Err(CliError::NoConfirmation {
+            action: format!("destroy {what} {name}"),
+            command,
+            name: name.to_string(),
+        });
+    }
     if answer.trim_end_matches(['\n', '\r']) == name {
         Ok(())
     } else {

@@ -630,7 +630,7 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
             dir.display()
         ));
     }
-    confirm_destructive("storage entry", name.as_str(), force)?;
+    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force)?;
     let lock = root.lock_entries()?;
     // Checked again under the lock: a mount may have been added while we asked.
     let mounted_by = root.apps_mounting(&name)?;

@@ -160,18 +160,31 @@ fn report_without_apps_warns() {
 }
 
 #[test]
-fn destroy_without_a_terminal_is_refused_unless_forced() {
+fn destroy_reads_the_confirmation_from_a_pipe_and_refuses_without_one() {
     let t = Test::new();
     t.app("demo");
-    // The input would be the right confirmation, but it does not come from a terminal.
-    let out = t.args(["apps:destroy", "demo"]).stdin("demo\n").refuse();
+    let before = snapshot_state(t.root());
+    // Nothing on stdin (a script, CI): refused, nothing changed.
+    let out = t.args(["apps:destroy", "demo"]).refuse();
     insta::assert_snapshot!(out, @r"
     exit: 1
     --- stdout
     --- stderr
-     !     refusing to destroy app demo without confirmation: no terminal to ask on; pass --force to proceed
+     !     refusing to destroy app demo without confirmation: nothing on stdin; pipe the name in (echo demo | berth apps:destroy demo) or pass --force
     ");
-    assert!(t.path("repos/demo.git").is_dir());
+    // The wrong name piped in: refused.
+    let out = t.args(["apps:destroy", "demo"]).stdin("deom\n").refuse();
+    insta::assert_snapshot!(out, @r"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     Confirmation did not match demo. Aborted.
+    ");
+    assert_eq!(snapshot_state(t.root()), before);
+    // Dokku's `echo demo | dokku apps:destroy demo`.
+    let out = t.args(["apps:destroy", "demo"]).stdin("demo\n").run().success();
+    assert!(out.stdout.contains("-----> Destroying demo\n"), "{out}");
+    assert!(!t.path("repos/demo.git").exists());
 }
 
 #[test]
