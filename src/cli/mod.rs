@@ -3,6 +3,7 @@
 
 mod apps;
 mod docker_options;
+mod help;
 mod ps;
 mod report;
 mod ssh;
@@ -269,6 +270,12 @@ enum Command {
 /// Parses the arguments and runs the command; returns the exit status (a one-off `run` passes
 /// its command's through). Usage errors exit here with clap's code 2.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    if let Some(text) = help::requested(&words) {
+        write_stdout(text.as_bytes())?;
+        return Ok(0);
+    }
     let cli = Cli::parse_from(args);
     let root = Root::from_env();
     if let Command::Run { app, command } = &cli.command {

@@ -285,3 +285,15 @@ fn unknown_app_errors() {
      !     App nope does not exist
     ");
 }
+
+#[test]
+fn namespace_help_lists_its_commands_as_dokku_does() {
+    let t = Test::new();
+    let out = t.args(["docker-options:help"]).run().success();
+    assert!(out.stdout.starts_with("Usage: berth docker-options[:COMMAND]\n"), "{out}");
+    assert!(out.stdout.contains("Pass options to Docker the various stages of an app"), "{out}");
+    assert!(out.stdout.contains("    docker-options:add "), "{out}");
+    assert_eq!(t.args(["docker-options"]).run().success().stdout, out.stdout);
+    let out = t.args(["help"]).run().success();
+    assert!(out.stdout.contains("    storage                  Manage mounted volumes\n"), "{out}");
+}
