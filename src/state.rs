@@ -225,7 +225,9 @@ impl Root {
 
     /// Takes the app's lock for a deploy-like change, telling the user when another holds it.
     pub fn lock_app_announced(&self, app: &AppName) -> Result<Lock, StateError> {
-        self.lock_app_or_wait(app, || println!("-----> Waiting for another deploy of {app} to finish"))
+        self.lock_app_or_wait(app, || {
+            crate::output::step(format!("Waiting for another deploy of {app} to finish"))
+        })
     }
 
     /// The apps that mount an entry, sorted.

@@ -43,7 +43,7 @@ pub struct MountArgs {
     #[arg(long)]
     volume_options: Option<String>,
     /// Owner to give the mounted directory on deploy (herokuish, heroku, paketo, root, false, uid)
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     volume_chown: Option<String>,
     /// Re-create the app's containers now so the change applies
     #[arg(long)]
@@ -93,10 +93,10 @@ pub struct CreateArgs {
     /// Absolute host directory or Docker volume name (default: <storage root>/<name>)
     path: Option<String>,
     /// Owner of the default directory: herokuish, heroku, paketo, root, false, or a uid
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     chown: Option<String>,
     /// Mode of the default directory, such as 0750
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     mode: Option<String>,
     /// Retain (default) keeps the data on destroy; Delete removes the default directory
     #[arg(long)]
@@ -699,8 +699,9 @@ pub fn list_entries(root: &Root, format: Format) -> Result<()> {
     Ok(())
 }
 
-pub fn set(root: &Root, name: &str, property: &str, value: Option<&str>) -> Result<()> {
+pub fn set(root: &Root, name: &str, property: Option<&str>, value: Option<&str>) -> Result<()> {
     let name = EntryName::new(name)?;
+    let property = property.ok_or_else(|| CliError::Usage("No property specified".into()))?;
     let lock = root.lock_entries()?;
     let mut entry = root.read_entry(&name)?;
     match property {
@@ -714,7 +715,7 @@ pub fn set(root: &Root, name: &str, property: &str, value: Option<&str>) -> Resu
         }
         other => {
             return Err(CliError::Usage(format!(
-                "Invalid property specified \"{other}\", valid properties include: chown, mode, reclaim-policy"
+                "Invalid property specified, valid properties include: chown, mode, reclaim-policy (not \"{other}\")"
             )));
         }
     }
