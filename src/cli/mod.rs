@@ -192,6 +192,9 @@ enum Command {
     /// Report docker options of one app or all apps
     #[command(name = "docker-options:report")]
     DockerOptionsReport(docker_options::ReportArgs),
+    /// List the docker options of one process and phase, one per line
+    #[command(name = "docker-options:list")]
+    DockerOptionsList(docker_options::ListArgs),
     /// Start the app's containers (current release, current mounts)
     #[command(name = "ps:start")]
     PsStart { app: String },
@@ -320,6 +323,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::DockerOptionsRemove(args) => docker_options::remove(root, args),
         Command::DockerOptionsClear(args) => docker_options::clear(root, args),
         Command::DockerOptionsReport(args) => docker_options::report(root, args),
+        Command::DockerOptionsList(args) => docker_options::list(root, args),
         Command::PsStart { app } => ps::start(root, &app_name(&app)?),
         Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
         Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),
