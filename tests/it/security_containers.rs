@@ -123,3 +123,36 @@ fn only_the_admin_adds_mknod_and_new_privileges_back() {
     let run = app.berth("run", &["sh", "-c", STATUS_COMMAND]).success();
     assert_eq!(kernel_view(&run.stdout), (true, false), "{run}");
 }
+
+#[test]
+fn a_dockerfile_volume_is_kept_in_a_labelled_app_volume_until_purged() {
+    let t = Test::new();
+    let app = App::create(&t, "anonvol");
+    let repo = Repo::from_template("web");
+    let dockerfile = repo.read("Dockerfile").replace("USER 1000\n", "VOLUME /data\nUSER 1000\n");
+    repo.write("Dockerfile", &dockerfile).commit("an image declaring VOLUME /data");
+    let out = repo.push(&app).success();
+    let volume = format!("{}_anon-data", app.name);
+    let warning =
+        format!(" !     Dockerfile VOLUME /data is kept in the app volume {volume}; declare it in app.toml:");
+    assert!(out.has_line(&warning), "{out}");
+    assert!(
+        out.has_line(" !       source = \"anon-data\"") && out.has_line(" !       target = \"/data\""),
+        "{out}"
+    );
+    assert_eq!(inspect(&volume, "{{index .Labels \"berth.anonymous\"}}"), "/data");
+    assert_eq!(inspect(&volume, "{{index .Labels \"berth.app\"}}"), app.name);
+    let web = app.container("web");
+    let write = docker_exec("0", &web, &["sh", "-c", "echo kept >/data/note"]);
+    assert!(write.status.success(), "{write:?}");
+
+    repo.write("www/extra.txt", "second release\n").commit("second release");
+    repo.push(&app).success();
+    let note = docker_exec("0", &web, &["cat", "/data/note"]);
+    assert_eq!(String::from_utf8_lossy(&note.stdout), "kept\n", "{note:?}");
+    assert_eq!(app.berth("run", &["cat", "/data/note"]).success().stdout, "kept\n");
+
+    t.ok(["apps:destroy", &app.name, "--force", "--purge-storage"]);
+    let left = docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]);
+    assert_eq!(left.trim(), "", "the anonymous volume survived --purge-storage");
+}
