@@ -141,16 +141,35 @@ impl Engine {
 
     /// Names of the volumes labelled with the app, sorted.
     pub fn app_volumes(&self, app: &str) -> Result<Vec<String>> {
-        let filters = HashMap::from([("label", vec![format!("{APP_LABEL}={app}")])]);
+        let volumes = self.volumes_labelled(vec![format!("{APP_LABEL}={app}")])?;
+        let mut names: Vec<String> = volumes.into_iter().map(|v| v.name).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The volumes berth keeps for the app's image `VOLUME` paths, as (name, path), sorted.
+    pub fn anonymous_volumes(&self, app: &str) -> Result<Vec<(String, String)>> {
+        let volumes =
+            self.volumes_labelled(vec![format!("{APP_LABEL}={app}"), ANONYMOUS_LABEL.to_string()])?;
+        let mut pairs: Vec<(String, String)> = volumes
+            .into_iter()
+            .map(|v| {
+                let path = v.labels.get(ANONYMOUS_LABEL).cloned().unwrap_or_default();
+                (v.name, path)
+            })
+            .collect();
+        pairs.sort();
+        Ok(pairs)
+    }
+
+    fn volumes_labelled(&self, labels: Vec<String>) -> Result<Vec<bollard::models::Volume>> {
+        let filters = HashMap::from([("label", labels)]);
         let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
         let response = self
             .runtime
             .block_on(self.docker.list_volumes(Some(options)))
             .map_err(api_error("list volumes"))?;
-        let mut names: Vec<String> =
-            response.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
-        names.sort();
-        Ok(names)
+        Ok(response.volumes.unwrap_or_default())
     }
 
     pub fn remove_volume(&self, name: &str) -> Result<()> {

@@ -142,6 +142,9 @@ fn a_dockerfile_volume_is_kept_in_a_labelled_app_volume_until_purged() {
     );
     assert_eq!(inspect(&volume, "{{index .Labels \"berth.anonymous\"}}"), "/data");
     assert_eq!(inspect(&volume, "{{index .Labels \"berth.app\"}}"), app.name);
+    let listed = app.berth("storage:list", &[]).success().stdout;
+    let line = format!("       {volume}:/data  (anonymous: Dockerfile VOLUME, not in app.toml)");
+    assert!(listed.lines().any(|l| l == line), "{listed}");
     let web = app.container("web");
     let write = docker_exec("0", &web, &["sh", "-c", "echo kept >/data/note"]);
     assert!(write.status.success(), "{write:?}");
