@@ -161,7 +161,9 @@ fn mount_image_volumes(
     app: &AppName,
     spec: &mut ContainerSpec,
 ) -> Result<Vec<(String, String)>> {
-    let covered = |path: &str| spec.mounts.iter().any(|m| m.target.trim_end_matches('/') == path);
+    let covered = |path: &str| {
+        spec.options.mounts_at(path) || spec.mounts.iter().any(|m| m.target.trim_end_matches('/') == path)
+    };
     let uncovered: Vec<String> = engine
         .image_volumes(&spec.image)?
         .into_iter()

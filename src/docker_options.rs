@@ -348,6 +348,11 @@ impl RunOptions {
         }
     }
 
+    /// Whether one of the admin's `-v` options mounts something at `path`.
+    pub fn mounts_at(&self, path: &str) -> bool {
+        self.binds.iter().any(|spec| spec.split(':').nth(1).is_some_and(|t| t.trim_end_matches('/') == path))
+    }
+
     /// berth's hardening defaults, minus what the admin added back: a `--cap-add` wins over the
     /// default drop of the same capability (`ALL` over every default drop).
     fn apply_privileges(&self, host: &mut bollard::models::HostConfig) {
@@ -411,6 +416,8 @@ mod tests {
             Some("--mount type=bind,src=/h,dst=/c")
         );
         assert_eq!(volume_flag("--memory 1g"), None);
+        let run = RunOptions::parse(&["-v /srv/x:/data/:ro".into()]).unwrap();
+        assert!(run.mounts_at("/data") && !run.mounts_at("/srv/x"));
     }
 
     fn host_after(options: &[&str]) -> bollard::models::HostConfig {
