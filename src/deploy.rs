@@ -138,6 +138,65 @@ pub fn engine_mounts(
     Ok(result)
 }
 
+/// The app volume keeping an image's `VOLUME` path: `<app>_anon-<path>`, with `/` written `-`
+/// and anything but letters, digits and `.` as `_<hex>`, so two paths never share a name.
+fn anonymous_volume_name(app: &AppName, path: &str) -> String {
+    let escaped: String = path
+        .trim_matches('/')
+        .bytes()
+        .map(|b| match b {
+            b'/' => "-".to_string(),
+            b if b.is_ascii_alphanumeric() || b == b'.' => char::from(b).to_string(),
+            b => format!("_{b:02x}"),
+        })
+        .collect();
+    app_volume_name(app, &format!("anon-{escaped}"))
+}
+
+/// Mounts a labelled app volume at each path the image declares with `VOLUME` that no mount
+/// targets, instead of the engine's unnamed volume a redeploy would lose and no purge would
+/// find. Returns the (path, volume) pairs it added.
+fn mount_image_volumes(
+    engine: &Engine,
+    app: &AppName,
+    spec: &mut ContainerSpec,
+) -> Result<Vec<(String, String)>> {
+    let covered = |path: &str| {
+        spec.options.mounts_at(path) || spec.mounts.iter().any(|m| m.target.trim_end_matches('/') == path)
+    };
+    let uncovered: Vec<String> = engine
+        .image_volumes(&spec.image)?
+        .into_iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty() && !covered(p))
+        .collect();
+    let mut added = Vec::new();
+    for path in uncovered {
+        let volume = anonymous_volume_name(app, &path);
+        engine.ensure_anonymous_volume(&volume, app.as_str(), &path)?;
+        spec.mounts.push(EngineMount {
+            kind: MountKind::Volume,
+            source: volume.clone(),
+            target: path.clone(),
+            read_only: false,
+            options: Vec::new(),
+        });
+        added.push((path, volume));
+    }
+    Ok(added)
+}
+
+/// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
+fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
+    let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
+    warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
+    for line in
+        ["[[storage.mounts]]".to_string(), format!("source = \"{name}\""), format!("target = \"{path}\"")]
+    {
+        warn(format!("  {line}"));
+    }
+}
+
 /// Makes sure every directory and volume the app's mounts need exists, owned by the user that
 /// will write it, before any container starts, so the engine never creates a root-owned
 /// directory on its own. Ownership is given directly when berth may (root), else through a
@@ -435,7 +494,14 @@ pub fn start_release(
     timing: Timing,
 ) -> Result<Option<u16>> {
     let entries = root.entries_by_name()?;
-    let specs = process_specs(root, app, state, release, &entries)?;
+    let mut specs = process_specs(root, app, state, release, &entries)?;
+    let mut anonymous = BTreeMap::new();
+    for ProcessSpec { spec, .. } in &mut specs {
+        anonymous.extend(mount_image_volumes(engine, app, spec)?);
+    }
+    for (path, volume) in &anonymous {
+        warn_anonymous_volume(app, path, volume);
+    }
     recover(engine, app, root.read_app(app)?.current_release)?;
     let mut swaps: Vec<Swap> = Vec::new();
     let result = (|| {
@@ -651,7 +717,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
     let name = format!("{app}.run.{}", std::process::id());
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: name.clone(),
         image: release.image.clone(),
         cmd: (!command.is_empty()).then(|| command.to_vec()),
@@ -666,6 +732,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
         restart: false,
         options: RunOptions::parse(&options)?,
     };
+    mount_image_volumes(&engine, app, &mut spec)?;
     engine.create_container(&spec)?;
     let result = engine.run_attached(&name, &mut |is_err, text| {
         if is_err {
@@ -823,7 +890,7 @@ fn run_build_command(
     let config = engine.image_config(&plan.image)?;
     let name = format!("{app}.build.{}", plan.release);
     engine.remove_container(&name)?;
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: name.clone(),
         image: plan.image.clone(),
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_string()]),
@@ -846,6 +913,7 @@ fn run_build_command(
                 .unwrap_or_default(),
         )?,
     };
+    mount_image_volumes(engine, app, &mut spec)?;
     engine.create_container(&spec)?;
     let status = engine.run_attached(&name, &mut |_, text| {
         for line in text.lines() {
@@ -928,4 +996,19 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     state.current_release = Some(target);
     root.write_app(app, &state, &lock)?;
     Ok(target)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_volume_names_never_collide() {
+        let app: AppName = "demo".parse().unwrap();
+        assert_eq!(anonymous_volume_name(&app, "/data"), "demo_anon-data");
+        assert_eq!(anonymous_volume_name(&app, "/var/lib/db/"), "demo_anon-var-lib-db");
+        assert_eq!(anonymous_volume_name(&app, "/a-b"), "demo_anon-a_2db");
+        assert_ne!(anonymous_volume_name(&app, "/a/b"), anonymous_volume_name(&app, "/a-b"));
+    }
 }

@@ -355,6 +355,12 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
         .filter_map(|m| m.resolve(app, &root.app_storage_dir(app), &entries).map(|s| (m, s.to_string())))
         .collect();
     rows.sort_by(|a, b| (&a.1, &a.0.container_path).cmp(&(&b.1, &b.0.container_path)));
+    // Only a deployed app can have them, and only the engine knows them.
+    let anonymous = if state.current_release.is_some() {
+        Engine::connect()?.anonymous_volumes(app.as_str())?
+    } else {
+        Vec::new()
+    };
     match format {
         Format::Json => {
             let items: Vec<serde_json::Value> = rows
@@ -377,6 +383,9 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                     }
                     item
                 })
+                .chain(anonymous.iter().map(|(volume, path)| {
+                    json!({"source": format!("anonymous:{volume}"), "host_path": volume, "container_path": path, "anonymous": true})
+                }))
                 .collect();
             print_json(&items)
         }
@@ -403,6 +412,9 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                 } else {
                     detail(format!("{line}  ({})", notes.join("; ")));
                 }
+            }
+            for (volume, path) in anonymous {
+                detail(format!("{volume}:{path}  (anonymous: Dockerfile VOLUME, not in app.toml)"));
             }
             Ok(())
         }
