@@ -162,6 +162,7 @@ pub fn ensure_storage(
             Source::AppDir(rel) => {
                 // The app's root and the parents of `./a/b` stay berth's, so a later push can
                 // still add directories; only the mounted directory is given away.
+                root.make_data_root()?;
                 crate::state::make_dir(&app_dir)?;
                 let dir = hostfs::ensure_dir_beneath(&app_dir, rel)?;
                 give_to(&mut via_engine, &dir, chown.or(app_owner))?;
