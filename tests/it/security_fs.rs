@@ -6,6 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::push::{App, Repo};
 use crate::test::Test;
@@ -18,8 +19,11 @@ fn swap_until(stop: Arc<AtomicBool>, dir: PathBuf, host: PathBuf) -> std::thread
             if fs::rename(dir.join("sub"), dir.join("real")).is_ok() {
                 let _ = std::os::unix::fs::symlink(&host, dir.join("sub"));
                 swaps += 1;
+                // Each state lasts a moment, so a walk meets both.
+                std::thread::sleep(Duration::from_micros(300));
                 let _ = fs::remove_file(dir.join("sub"));
                 let _ = fs::rename(dir.join("real"), dir.join("sub"));
+                std::thread::sleep(Duration::from_micros(300));
             }
         }
         swaps
