@@ -219,13 +219,12 @@ pub fn ensure_storage(
         let chown = attachment.volume_chown.and_then(Chown::uid).map(|uid| (uid, uid));
         match &attachment.source {
             Source::AppDir(rel) => {
-                if !app_dir.is_dir() {
-                    crate::state::make_dir(&app_dir)?;
-                    give_to(&mut via_engine, &app_dir, app_owner)?;
-                }
-                for dir in hostfs::ensure_dir_beneath(&app_dir, rel)? {
-                    give_to(&mut via_engine, &dir, chown.or(app_owner))?;
-                }
+                // The app's root and the parents of `./a/b` stay berth's, so a later push can
+                // still add directories; only the mounted directory is given away.
+                root.make_data_root()?;
+                crate::state::make_dir(&app_dir)?;
+                let dir = hostfs::ensure_dir_beneath(&app_dir, rel)?;
+                give_to(&mut via_engine, &dir, chown.or(app_owner))?;
                 note(format!("Directory {} ready", app_dir.join(rel).display()));
             }
             Source::AppVolume(name) => {
@@ -244,11 +243,10 @@ pub fn ensure_storage(
                     hostfs::ensure_dir(base)?;
                     match &attachment.subpath {
                         Some(sub) => {
-                            for dir in hostfs::ensure_dir_beneath(base, std::path::Path::new(sub))? {
-                                give_to(&mut via_engine, &dir, chown)?;
-                            }
+                            let dir = hostfs::ensure_dir_beneath(base, std::path::Path::new(sub))?;
+                            give_to(&mut via_engine, &dir, chown)?;
                         }
-                        None => give_to(&mut via_engine, base, chown)?,
+                        None => give_to(&mut via_engine, &hostfs::HostDir::open(base)?, chown)?,
                     }
                 }
             }
@@ -272,18 +270,18 @@ pub fn ensure_storage(
 /// Gives a directory to its owner, or queues it for `chown_via_engine` when berth may not.
 fn give_to(
     via_engine: &mut Vec<(MountKind, String, (u32, u32))>,
-    path: &std::path::Path,
+    dir: &hostfs::HostDir,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
     let Some((uid, gid)) = owner else { return Ok(()) };
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+    match dir.chown(uid, gid) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            via_engine.push((MountKind::Bind, path.display().to_string(), (uid, gid)));
+            via_engine.push((MountKind::Bind, dir.path.display().to_string(), (uid, gid)));
             Ok(())
         }
         Err(e) => {
-            Err(HostFsError::Io { action: "change the owner of", path: path.to_path_buf(), source: e }.into())
+            Err(HostFsError::Io { action: "change the owner of", path: dir.path.clone(), source: e }.into())
         }
     }
 }

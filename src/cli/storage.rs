@@ -120,6 +120,7 @@ pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()>
     let chown: Chown = chown.parse()?;
     let path = root.storage_root().join(directory);
     step(format!("Ensuring {} exists", path.display()));
+    root.make_data_root()?;
     hostfs::ensure_dir(&path)?;
     if let Some(uid) = chown.uid() {
         detail(format!("Setting directory ownership to {uid}:{uid}"));
@@ -530,6 +531,7 @@ fn entry_default_dir(root: &Root, entry: &Entry) -> Option<PathBuf> {
 
 fn apply_entry_dir(root: &Root, entry: &Entry) -> Result<()> {
     let Some(dir) = entry_default_dir(root, entry) else { return Ok(()) };
+    root.make_data_root()?;
     if hostfs::ensure_dir(&dir)? {
         detail(format!("Created {}", dir.display()));
     }

@@ -11,6 +11,7 @@ mod fuzz;
 mod hostile;
 mod push;
 mod security_containers;
+mod security_fs;
 mod ssh;
 mod storage;
 mod storage_entries;
