@@ -15,6 +15,7 @@ pub mod hostfs;
 pub mod manifest;
 pub mod names;
 pub mod output;
+pub mod proxy;
 pub mod ssh;
 pub mod state;
 pub mod storage;

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::names::{AppName, EntryName};
+use crate::proxy::{Domain, ProxySettings};
 use crate::storage::{Attachment, Entry};
 
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
@@ -76,6 +77,36 @@ impl Root {
 
     pub fn app_state_file(&self, app: &AppName) -> PathBuf {
         self.app_dir(app).join("state.toml")
+    }
+
+    /// The proxy's home: its config file, admin socket, certificates and log.
+    pub fn proxy_dir(&self) -> PathBuf {
+        self.path.join("proxy")
+    }
+
+    /// The proxy's whole config as berth last rendered it; the proxy is started with it.
+    pub fn proxy_config_file(&self) -> PathBuf {
+        self.proxy_dir().join("caddy.json")
+    }
+
+    /// The global domains (`domains:set-global`): every app answers at `<app>.<domain>`.
+    pub fn global_domains_file(&self) -> PathBuf {
+        self.path.join("global-domains.toml")
+    }
+
+    pub fn read_global_domains(&self) -> Result<GlobalDomains, StateError> {
+        Ok(read_toml(&self.global_domains_file())?.unwrap_or_default())
+    }
+
+    /// Writes the global domains; the caller holds the proxy lock.
+    pub fn write_global_domains(&self, domains: &GlobalDomains, _lock: &Lock) -> Result<(), StateError> {
+        write_toml(&self.global_domains_file(), domains)
+    }
+
+    /// Takes the lock of the routing table: every app's domains and the proxy's config. Taken
+    /// after an app's lock, never before.
+    pub fn lock_proxy(&self) -> Result<Lock, StateError> {
+        Lock::exclusive(&self.locks_dir().join("proxy.lock"), || {})
     }
 
     pub fn repos_dir(&self) -> PathBuf {
@@ -297,6 +328,16 @@ pub struct AppState {
     /// the admin forgets them (`storage:unmount`) or `app.toml` declares them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub detached: Vec<Attachment>,
+    /// The domains the admin gave the app (`domains:*`), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<Domain>,
+}
+
+/// `global-domains.toml`: the domains every app answers under, as `<app>.<domain>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalDomains {
+    #[serde(default)]
+    pub domains: Vec<Domain>,
 }
 
 /// How a release runs: what ps:start/restart and rollback re-create.
@@ -426,6 +467,9 @@ pub struct Settings {
     /// The berth user's `authorized_keys`, which `berth ssh-keys:*` writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorized_keys: Option<PathBuf>,
+    /// The proxy in front of the apps' web processes.
+    #[serde(default)]
+    pub proxy: ProxySettings,
 }
 
 /// An exclusive advisory lock on a file, released when dropped.

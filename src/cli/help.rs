@@ -10,8 +10,10 @@ use super::Cli;
 const NAMESPACES: &[(&str, &str)] = &[
     ("apps", "Manage apps"),
     ("docker-options", "Pass options to Docker the various stages of an app"),
+    ("domains", "Manage vhost domains used by the proxy"),
     ("git", "Manage app deploys via git"),
     ("hooks", "Manage the git hooks of app repositories"),
+    ("proxy", "Manage the proxy integration for an app"),
     ("ps", "List processes running in app container(s)"),
     ("ssh-keys", "Manage public ssh keys that are allowed to connect to berth"),
     ("storage", "Manage mounted volumes"),

@@ -3,8 +3,10 @@
 
 mod apps;
 mod docker_options;
+mod domains;
 mod global;
 mod help;
+mod proxy;
 mod ps;
 mod report;
 mod ssh;
@@ -45,6 +47,10 @@ pub enum CliError {
     Hook(#[from] crate::hook::HookError),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
+    #[error(transparent)]
+    Domain(#[from] crate::proxy::DomainError),
     #[error("{0}")]
     Usage(String),
     #[error("Confirmation did not match {0}. Aborted.")]
@@ -195,6 +201,60 @@ enum Command {
     /// List the docker options of one process and phase, one per line
     #[command(name = "docker-options:list")]
     DockerOptionsList(docker_options::ListArgs),
+    /// Add domains to an app
+    #[command(name = "domains:add")]
+    DomainsAdd {
+        app: String,
+        #[arg(required = true, value_name = "DOMAIN")]
+        domains: Vec<String>,
+    },
+    /// Remove domains from an app
+    #[command(name = "domains:remove")]
+    DomainsRemove {
+        app: String,
+        #[arg(required = true, value_name = "DOMAIN")]
+        domains: Vec<String>,
+    },
+    /// Set the domains of an app, replacing the ones it has
+    #[command(name = "domains:set")]
+    DomainsSet {
+        app: String,
+        #[arg(required = true, value_name = "DOMAIN")]
+        domains: Vec<String>,
+    },
+    /// Clear all domains of an app
+    #[command(name = "domains:clear")]
+    DomainsClear { app: String },
+    /// Set global domains: every app also answers at <app>.<domain>
+    #[command(name = "domains:set-global")]
+    DomainsSetGlobal {
+        #[arg(required = true, value_name = "DOMAIN")]
+        domains: Vec<String>,
+    },
+    /// Clear the global domains
+    #[command(name = "domains:clear-global")]
+    DomainsClearGlobal,
+    /// Show the domains of one app or all apps
+    #[command(name = "domains:report")]
+    DomainsReport {
+        /// An app, and/or one info flag such as --domains-app-vhosts
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Render the proxy's whole config from berth's records and load it
+    #[command(name = "proxy:build-config")]
+    ProxyBuildConfig,
+    /// Show what the proxy serves for one app or all apps: hosts, upstreams, TLS
+    #[command(name = "proxy:report")]
+    ProxyReport {
+        /// An app, and/or one info flag such as --proxy-urls
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Start the app's containers (current release, current mounts)
     #[command(name = "ps:start")]
     PsStart { app: String },
@@ -324,6 +384,21 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::DockerOptionsClear(args) => docker_options::clear(root, args),
         Command::DockerOptionsReport(args) => docker_options::report(root, args),
         Command::DockerOptionsList(args) => docker_options::list(root, args),
+        Command::DomainsAdd { app, domains } => {
+            domains::change(root, &app_name(&app)?, domains::Change::Add, &domains)
+        }
+        Command::DomainsRemove { app, domains } => {
+            domains::change(root, &app_name(&app)?, domains::Change::Remove, &domains)
+        }
+        Command::DomainsSet { app, domains } => {
+            domains::change(root, &app_name(&app)?, domains::Change::Set, &domains)
+        }
+        Command::DomainsClear { app } => domains::change(root, &app_name(&app)?, domains::Change::Clear, &[]),
+        Command::DomainsSetGlobal { domains } => domains::set_global(root, &domains),
+        Command::DomainsClearGlobal => domains::set_global(root, &[]),
+        Command::DomainsReport { args, format } => domains::report(root, &args, format),
+        Command::ProxyBuildConfig => proxy::build_config(root),
+        Command::ProxyReport { args, format } => proxy::report(root, &args, format),
         Command::PsStart { app } => ps::start(root, &app_name(&app)?),
         Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
         Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),

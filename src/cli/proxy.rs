@@ -1,0 +1,81 @@
+//! `proxy:*`: what the proxy serves for each app, and rebuilding its config from berth's
+//! records.
+
+use super::{Format, Result, existing_app};
+use crate::output::{Report, step};
+use crate::proxy::caddy::Caddy;
+use crate::proxy::settings::Serving;
+use crate::proxy::{Proxy, ProxyError, Route, Served, Target, TlsMode};
+use crate::state::Root;
+
+/// `proxy:build-config`: renders the whole config from the records and loads it (or saves
+/// it for the proxy's start when the proxy does not run).
+pub fn build_config(root: &Root) -> Result<()> {
+    let _lock = root.lock_proxy()?;
+    let mut proxy = Caddy::open(root)?;
+    let table = proxy.table().clone();
+    step(format!("Building the proxy config for {} apps", table.apps.len()));
+    super::domains::load_or_save(&mut proxy, table)
+}
+
+/// `proxy:report [<app>] [--<flag>] [--format json]`.
+pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {
+    let request = super::report::Request::parse(root, "proxy:report", args, format)?;
+    let proxy = Caddy::open(root)?;
+    let served = match proxy.served() {
+        Ok(served) => Some(served),
+        Err(ProxyError::Unreachable { .. }) => None,
+        Err(error) => return Err(error.into()),
+    };
+    request.print("proxy", "proxy", |app| {
+        existing_app(root, app)?;
+        let mut report = Report::default();
+        report.row("proxy-type", "caddy");
+        report.row("proxy-admin", proxy.serving().admin.to_string());
+        report.row("proxy-running", served.is_some().to_string());
+        report.row("proxy-in-sync", served.as_ref().map(|s| s.in_sync.to_string()).unwrap_or_default());
+        report.row("proxy-tls", proxy.serving().tls.mode().to_string());
+        report.row("proxy-http-port", proxy.serving().http_port.to_string());
+        report.row("proxy-https-port", proxy.serving().https_port.to_string());
+        if let Some(route) = proxy.table().apps.get(app) {
+            route_rows(&mut report, proxy.serving(), route, served.as_ref());
+        }
+        Ok(report)
+    })
+}
+
+fn route_rows(report: &mut Report, serving: &Serving, route: &Route, served: Option<&Served>) {
+    let hosts: Vec<&str> = route.hosts.iter().map(|h| h.as_str()).collect();
+    report.row("proxy-hosts", hosts.join(" "));
+    let state = match route.target {
+        Target::Down => "down",
+        Target::Up(_) => "serving",
+        Target::Held(_) => "held",
+    };
+    report.row("proxy-state", state);
+    let upstreams: Vec<String> = route.target.addresses().iter().map(|a| upstream(a, served)).collect();
+    report.row("proxy-upstreams", upstreams.join(" "));
+    let draining: Vec<String> = route.draining.iter().map(|a| upstream(a, served)).collect();
+    report.row("proxy-draining", draining.join(" "));
+    let urls: Vec<String> =
+        route.hosts.iter().filter(|h| !h.is_wildcard()).map(|h| url(serving, h.as_str())).collect();
+    report.row("proxy-urls", urls.join(" "));
+}
+
+/// `127.0.0.1:32768`, with the requests in flight when the proxy says.
+fn upstream(address: &std::net::SocketAddr, served: Option<&Served>) -> String {
+    let live = served.and_then(|s| s.upstreams.iter().find(|u| u.address == address.to_string()));
+    match live {
+        Some(live) => format!("{address} ({} in flight)", live.in_flight),
+        None => address.to_string(),
+    }
+}
+
+/// Where a browser reaches `host`: `https://host` with TLS, the port when not the default.
+fn url(serving: &Serving, host: &str) -> String {
+    let (scheme, port, default) = match serving.tls.mode() {
+        TlsMode::Off => ("http", serving.http_port, 80),
+        TlsMode::Internal | TlsMode::Acme => ("https", serving.https_port, 443),
+    };
+    if port == default { format!("{scheme}://{host}") } else { format!("{scheme}://{host}:{port}") }
+}

@@ -1,0 +1,114 @@
+//! The routing table as a value: for each app, the host names it answers at and where its
+//! requests go. Built from berth's records ([`super::records`]), changed by the swap's steps,
+//! rendered whole by a proxy implementation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Domain;
+use crate::names::AppName;
+
+/// How long a request waits for an upstream to answer, unless the app says otherwise.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(30);
+
+/// Every app's route.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    pub apps: BTreeMap<AppName, Route>,
+}
+
+/// Where one app's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Every host name the app answers at: its own domains and `<app>.<global domain>`.
+    pub hosts: Vec<Domain>,
+    pub target: Target,
+    /// Upstreams that get no new request but may still be answering some (after a switch).
+    pub draining: Vec<SocketAddr>,
+    /// How long a request waits for an upstream to answer before it fails (502).
+    pub hold: Duration,
+}
+
+/// Where new requests for an app go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// No release serves the app: requests get a 503 at once.
+    Down,
+    /// The web instances of the serving release.
+    Up(Vec<SocketAddr>),
+    /// An address that does not answer yet: requests wait for it, up to the route's hold.
+    Held(SocketAddr),
+}
+
+impl Target {
+    /// The addresses requests may be sent to.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        match self {
+            Target::Down => Vec::new(),
+            Target::Up(addresses) => addresses.clone(),
+            Target::Held(address) => vec![*address],
+        }
+    }
+}
+
+impl Route {
+    pub fn new(hosts: Vec<Domain>, target: Target) -> Route {
+        Route { hosts, target, draining: Vec::new(), hold: DEFAULT_HOLD }
+    }
+
+    /// Points new requests at `target`; upstreams that served until now and are not in it
+    /// drain (a held address never served, so it does not).
+    pub fn switch_to(&mut self, target: Target) {
+        if let Target::Up(previous) = &self.target {
+            let kept = target.addresses();
+            for address in previous {
+                if !kept.contains(address) && !self.draining.contains(address) {
+                    self.draining.push(*address);
+                }
+            }
+        }
+        self.draining.retain(|address| !target.addresses().contains(address));
+        self.target = target;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn route(target: Target) -> Route {
+        Route::new(vec![Domain::new("demo.example.com").unwrap()], target)
+    }
+
+    #[test]
+    fn a_switch_drains_the_previous_upstreams() {
+        let mut route = route(Target::Up(vec![address(1)]));
+        route.switch_to(Target::Up(vec![address(2)]));
+        assert_eq!(route.target, Target::Up(vec![address(2)]));
+        assert_eq!(route.draining, vec![address(1)]);
+        route.switch_to(Target::Up(vec![address(3)]));
+        assert_eq!(route.draining, vec![address(1), address(2)]);
+    }
+
+    #[test]
+    fn switching_back_to_a_draining_upstream_serves_it_again() {
+        let mut route = route(Target::Up(vec![address(1)]));
+        route.switch_to(Target::Up(vec![address(2)]));
+        route.switch_to(Target::Up(vec![address(1)]));
+        assert_eq!(route.draining, vec![address(2)]);
+    }
+
+    #[test]
+    fn a_hold_follows_a_route_that_served_nothing() {
+        let mut route = route(Target::Down);
+        route.switch_to(Target::Held(address(1)));
+        assert!(route.draining.is_empty());
+        route.switch_to(Target::Up(vec![address(1)]));
+        assert!(route.draining.is_empty(), "a held address that now serves does not drain");
+    }
+}
