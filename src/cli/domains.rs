@@ -5,11 +5,11 @@
 
 use super::{Format, Result, existing_app};
 use crate::names::AppName;
-use crate::output::{Report, detail, step, warn};
+use crate::output::{Report, step};
 use crate::proxy::caddy::Caddy;
 use crate::proxy::domain::{self, Domain, DomainError};
 use crate::proxy::records::Records;
-use crate::proxy::{Proxy, ProxyError, Table};
+use crate::proxy::{Proxy, Table};
 use crate::state::{GlobalDomains, Root};
 
 /// What a `domains:*` command does to an app's domains.
@@ -46,12 +46,12 @@ impl Change {
         }
     }
 
-    fn done(self, app: &AppName, given: &[Domain]) -> String {
+    fn doing(self, app: &AppName, given: &[Domain]) -> String {
         match self {
-            Change::Add => format!("Added {} to {app}", joined(given)),
-            Change::Remove => format!("Removed {} from {app}", joined(given)),
-            Change::Set => format!("Set {} for {app}", joined(given)),
-            Change::Clear => format!("Cleared domains in {app}"),
+            Change::Add => format!("Adding {} to {app}", joined(given)),
+            Change::Remove => format!("Removing {} from {app}", joined(given)),
+            Change::Set => format!("Setting {} for {app}", joined(given)),
+            Change::Clear => format!("Clearing domains in {app}"),
         }
     }
 }
@@ -68,12 +68,12 @@ pub fn change(root: &Root, app: &AppName, change: Change, texts: &[String]) -> R
     let domains = change.apply(app, &state.domains, given.clone())?;
     records.own.insert(app.clone(), domains.clone());
     records.check_unique(Some(app))?;
+    step(change.doing(app, &given));
     publish(&mut proxy, &records)?;
     // Recorded once the proxy took it: a refusal changes nothing. A crash in between leaves
     // the proxy ahead of the records until the next change or `proxy:build-config`.
     state.domains = domains;
     root.write_app(app, &state, &app_lock)?;
-    step(change.done(app, &given));
     Ok(())
 }
 
@@ -89,13 +89,13 @@ pub fn set_global(root: &Root, texts: &[String]) -> Result<()> {
     records.globals = globals.clone();
     records.check_unique(None)?;
     check_every_app_fits(&records)?;
-    publish(&mut proxy, &records)?;
-    root.write_global_domains(&GlobalDomains { domains: globals.clone() }, &lock)?;
     if globals.is_empty() {
-        step("Cleared global domains");
+        step("Clearing global domains");
     } else {
-        step(format!("Set global domains: {}", joined(&globals)));
+        step(format!("Setting global domains: {}", joined(&globals)));
     }
+    publish(&mut proxy, &records)?;
+    root.write_global_domains(&GlobalDomains { domains: globals }, &lock)?;
     Ok(())
 }
 
@@ -114,26 +114,7 @@ fn check_every_app_fits(records: &Records) -> Result<()> {
 fn publish(proxy: &mut Caddy, records: &Records) -> Result<()> {
     let mut table: Table = proxy.table().clone();
     records.apply_to(&mut table);
-    load_or_save(proxy, table)
-}
-
-/// Loads `table`, or, when the proxy does not answer, saves it for the proxy's next start.
-pub(super) fn load_or_save(proxy: &mut Caddy, table: Table) -> Result<()> {
-    match proxy.load(table.clone()) {
-        Ok(()) => {
-            detail("The proxy serves the new routes");
-            Ok(())
-        }
-        Err(ProxyError::Unreachable { endpoint, source }) => {
-            proxy.save(table)?;
-            warn(format!(
-                "The proxy is not running ({endpoint}: {source}); the routes are saved in {} and served when it starts (bash scripts/ensure-proxy.sh)",
-                proxy.config_file().display()
-            ));
-            Ok(())
-        }
-        Err(error) => Err(error.into()),
-    }
+    super::proxy::load_or_save(proxy, table)
 }
 
 /// `domains:report [<app>] [--<flag>] [--format json]`, as Dokku prints it.

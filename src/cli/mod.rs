@@ -205,21 +205,21 @@ enum Command {
     #[command(name = "domains:add")]
     DomainsAdd {
         app: String,
-        #[arg(required = true, value_name = "DOMAIN")]
+        #[arg(required = true, value_name = "DOMAIN", allow_hyphen_values = true)]
         domains: Vec<String>,
     },
     /// Remove domains from an app
     #[command(name = "domains:remove")]
     DomainsRemove {
         app: String,
-        #[arg(required = true, value_name = "DOMAIN")]
+        #[arg(required = true, value_name = "DOMAIN", allow_hyphen_values = true)]
         domains: Vec<String>,
     },
     /// Set the domains of an app, replacing the ones it has
     #[command(name = "domains:set")]
     DomainsSet {
         app: String,
-        #[arg(required = true, value_name = "DOMAIN")]
+        #[arg(required = true, value_name = "DOMAIN", allow_hyphen_values = true)]
         domains: Vec<String>,
     },
     /// Clear all domains of an app
@@ -228,7 +228,7 @@ enum Command {
     /// Set global domains: every app also answers at <app>.<domain>
     #[command(name = "domains:set-global")]
     DomainsSetGlobal {
-        #[arg(required = true, value_name = "DOMAIN")]
+        #[arg(required = true, value_name = "DOMAIN", allow_hyphen_values = true)]
         domains: Vec<String>,
     },
     /// Clear the global domains
@@ -245,7 +245,11 @@ enum Command {
     },
     /// Render the proxy's whole config from berth's records and load it
     #[command(name = "proxy:build-config")]
-    ProxyBuildConfig,
+    ProxyBuildConfig {
+        /// Wait up to this many seconds for the proxy to answer, and fail if it does not
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
     /// Show what the proxy serves for one app or all apps: hosts, upstreams, TLS
     #[command(name = "proxy:report")]
     ProxyReport {
@@ -397,7 +401,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::DomainsSetGlobal { domains } => domains::set_global(root, &domains),
         Command::DomainsClearGlobal => domains::set_global(root, &[]),
         Command::DomainsReport { args, format } => domains::report(root, &args, format),
-        Command::ProxyBuildConfig => proxy::build_config(root),
+        Command::ProxyBuildConfig { wait } => proxy::build_config(root, wait),
         Command::ProxyReport { args, format } => proxy::report(root, &args, format),
         Command::PsStart { app } => ps::start(root, &app_name(&app)?),
         Command::PsStop { app } => ps::stop(root, &app_name(&app)?),

@@ -1,21 +1,61 @@
 //! `proxy:*`: what the proxy serves for each app, and rebuilding its config from berth's
 //! records.
 
+use std::time::{Duration, Instant};
+
 use super::{Format, Result, existing_app};
-use crate::output::{Report, step};
+use crate::output::{Report, detail, step, warn};
 use crate::proxy::caddy::Caddy;
 use crate::proxy::settings::Serving;
-use crate::proxy::{Proxy, ProxyError, Route, Served, Target, TlsMode};
+use crate::proxy::{Proxy, ProxyError, Route, Served, Table, Target, TlsMode};
 use crate::state::Root;
 
-/// `proxy:build-config`: renders the whole config from the records and loads it (or saves
-/// it for the proxy's start when the proxy does not run).
-pub fn build_config(root: &Root) -> Result<()> {
+/// How often `proxy:build-config --wait` asks again.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// `proxy:build-config [--wait <seconds>]`: renders the whole config from the records and
+/// loads it. Without `--wait`, a proxy that does not run gets it saved for its start; with
+/// it, the proxy must answer within that time (the file is saved either way).
+pub fn build_config(root: &Root, wait: Option<u64>) -> Result<()> {
     let _lock = root.lock_proxy()?;
     let mut proxy = Caddy::open(root)?;
     let table = proxy.table().clone();
     step(format!("Building the proxy config for {} apps", table.apps.len()));
-    super::domains::load_or_save(&mut proxy, table)
+    load(&mut proxy, table, wait.map(Duration::from_secs))
+}
+
+/// Loads `table`, or, when the proxy does not answer, saves it for the proxy's next start.
+pub(super) fn load_or_save(proxy: &mut Caddy, table: Table) -> Result<()> {
+    load(proxy, table, None)
+}
+
+/// Loads `table`. A proxy that does not answer (within `wait`, when given) gets it saved for
+/// its start: a warning without `wait`, an error with it.
+fn load(proxy: &mut Caddy, table: Table, wait: Option<Duration>) -> Result<()> {
+    let deadline = wait.map(|wait| Instant::now() + wait);
+    loop {
+        match proxy.load(table.clone()) {
+            Ok(()) => {
+                detail("The proxy serves the new routes");
+                return Ok(());
+            }
+            Err(ProxyError::Unreachable { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
+                std::thread::sleep(WAIT_POLL);
+            }
+            Err(ProxyError::Unreachable { endpoint, source }) => {
+                proxy.save(table)?;
+                if wait.is_some() {
+                    return Err(ProxyError::Unreachable { endpoint, source }.into());
+                }
+                warn(format!(
+                    "The proxy is not running ({endpoint}: {source}); the routes are saved in {} and served when it starts (bash scripts/ensure-proxy.sh)",
+                    proxy.config_file().display()
+                ));
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 /// `proxy:report [<app>] [--<flag>] [--format json]`.

@@ -5,6 +5,7 @@ mod apps;
 mod concurrency;
 mod deploy;
 mod docker_options;
+mod domains;
 mod engine;
 mod faults;
 mod fuzz;
