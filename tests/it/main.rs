@@ -10,6 +10,7 @@ mod engine;
 mod faults;
 mod fuzz;
 mod hostile;
+mod proxy;
 mod push;
 mod security_containers;
 mod security_fs;

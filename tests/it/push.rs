@@ -310,20 +310,25 @@ impl Response {
 
 /// `GET <url><path>`, where `url` is `http://127.0.0.1:<port>`.
 pub fn get(url: &str, path: &str) -> Response {
-    request("GET", url, path, None)
+    request("GET", url, "localhost", path, None)
+}
+
+/// `GET <url><path>` for the host name `host` (as a proxy routes it).
+pub fn get_host(url: &str, host: &str, path: &str) -> Response {
+    request("GET", url, host, path, None)
 }
 
 /// `POST <url><path>` with a body.
 pub fn post(url: &str, path: &str, body: &[u8]) -> Response {
-    request("POST", url, path, Some(body))
+    request("POST", url, "localhost", path, Some(body))
 }
 
 /// One HTTP/1.0 request (the server closes the connection after the answer).
-fn request(method: &str, url: &str, path: &str, body: Option<&[u8]>) -> Response {
+fn request(method: &str, url: &str, host: &str, path: &str, body: Option<&[u8]>) -> Response {
     let address = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
     let mut stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("connect to {url}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
     if let Some(body) = body {
         head.push_str(&format!(
             "Content-Length: {}\r\nContent-Type: application/octet-stream\r\n",

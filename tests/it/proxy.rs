@@ -1,0 +1,198 @@
+//! A real Caddy, started by `scripts/ensure-proxy.sh` on loopback ports with a private admin
+//! socket in the test's root, in front of tiny upstreams (std listeners in the test): routes
+//! by host, a refused config leaves the previous routes serving, requests are held while no
+//! upstream answers, and a switch lets in-flight requests finish on the old upstream.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use berth::names::AppName;
+use berth::proxy::caddy::Caddy;
+use berth::proxy::{Domain, Drained, Proxy, ProxyError, Route, Target};
+use berth::state::Root;
+
+use crate::push::get_host;
+use crate::test::{BERTH, Test};
+
+/// Caddy running for one test root; stopped (SIGTERM) when dropped.
+struct RunningCaddy {
+    t: Test,
+    url: String,
+    pid: String,
+}
+
+impl RunningCaddy {
+    fn start() -> RunningCaddy {
+        let t = Test::new();
+        let (http_port, https_port) = (free_port(), free_port());
+        let settings =
+            format!("[proxy]\nhttp_port = {http_port}\nhttps_port = {https_port}\nbind = \"127.0.0.1\"\n");
+        std::fs::write(t.path("berth.toml"), settings).unwrap();
+        let out = ensure_proxy(&t);
+        assert!(out.contains("Starting caddy in the background"), "{out}");
+        let pid = std::fs::read_to_string(t.path("proxy/caddy.pid")).unwrap().trim().to_string();
+        RunningCaddy { url: format!("http://127.0.0.1:{http_port}"), t, pid }
+    }
+
+    fn root(&self) -> Root {
+        Root::new(self.t.root())
+    }
+}
+
+impl Drop for RunningCaddy {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(&self.pid).status();
+    }
+}
+
+/// Runs `scripts/ensure-proxy.sh --background` for the test's root; returns its stdout.
+fn ensure_proxy(t: &Test) -> String {
+    let out = Command::new("bash")
+        .args(["scripts/ensure-proxy.sh", "--background", "--root"])
+        .arg(t.root())
+        .env("BERTH_BIN", BERTH)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ensure-proxy.sh failed:\n{text}");
+    text
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Serves `name` on `listener` for ever (`/slow` after 2 s), one thread per connection.
+fn serve(listener: TcpListener, name: &'static str) {
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || answer(stream, name));
+        }
+    });
+}
+
+/// An upstream answering `name` on a new loopback port.
+fn upstream(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    serve(listener, name);
+    address
+}
+
+fn answer(mut stream: TcpStream, name: &str) {
+    let mut request_line = String::new();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    reader.read_line(&mut request_line).unwrap_or_default();
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    if request_line.contains(" /slow ") {
+        thread::sleep(Duration::from_secs(2));
+    }
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+        name.len()
+    );
+}
+
+fn route(host: &str, target: Target, hold: Duration) -> Route {
+    Route { hold, ..Route::new(vec![Domain::new(host).unwrap()], target) }
+}
+
+#[test]
+fn domains_commands_reload_a_running_caddy() {
+    let caddy = RunningCaddy::start();
+    let t = &caddy.t;
+    t.app("shop");
+    let out = t.ok(["domains:add", "shop", "shop.test"]);
+    assert_eq!(out.stderr, "", "a running proxy takes the change without a warning\n{out}");
+    assert!(out.stdout.contains("       The proxy serves the new routes\n"), "{out}");
+    let answer = get_host(&caddy.url, "shop.test", "/");
+    assert_eq!((answer.status, answer.text()), (503, "shop has no running release\n".to_string()));
+    assert_eq!(get_host(&caddy.url, "other.test", "/").status, 404);
+    assert_eq!(t.ok(["proxy:report", "shop", "--proxy-in-sync"]).stdout, "true\n");
+    assert_eq!(t.ok(["proxy:report", "shop", "--proxy-running"]).stdout, "true\n");
+    // Idempotent: a second run finds it serving and starts nothing.
+    let again = ensure_proxy(t);
+    assert!(again.contains("Proxy running"), "{again}");
+    assert!(!again.contains("Starting"), "{again}");
+}
+
+#[test]
+fn caddy_routes_holds_swaps_and_keeps_serving_after_a_refused_config() {
+    let caddy = RunningCaddy::start();
+    let root = caddy.root();
+    let app = AppName::new("web").unwrap();
+    let mut proxy = Caddy::open(&root).unwrap();
+    let hold = Duration::from_secs(5);
+
+    let a = upstream("A");
+    proxy.set_route(&app, route("web.test", Target::Up(vec![a]), hold)).unwrap();
+    assert_eq!(get_host(&caddy.url, "web.test", "/").text(), "A");
+
+    refused_config_keeps_the_previous_routes(&root, &proxy);
+    assert_eq!(get_host(&caddy.url, "web.test", "/").text(), "A", "still served after the refusal");
+
+    // Held: the next instance is not listening yet; the request waits for it, then is served.
+    let next = free_port();
+    proxy.hold(&app, loopback(next)).unwrap();
+    let url = caddy.url.clone();
+    let started = Instant::now();
+    let held = thread::spawn(move || get_host(&url, "web.test", "/"));
+    thread::sleep(Duration::from_millis(1500));
+    serve(TcpListener::bind(loopback(next)).unwrap(), "B");
+    let answer = held.join().unwrap();
+    assert_eq!((answer.status, answer.text()), (200, "B".to_string()), "the held request is served");
+    assert!(started.elapsed() >= Duration::from_millis(1400), "it waited: {:?}", started.elapsed());
+    proxy.switch_upstream(&app, loopback(next)).unwrap();
+
+    // Switched: a request in flight to B finishes there while new requests go to C.
+    let url = caddy.url.clone();
+    let slow = thread::spawn(move || get_host(&url, "web.test", "/slow"));
+    thread::sleep(Duration::from_millis(500));
+    proxy.switch_upstream(&app, upstream("C")).unwrap();
+    assert_eq!(get_host(&caddy.url, "web.test", "/").text(), "C");
+    assert_eq!(proxy.in_flight(loopback(next)).unwrap(), 1, "B still answers the slow request");
+    assert_eq!(proxy.drain(&app, loopback(next), Duration::from_secs(10)).unwrap(), Drained::Idle);
+    let answer = slow.join().unwrap();
+    assert_eq!((answer.status, answer.text()), (200, "B".to_string()), "the in-flight request finished");
+    assert!(proxy.served().unwrap().in_sync);
+
+    // No upstream ever answers: the request fails once the hold is over, not before.
+    let short = Duration::from_secs(1);
+    proxy.set_route(&app, route("web.test", Target::Held(loopback(free_port())), short)).unwrap();
+    let started = Instant::now();
+    assert_eq!(get_host(&caddy.url, "web.test", "/").status, 502);
+    assert!(started.elapsed() >= short, "held for the whole hold: {:?}", started.elapsed());
+}
+
+/// A config Caddy refuses (its HTTP port is taken) is reported with Caddy's reason; the running
+/// routes and berth's config file stay as they were.
+fn refused_config_keeps_the_previous_routes(root: &Root, proxy: &Caddy) {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut serving = proxy.serving().clone();
+    serving.http_port = taken.local_addr().unwrap().port();
+    let file = root.proxy_config_file();
+    let before = std::fs::read(&file).unwrap();
+    let mut elsewhere = Caddy::new(serving, file.clone(), proxy.table().clone());
+    let mut table = proxy.table().clone();
+    table.apps.clear();
+    match elsewhere.load(table) {
+        Err(ProxyError::Refused { message }) => {
+            assert!(message.contains("address already in use"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), before, "{} is unchanged", file.display());
+    assert!(proxy.served().unwrap().in_sync, "Caddy still serves the previous config");
+}
