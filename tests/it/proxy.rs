@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,8 +49,11 @@ impl Drop for RunningCaddy {
     }
 }
 
-/// Runs `scripts/ensure-proxy.sh --background` for the test's root; returns its stdout.
+/// Runs `scripts/ensure-proxy.sh --background` for the test's root; returns its output. One at
+/// a time: the first may install caddy, and apt takes one install at a time.
 fn ensure_proxy(t: &Test) -> String {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new("bash")
         .args(["scripts/ensure-proxy.sh", "--background", "--root"])
         .arg(t.root())
