@@ -129,6 +129,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::proxy::records::Records;
     use crate::proxy::settings::{ProxySettings, TlsMode};
     use crate::proxy::{Domain, Route};
 
@@ -147,25 +148,33 @@ mod tests {
         names.iter().map(|n| Domain::new(n).unwrap()).collect()
     }
 
-    /// Two apps: `api` with its own domains (one a wildcard) and a draining upstream, `web`
-    /// under the global domain `example.com` only, held while its next instance starts; and
-    /// `idle`, with no release.
+    /// Three apps under the global domain `example.com`: `api` with its own domains too (one a
+    /// wildcard) and a draining upstream, `web` with no domain of its own, held while its next
+    /// instance starts, and `idle`, with no release.
     fn table() -> Table {
-        let mut api = Route::new(
-            domains(&["api.example.org", "*.api.example.org", "api.example.com"]),
-            Target::Up(vec![SocketAddr::from(([127, 0, 0, 1], 32770))]),
-        );
-        api.draining.push(SocketAddr::from(([127, 0, 0, 1], 32768)));
-        let mut web = Route::new(
-            domains(&["web.example.com"]),
-            Target::Held(SocketAddr::from(([127, 0, 0, 1], 40001))),
-        );
-        web.hold = Duration::from_millis(2500);
-        let idle = Route::new(domains(&["idle.example.com"]), Target::Down);
+        let records = Records {
+            own: [
+                ("api", domains(&["api.example.org", "*.api.example.org"])),
+                ("web", vec![]),
+                ("idle", vec![]),
+            ]
+            .into_iter()
+            .map(|(app, own)| (AppName::new(app).unwrap(), own))
+            .collect(),
+            globals: domains(&["example.com"]),
+        };
+        let target = |app: &str| match app {
+            "api" => Target::Up(vec![SocketAddr::from(([127, 0, 0, 1], 32770))]),
+            "web" => Target::Held(SocketAddr::from(([127, 0, 0, 1], 40001))),
+            _ => Target::Down,
+        };
         let mut table = Table::default();
-        for (app, route) in [("api", api), ("web", web), ("idle", idle)] {
-            table.apps.insert(AppName::new(app).unwrap(), route);
+        for app in records.own.keys() {
+            table.apps.insert(app.clone(), Route::new(records.hosts(app), target(app.as_str())));
         }
+        let api = table.apps.get_mut(&AppName::new("api").unwrap()).unwrap();
+        api.draining.push(SocketAddr::from(([127, 0, 0, 1], 32768)));
+        table.apps.get_mut(&AppName::new("web").unwrap()).unwrap().hold = Duration::from_millis(2500);
         table
     }
 
