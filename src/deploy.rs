@@ -36,6 +36,8 @@ pub enum DeployError {
     #[error(transparent)]
     HostFs(#[from] HostFsError),
     #[error(transparent)]
+    Helper(#[from] crate::helper_image::HelperImageError),
+    #[error(transparent)]
     Options(#[from] OptionsError),
     #[error("storage entry \"{0}\" mounted by this app no longer exists; unmount it or re-create it")]
     MissingEntry(EntryName),
@@ -141,8 +143,7 @@ pub fn engine_mounts(
 /// Makes sure every directory and volume the app's mounts need exists, owned by the user that
 /// will write it, before any container starts, so the engine never creates a root-owned
 /// directory on its own. Ownership is given directly when berth may (root), else through a
-/// short-lived root container of `image`.
-#[allow(clippy::too_many_arguments)]
+/// short-lived root container of berth's helper image.
 pub fn ensure_storage(
     root: &Root,
     engine: &Engine,
@@ -151,13 +152,17 @@ pub fn ensure_storage(
     entries: &BTreeMap<EntryName, Entry>,
     app_owner: Option<(u32, u32)>,
     volume_specs: &HashMap<String, (Option<String>, HashMap<String, String>)>,
-    image: &str,
 ) -> Result<()> {
     let app_dir = root.app_storage_dir(app);
     // What the engine must chown for us: (kind, dir or volume, owner).
     let mut via_engine: Vec<(MountKind, String, (u32, u32))> = Vec::new();
     for attachment in mounts {
-        let chown = attachment.volume_chown.and_then(Chown::uid).map(|uid| (uid, uid));
+        // A read-only attachment's data is never rewritten, whatever `--volume-chown` says.
+        let chown = attachment
+            .volume_chown
+            .and_then(Chown::uid)
+            .filter(|_| !attachment.readonly)
+            .map(|uid| (uid, uid));
         match &attachment.source {
             Source::AppDir(rel) => {
                 // The app's root and the parents of `./a/b` stay berth's, so a later push can
@@ -205,7 +210,7 @@ pub fn ensure_storage(
             Source::Volume(name) => engine.require_volume(name)?,
         }
     }
-    chown_via_engine(engine, app, image, &via_engine)
+    chown_via_engine(engine, app, &via_engine)
 }
 
 /// Gives a directory to its owner, or queues it for `chown_via_engine` when berth may not.
@@ -227,14 +232,18 @@ fn give_to(
     }
 }
 
-/// Gives directories and new volumes to their users from a root container of the app's image:
-/// a fresh volume belongs to root, and a berth that is not root cannot chown a directory.
+/// Gives directories and new volumes to their users from a root container of berth's own
+/// helper image (never the pushed one): a fresh volume belongs to root, and a berth that is
+/// not root cannot chown a directory. Each directory is mounted alone.
 fn chown_via_engine(
     engine: &Engine,
     app: &AppName,
-    image: &str,
     targets: &[(MountKind, String, (u32, u32))],
 ) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let image = &crate::helper_image::ensure(engine)?;
     let mut owners: Vec<(u32, u32)> = targets.iter().map(|t| t.2).collect();
     owners.sort_unstable();
     owners.dedup();
@@ -251,7 +260,7 @@ fn chown_via_engine(
                 options: Vec::new(),
             })
             .collect();
-        let mut cmd = vec!["chown".to_string(), format!("{uid}:{gid}")];
+        let mut cmd = vec![format!("{uid}:{gid}")];
         cmd.extend(mounts.iter().map(|m| m.target.clone()));
         let name = format!("{app}.chown.{}", std::process::id());
         let spec = ContainerSpec {
@@ -259,6 +268,7 @@ fn chown_via_engine(
             image: image.to_string(),
             cmd: Some(cmd),
             user: Some("0:0".into()),
+            options: helper_options()?,
             labels: HashMap::from([
                 (APP_LABEL.to_string(), app.to_string()),
                 (ROLE_LABEL.to_string(), "chown".into()),
@@ -282,6 +292,14 @@ fn chown_via_engine(
         }
     }
     Ok(())
+}
+
+/// The helper reaches nothing but its mounts: no network, and of root's powers only those
+/// changing owners needs.
+fn helper_options() -> Result<crate::docker_options::RunOptions> {
+    let options =
+        ["--network none", "--cap-drop ALL", "--cap-add CHOWN", "--cap-add FOWNER", "--cap-add DAC_OVERRIDE"];
+    Ok(crate::docker_options::RunOptions::parse(&options.map(String::from))?)
 }
 
 /// The settings a process container is created with, apart from its name.
@@ -608,7 +626,7 @@ pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
         record.web_host_port = port;
@@ -647,7 +665,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
     let options =
         state.docker_options.get(&format!("{DEFAULT_PROCESS_TYPE}.run")).cloned().unwrap_or_default();
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let name = format!("{app}.run.{}", std::process::id());
     let spec = ContainerSpec {
         name: name.clone(),
@@ -751,7 +769,7 @@ pub fn apply(
     engine.build_image(&plan.image, &plan.dockerfile, &labels, write_context, &mut |line| detail(line))?;
     fault_point("after-build");
     step("Ensuring storage");
-    ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs, &plan.image)?;
+    ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
     fault_point("after-storage");
     if let Some(command) = &plan.build_command {
         run_build_command(root, engine, plan, command, &entries)?;
@@ -916,7 +934,7 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     state.mounts = mounts;
     let entries = root.entries_by_name()?;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
     // The new container has a new host port; ps:report reads it from the release.
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {
