@@ -147,6 +147,65 @@ pub fn engine_mounts(
     Ok(result)
 }
 
+/// The app volume keeping an image's `VOLUME` path: `<app>_anon-<path>`, with `/` written `-`
+/// and anything but letters, digits and `.` as `_<hex>`, so two paths never share a name.
+fn anonymous_volume_name(app: &AppName, path: &str) -> String {
+    let escaped: String = path
+        .trim_matches('/')
+        .bytes()
+        .map(|b| match b {
+            b'/' => "-".to_string(),
+            b if b.is_ascii_alphanumeric() || b == b'.' => char::from(b).to_string(),
+            b => format!("_{b:02x}"),
+        })
+        .collect();
+    app_volume_name(app, &format!("anon-{escaped}"))
+}
+
+/// Mounts a labelled app volume at each path the image declares with `VOLUME` that no mount
+/// targets, instead of the engine's unnamed volume a redeploy would lose and no purge would
+/// find. Returns the (path, volume) pairs it added.
+fn mount_image_volumes(
+    engine: &Engine,
+    app: &AppName,
+    spec: &mut ContainerSpec,
+) -> Result<Vec<(String, String)>> {
+    let covered = |path: &str| {
+        spec.options.mounts_at(path) || spec.mounts.iter().any(|m| m.target.trim_end_matches('/') == path)
+    };
+    let uncovered: Vec<String> = engine
+        .image_volumes(&spec.image)?
+        .into_iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty() && !covered(p))
+        .collect();
+    let mut added = Vec::new();
+    for path in uncovered {
+        let volume = anonymous_volume_name(app, &path);
+        engine.ensure_anonymous_volume(&volume, app.as_str(), &path)?;
+        spec.mounts.push(EngineMount {
+            kind: MountKind::Volume,
+            source: volume.clone(),
+            target: path.clone(),
+            read_only: false,
+            options: Vec::new(),
+        });
+        added.push((path, volume));
+    }
+    Ok(added)
+}
+
+/// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
+fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
+    let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
+    warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
+    for line in
+        ["[[storage.mounts]]".to_string(), format!("source = \"{name}\""), format!("target = \"{path}\"")]
+    {
+        warn(format!("  {line}"));
+    }
+}
+
 /// Makes sure every directory and volume the app's mounts need exists, owned by the user that
 /// will write it, before any container starts, so the engine never creates a root-owned
 /// directory on its own. Ownership is given directly when berth may (root), else through a
@@ -169,13 +228,12 @@ pub fn ensure_storage(
         let chown = attachment.volume_chown.and_then(Chown::uid).map(|uid| (uid, uid));
         match &attachment.source {
             Source::AppDir(rel) => {
-                if !app_dir.is_dir() {
-                    crate::state::make_dir(&app_dir)?;
-                    give_to(&mut via_engine, &app_dir, app_owner)?;
-                }
-                for dir in hostfs::ensure_dir_beneath(&app_dir, rel)? {
-                    give_to(&mut via_engine, &dir, chown.or(app_owner))?;
-                }
+                // The app's root and the parents of `./a/b` stay berth's, so a later push can
+                // still add directories; only the mounted directory is given away.
+                root.make_data_root()?;
+                crate::state::make_dir(&app_dir)?;
+                let dir = hostfs::ensure_dir_beneath(&app_dir, rel)?;
+                give_to(&mut via_engine, &dir, chown.or(app_owner))?;
                 note(format!("Directory {} ready", app_dir.join(rel).display()));
             }
             Source::AppVolume(name) => {
@@ -194,11 +252,10 @@ pub fn ensure_storage(
                     hostfs::ensure_dir(base)?;
                     match &attachment.subpath {
                         Some(sub) => {
-                            for dir in hostfs::ensure_dir_beneath(base, std::path::Path::new(sub))? {
-                                give_to(&mut via_engine, &dir, chown)?;
-                            }
+                            let dir = hostfs::ensure_dir_beneath(base, std::path::Path::new(sub))?;
+                            give_to(&mut via_engine, &dir, chown)?;
                         }
-                        None => give_to(&mut via_engine, base, chown)?,
+                        None => give_to(&mut via_engine, &hostfs::HostDir::open(base)?, chown)?,
                     }
                 }
             }
@@ -222,18 +279,18 @@ pub fn ensure_storage(
 /// Gives a directory to its owner, or queues it for `chown_via_engine` when berth may not.
 fn give_to(
     via_engine: &mut Vec<(MountKind, String, (u32, u32))>,
-    path: &std::path::Path,
+    dir: &hostfs::HostDir,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
     let Some((uid, gid)) = owner else { return Ok(()) };
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+    match dir.chown(uid, gid) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            via_engine.push((MountKind::Bind, path.display().to_string(), (uid, gid)));
+            via_engine.push((MountKind::Bind, dir.path.display().to_string(), (uid, gid)));
             Ok(())
         }
         Err(e) => {
-            Err(HostFsError::Io { action: "change the owner of", path: path.to_path_buf(), source: e }.into())
+            Err(HostFsError::Io { action: "change the owner of", path: dir.path.clone(), source: e }.into())
         }
     }
 }
@@ -352,7 +409,10 @@ pub fn recover(engine: &Engine, app: &AppName, serving: Option<u32>) -> Result<(
     };
     for name in engine.app_containers(app.as_str())? {
         let Some(facts) = engine.inspect_container(&name)? else { continue };
-        let helper = matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown"));
+        // No role label: not created by berth but by the engine's builder for a `RUN` step of
+        // an interrupted build (it inherits the image's labels); it holds no app data.
+        let helper =
+            matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown") | None);
         if helper {
             warn(format!("Removing {name}, left by an interrupted deploy"));
             engine.remove_container(&name)?;
@@ -441,7 +501,14 @@ pub fn start_release(
     timing: Timing,
 ) -> Result<Option<u16>> {
     let entries = root.entries_by_name()?;
-    let specs = process_specs(root, app, state, release, &entries)?;
+    let mut specs = process_specs(root, app, state, release, &entries)?;
+    let mut anonymous = BTreeMap::new();
+    for ProcessSpec { spec, .. } in &mut specs {
+        anonymous.extend(mount_image_volumes(engine, app, spec)?);
+    }
+    for (path, volume) in &anonymous {
+        warn_anonymous_volume(app, path, volume);
+    }
     recover(engine, app, root.read_app(app)?.current_release)?;
     let mut swaps: Vec<Swap> = Vec::new();
     let result = (|| {
@@ -704,7 +771,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
     let name = format!("{app}.run.{}", std::process::id());
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: name.clone(),
         image: release.image.clone(),
         cmd: (!command.is_empty()).then(|| command.to_vec()),
@@ -719,6 +786,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
         restart: false,
         options: RunOptions::parse(&options)?,
     };
+    mount_image_volumes(&engine, app, &mut spec)?;
     engine.create_container(&spec)?;
     let result = engine.run_attached(&name, &mut |is_err, text| {
         if is_err {
@@ -877,7 +945,7 @@ fn run_build_command(
     let config = engine.image_config(&plan.image)?;
     let name = format!("{app}.build.{}", plan.release);
     engine.remove_container(&name)?;
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: name.clone(),
         image: plan.image.clone(),
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_string()]),
@@ -900,6 +968,7 @@ fn run_build_command(
                 .unwrap_or_default(),
         )?,
     };
+    mount_image_volumes(engine, app, &mut spec)?;
     engine.create_container(&spec)?;
     let status = engine.run_attached(&name, &mut |_, text| {
         for line in text.lines() {
@@ -983,4 +1052,19 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     state.current_release = Some(target);
     root.write_app(app, &state, &lock)?;
     Ok(target)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_volume_names_never_collide() {
+        let app: AppName = "demo".parse().unwrap();
+        assert_eq!(anonymous_volume_name(&app, "/data"), "demo_anon-data");
+        assert_eq!(anonymous_volume_name(&app, "/var/lib/db/"), "demo_anon-var-lib-db");
+        assert_eq!(anonymous_volume_name(&app, "/a-b"), "demo_anon-a_2db");
+        assert_ne!(anonymous_volume_name(&app, "/a/b"), anonymous_volume_name(&app, "/a-b"));
+    }
 }

@@ -117,7 +117,10 @@ fn is_deploy_ref(name: &str, branches: &[String]) -> bool {
 /// The one update of a push that deploys, if any. Refused: deleting a deploy branch, and more
 /// than one update of deploy branches (the same ref listed twice, or `main` and `master` while
 /// both deploy), since one push deploys the one commit it checked and git would move every ref.
-fn deploy_update<'u>(updates: &'u [RefUpdate], branches: &[String]) -> Result<Option<&'u RefUpdate>, HookError> {
+fn deploy_update<'u>(
+    updates: &'u [RefUpdate],
+    branches: &[String],
+) -> Result<Option<&'u RefUpdate>, HookError> {
     let deploys: Vec<&RefUpdate> = updates.iter().filter(|u| is_deploy_ref(&u.name, branches)).collect();
     if let Some(deleted) = deploys.iter().find(|u| u.new == ZERO_OID) {
         return Err(HookError::DeleteDeployBranch(deleted.name.clone()));

@@ -282,7 +282,11 @@ impl Policy<'_> {
     /// always.
     pub fn allows(&self, source: &Source) -> bool {
         match source {
-            Source::HostPath(path) => self.host_paths.iter().filter_map(|g| rules::clean_grant(g)).any(|grant| rules::allowed_below(path, &grant)),
+            Source::HostPath(path) => self
+                .host_paths
+                .iter()
+                .filter_map(|g| rules::clean_grant(g))
+                .any(|grant| rules::allowed_below(path, &grant)),
             Source::Volume(name) => self.volumes.contains(name),
             Source::AppDir(_) | Source::AppVolume(_) => true,
             Source::Entry(_) => false,

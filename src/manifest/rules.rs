@@ -190,7 +190,10 @@ fn not_granted(mount: &DeclaredMount, policy: &Policy) -> Diagnostic {
             };
             Diagnostic::new(
                 mount.at.source,
-                format!("mount source {} is a host path the admin has not allowed for this app", quoted(&shown)),
+                format!(
+                    "mount source {} is a host path the admin has not allowed for this app",
+                    quoted(&shown)
+                ),
                 Some(format!(
                     "{allowed}; ask the admin to run `berth storage:allow <app> {shown}`, or use \"./name\" for a \
                      directory of this app"
