@@ -995,7 +995,8 @@ pub fn record_failure(root: &Root, plan: &Plan, reason: &str, lock: &crate::stat
         image: plan.image.clone(),
         created_at: crate::state::unix_now(),
         outcome: Outcome::Failed,
-        reason: Some(reason.to_string()),
+        // Engine text (a failing RUN's output) may carry terminal escapes: stored inert.
+        reason: Some(crate::output::printable(reason)),
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,

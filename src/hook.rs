@@ -390,7 +390,7 @@ pub fn report_failure(error: &anyhow::Error) {
             );
         }
         _ => {
-            eprintln!(" !     {error}");
+            eprintln!(" !     {}", crate::output::printable(&error.to_string()));
             eprintln!(" !     The push is rejected; the previous release keeps serving");
         }
     }
