@@ -16,8 +16,9 @@ use crate::hostfs::{self, HostFsError};
 use crate::names::{AppName, EntryName};
 use crate::output::{detail, note, step, warn};
 use crate::state::{AppState, Outcome, Release, Root, RunConfig, StateError};
+use crate::storage::binds::{self, Bind, BindError};
 use crate::storage::{
-    Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, MountSource, Phase, Source, app_volume_name,
+    Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, MountSource, Origin, Phase, Source, app_volume_name,
 };
 
 const PROCESS_LABEL: &str = "berth.process";
@@ -49,6 +50,14 @@ pub enum DeployError {
     NoRelease(AppName),
     #[error("release {1} of {0} does not exist or did not deploy; see `berth releases {0}`")]
     NoSuchRelease(AppName, u32),
+    #[error(transparent)]
+    Binds(#[from] BindError),
+    #[error(
+        "release {release} of {app} mounts {what} at {container_path}, which the admin no longer allows for {app}; \
+         nothing was changed and the running containers stay: allow it again (berth storage:allow {app} {grant}), \
+         or push a release without it"
+    )]
+    NoLongerAllowed { app: AppName, release: u32, what: String, container_path: String, grant: String },
     #[error("{0}")]
     Rejected(String),
 }
@@ -138,6 +147,65 @@ pub fn engine_mounts(
         });
     }
     Ok(result)
+}
+
+/// The app volume keeping an image's `VOLUME` path: `<app>_anon-<path>`, with `/` written `-`
+/// and anything but letters, digits and `.` as `_<hex>`, so two paths never share a name.
+fn anonymous_volume_name(app: &AppName, path: &str) -> String {
+    let escaped: String = path
+        .trim_matches('/')
+        .bytes()
+        .map(|b| match b {
+            b'/' => "-".to_string(),
+            b if b.is_ascii_alphanumeric() || b == b'.' => char::from(b).to_string(),
+            b => format!("_{b:02x}"),
+        })
+        .collect();
+    app_volume_name(app, &format!("anon-{escaped}"))
+}
+
+/// Mounts a labelled app volume at each path the image declares with `VOLUME` that no mount
+/// targets, instead of the engine's unnamed volume a redeploy would lose and no purge would
+/// find. Returns the (path, volume) pairs it added.
+fn mount_image_volumes(
+    engine: &Engine,
+    app: &AppName,
+    spec: &mut ContainerSpec,
+) -> Result<Vec<(String, String)>> {
+    let covered = |path: &str| {
+        spec.options.mounts_at(path) || spec.mounts.iter().any(|m| m.target.trim_end_matches('/') == path)
+    };
+    let uncovered: Vec<String> = engine
+        .image_volumes(&spec.image)?
+        .into_iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty() && !covered(p))
+        .collect();
+    let mut added = Vec::new();
+    for path in uncovered {
+        let volume = anonymous_volume_name(app, &path);
+        engine.ensure_anonymous_volume(&volume, app.as_str(), &path)?;
+        spec.mounts.push(EngineMount {
+            kind: MountKind::Volume,
+            source: volume.clone(),
+            target: path.clone(),
+            read_only: false,
+            options: Vec::new(),
+        });
+        added.push((path, volume));
+    }
+    Ok(added)
+}
+
+/// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
+fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
+    let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
+    warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
+    for line in
+        ["[[storage.mounts]]".to_string(), format!("source = \"{name}\""), format!("target = \"{path}\"")]
+    {
+        warn(format!("  {line}"));
+    }
 }
 
 /// Makes sure every directory and volume the app's mounts need exists, owned by the user that
@@ -451,7 +519,14 @@ pub fn start_release(
     timing: Timing,
 ) -> Result<Option<u16>> {
     let entries = root.entries_by_name()?;
-    let specs = process_specs(root, app, state, release, &entries)?;
+    let mut specs = process_specs(root, app, state, release, &entries)?;
+    let mut anonymous = BTreeMap::new();
+    for ProcessSpec { spec, .. } in &mut specs {
+        anonymous.extend(mount_image_volumes(engine, app, spec)?);
+    }
+    for (path, volume) in &anonymous {
+        warn_anonymous_volume(app, path, volume);
+    }
     recover(engine, app, root.read_app(app)?.current_release)?;
     let mut swaps: Vec<Swap> = Vec::new();
     let result = (|| {
@@ -614,6 +689,51 @@ fn http_status(port: u16, path: &str) -> std::io::Result<u16> {
     })
 }
 
+/// Checks the mounts containers of `release` are about to be created with, since the admin may
+/// have changed the server since they were checked: the repo's host paths and external volumes
+/// against today's grants, and every bind source against the mount-source rule (with the app's
+/// current mounts, whose containers may still run).
+pub fn check_mounts(
+    root: &Root,
+    app: &AppName,
+    release: u32,
+    mounts: &[Attachment],
+    entries: &BTreeMap<EntryName, Entry>,
+) -> Result<()> {
+    let grants = root.grants_of(app)?;
+    let policy = grants.policy();
+    if let Some(mount) = mounts.iter().find(|m| m.made_by == Origin::Repo && !policy.allows(&m.source)) {
+        let (what, grant) = match &mount.source {
+            Source::HostPath(path) => ("the host path", path.display().to_string()),
+            Source::Volume(name) => ("the external volume", name.clone()),
+            other => ("the source", other.to_string()),
+        };
+        return Err(DeployError::NoLongerAllowed {
+            app: app.clone(),
+            release,
+            what: format!("{what} {grant}"),
+            container_path: mount.container_path.clone(),
+            grant,
+        });
+    }
+    check_binds(root, app, mounts, entries)
+}
+
+/// The mount-source rule for an app about to mount `mounts`, with every other app's mounts and
+/// the app's recorded ones (whose containers may still run).
+pub fn check_binds(
+    root: &Root,
+    app: &AppName,
+    mounts: &[Attachment],
+    entries: &BTreeMap<EntryName, Entry>,
+) -> Result<()> {
+    let app_dir = root.app_storage_dir(app);
+    let mut binds = root.other_apps_binds(app, entries)?;
+    binds.extend(Bind::all(app, &app_dir, &root.read_app(app)?.mounts, entries));
+    binds.extend(Bind::all(app, &app_dir, mounts, entries));
+    Ok(binds::check(&binds, app)?)
+}
+
 /// Re-creates the containers of the current release with the app's current mounts and
 /// docker-options (how admin mount changes take effect).
 pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>> {
@@ -625,6 +745,7 @@ pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>
     let entries = root.entries_by_name()?;
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
+    check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
@@ -664,10 +785,11 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
     let engine = Engine::connect()?;
     let options =
         state.docker_options.get(&format!("{DEFAULT_PROCESS_TYPE}.run")).cloned().unwrap_or_default();
+    check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let name = format!("{app}.run.{}", std::process::id());
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: name.clone(),
         image: release.image.clone(),
         cmd: (!command.is_empty()).then(|| command.to_vec()),
@@ -682,6 +804,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
         restart: false,
         options: RunOptions::parse(&options)?,
     };
+    mount_image_volumes(&engine, app, &mut spec)?;
     engine.create_container(&spec)?;
     let result = engine.run_attached(&name, &mut |is_err, text| {
         if is_err {
@@ -762,6 +885,7 @@ pub fn apply(
 ) -> Result<Release> {
     let app = &plan.app;
     let entries = root.entries_by_name()?;
+    check_mounts(root, app, plan.release, &plan.mounts, &entries)?;
     let owner = plan.run.user.as_deref().and_then(parse_user);
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
@@ -839,7 +963,7 @@ fn run_build_command(
     let config = engine.image_config(&plan.image)?;
     let name = format!("{app}.build.{}", plan.release);
     engine.remove_container(&name)?;
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: name.clone(),
         image: plan.image.clone(),
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_string()]),
@@ -862,6 +986,7 @@ fn run_build_command(
                 .unwrap_or_default(),
         )?,
     };
+    mount_image_volumes(engine, app, &mut spec)?;
     engine.create_container(&spec)?;
     let status = engine.run_attached(&name, &mut |_, text| {
         for line in text.lines() {
@@ -888,7 +1013,8 @@ pub fn record_failure(root: &Root, plan: &Plan, reason: &str, lock: &crate::stat
         image: plan.image.clone(),
         created_at: crate::state::unix_now(),
         outcome: Outcome::Failed,
-        reason: Some(reason.to_string()),
+        // Engine text (a failing RUN's output) may carry terminal escapes: stored inert.
+        reason: Some(crate::output::printable(reason)),
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,
@@ -931,8 +1057,9 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     let mut mounts: Vec<Attachment> =
         state.mounts.iter().filter(|m| m.made_by == crate::storage::Origin::Admin).cloned().collect();
     mounts.extend(release.mounts.iter().filter(|m| m.made_by == crate::storage::Origin::Repo).cloned());
-    state.mounts = mounts;
     let entries = root.entries_by_name()?;
+    check_mounts(root, app, target, &mounts, &entries)?;
+    state.mounts = mounts;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
@@ -944,4 +1071,19 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     state.current_release = Some(target);
     root.write_app(app, &state, &lock)?;
     Ok(target)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_volume_names_never_collide() {
+        let app: AppName = "demo".parse().unwrap();
+        assert_eq!(anonymous_volume_name(&app, "/data"), "demo_anon-data");
+        assert_eq!(anonymous_volume_name(&app, "/var/lib/db/"), "demo_anon-var-lib-db");
+        assert_eq!(anonymous_volume_name(&app, "/a-b"), "demo_anon-a_2db");
+        assert_ne!(anonymous_volume_name(&app, "/a/b"), anonymous_volume_name(&app, "/a-b"));
+    }
 }

@@ -3,6 +3,7 @@
 
 mod apps;
 mod docker_options;
+mod global;
 mod help;
 mod ps;
 mod report;
@@ -120,7 +121,7 @@ enum Command {
     StorageEnsureDirectory {
         directory: String,
         /// herokuish (32767), heroku (1000), paketo (2000), root (0), false, or a uid
-        #[arg(long, default_value = "herokuish")]
+        #[arg(long, default_value = "herokuish", allow_hyphen_values = true)]
         chown: String,
     },
     /// Mount a host path, Docker volume or storage entry into an app's containers
@@ -167,7 +168,12 @@ enum Command {
     },
     /// Set (or, without a value, unset) a property of a storage entry: chown, mode, reclaim-policy
     #[command(name = "storage:set")]
-    StorageSet { name: String, property: String, value: Option<String> },
+    StorageSet {
+        name: String,
+        property: Option<String>,
+        #[arg(allow_hyphen_values = true)]
+        value: Option<String>,
+    },
     /// Allow an app's app.toml to mount a host path (and below) or an external Docker volume
     #[command(name = "storage:allow")]
     StorageAllow { app: String, source: String },
@@ -186,6 +192,9 @@ enum Command {
     /// Report docker options of one app or all apps
     #[command(name = "docker-options:report")]
     DockerOptionsReport(docker_options::ReportArgs),
+    /// List the docker options of one process and phase, one per line
+    #[command(name = "docker-options:list")]
+    DockerOptionsList(docker_options::ListArgs),
     /// Start the app's containers (current release, current mounts)
     #[command(name = "ps:start")]
     PsStart { app: String },
@@ -284,7 +293,7 @@ fn internal_chown(owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
 /// Parses the arguments and runs the command; returns the exit status (a one-off `run` passes
 /// its command's through). Usage errors exit here with clap's code 2.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
-    let args: Vec<OsString> = args.into_iter().collect();
+    let args = global::hoist(args.into_iter().collect())?;
     let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(text) = help::requested(&words) {
         write_stdout(text.as_bytes())?;
@@ -320,7 +329,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::StorageInfo { name, format } => storage::info(root, &name, format),
         Command::StorageListEntries { format } => storage::list_entries(root, format),
         Command::StorageSet { name, property, value } => {
-            storage::set(root, &name, &property, value.as_deref())
+            storage::set(root, &name, property.as_deref(), value.as_deref())
         }
         Command::StorageAllow { app, source } => storage::allow(root, &app_name(&app)?, &source, true),
         Command::StorageDisallow { app, source } => storage::allow(root, &app_name(&app)?, &source, false),
@@ -328,6 +337,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::DockerOptionsRemove(args) => docker_options::remove(root, args),
         Command::DockerOptionsClear(args) => docker_options::clear(root, args),
         Command::DockerOptionsReport(args) => docker_options::report(root, args),
+        Command::DockerOptionsList(args) => docker_options::list(root, args),
         Command::PsStart { app } => ps::start(root, &app_name(&app)?),
         Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
         Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),

@@ -297,3 +297,16 @@ fn namespace_help_lists_its_commands_as_dokku_does() {
     let out = t.args(["help"]).run().success();
     assert!(out.stdout.contains("    storage                  Manage mounted volumes\n"), "{out}");
 }
+
+#[test]
+fn global_flags_before_the_command_work_as_in_dokku() {
+    let t = Test::new();
+    t.app("demo");
+    let out = t.args(["--app", "demo", "--trace", "apps:report", "--app-dir"]).run().success();
+    assert_eq!(out.stdout.trim(), "[ROOT]/apps/demo", "{out}");
+    let out = t.args(["--quiet", "apps:list"]).run().success();
+    assert_eq!(out.stdout, "demo\n", "{out}");
+    let out = t.args(["--force", "apps:destroy", "demo"]).run().success();
+    assert!(out.stdout.contains("-----> Destroying demo\n"), "{out}");
+    assert!(!t.path("apps/demo").exists());
+}

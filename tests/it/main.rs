@@ -10,6 +10,7 @@ mod faults;
 mod fuzz;
 mod hostile;
 mod push;
+mod security_containers;
 mod security_fs;
 mod ssh;
 mod storage;

@@ -498,7 +498,26 @@ fn set_errors() {
     exit: 1
     --- stdout
     --- stderr
-     !     Invalid property specified "colour", valid properties include: chown, mode, reclaim-policy
+     !     Invalid property specified, valid properties include: chown, mode, reclaim-policy (not "colour")
+    "#);
+    insta::assert_snapshot!(t.args(["storage:set", "data"]).refuse(), @r"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     No property specified
+    ");
+    // A negative number reaches berth's own check, not the argument parser's tip.
+    insta::assert_snapshot!(t.args(["storage:set", "data", "chown", "-1"]).refuse(), @r#"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     Unsupported chown permissions "-1". Use herokuish, heroku, paketo, root, false or a uid from 0 to 65535
+    "#);
+    insta::assert_snapshot!(t.args(["storage:create", "other", "--chown", "-1"]).refuse(), @r#"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     Unsupported chown permissions "-1". Use herokuish, heroku, paketo, root, false or a uid from 0 to 65535
     "#);
     insta::assert_snapshot!(t.args(["storage:set", "data", "size", "10Gi"]).refuse(), @r#"
     exit: 1
