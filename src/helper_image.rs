@@ -24,26 +24,35 @@ pub enum HelperImageError {
 /// The helper image for the running binary, built on first use. Tagged with the version and
 /// the binary's size and change time, so a replaced binary gets its own image.
 pub fn ensure(engine: &Engine) -> Result<String, HelperImageError> {
-    let exe = std::fs::metadata("/proc/self/exe")
+    let berth = berth_binary()?;
+    let exe = std::fs::metadata(&berth)
         .map_err(|source| HelperImageError::Io { action: "inspect berth", source })?;
     let name = format!("berth-helper:{}-{}-{}", env!("CARGO_PKG_VERSION"), exe.len(), exe.ctime());
     if engine.image_exists(&name)? {
         return Ok(name);
     }
-    let libraries = shared_libraries()?;
+    let libraries = shared_libraries(&berth)?;
     engine.build_image(
         &name,
         "Dockerfile",
         &HashMap::new(),
-        move |out| write_context(out, &libraries),
+        move |out| write_context(out, &berth, &libraries),
         &mut |_| {},
     )?;
     Ok(name)
 }
 
+/// The `berth` binary: this process's, or the one beside the hook binary that is running
+/// (they are installed together), which has the helper's subcommand.
+fn berth_binary() -> Result<PathBuf, HelperImageError> {
+    let exe = std::env::current_exe()
+        .map_err(|source| HelperImageError::Io { action: "locate the running binary", source })?;
+    Ok(exe.with_file_name("berth"))
+}
+
 /// The files the dynamic loader needs for berth, from `ldd` (the interpreter included).
-fn shared_libraries() -> Result<Vec<PathBuf>, HelperImageError> {
-    let listing = duct::cmd!("ldd", "/proc/self/exe")
+fn shared_libraries(berth: &std::path::Path) -> Result<Vec<PathBuf>, HelperImageError> {
+    let listing = duct::cmd!("ldd", berth)
         .read()
         .map_err(|source| HelperImageError::Io { action: "list berth's shared libraries", source })?;
     Ok(listing
@@ -53,11 +62,11 @@ fn shared_libraries() -> Result<Vec<PathBuf>, HelperImageError> {
         .collect())
 }
 
-fn write_context(out: &mut dyn Write, libraries: &[PathBuf]) -> std::io::Result<()> {
+fn write_context(out: &mut dyn Write, berth: &std::path::Path, libraries: &[PathBuf]) -> std::io::Result<()> {
     let dockerfile = format!("FROM scratch\nCOPY . /\nENTRYPOINT [\"/berth\", \"{CHOWN_COMMAND}\"]\n");
     let mut tar = tar::Builder::new(out);
     append(&mut tar, "Dockerfile", dockerfile.as_bytes())?;
-    append(&mut tar, "berth", &std::fs::read("/proc/self/exe")?)?;
+    append(&mut tar, "berth", &std::fs::read(berth)?)?;
     for library in libraries {
         append(&mut tar, library.strip_prefix("/").unwrap_or(library), &std::fs::read(library)?)?;
     }
