@@ -12,6 +12,7 @@ mod hostile;
 mod push;
 mod security_containers;
 mod security_fs;
+mod security_mounts;
 mod ssh;
 mod storage;
 mod storage_entries;
