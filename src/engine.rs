@@ -418,7 +418,10 @@ impl Engine {
 
     pub fn remove_image(&self, image: &str) -> Result<()> {
         use bollard::query_parameters::RemoveImageOptionsBuilder;
-        let options = RemoveImageOptionsBuilder::default().noprune(false).build();
+        // Untagged parents stay: they are the build cache another app's build may be reading
+        // right now (pruning them mid-build fails it: "failed to get digest"); `docker image
+        // prune` reclaims them.
+        let options = RemoveImageOptionsBuilder::default().noprune(true).build();
         match self.runtime.block_on(self.docker.remove_image(image, Some(options), None)) {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
