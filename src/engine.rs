@@ -618,7 +618,9 @@ impl Engine {
                 .stream(true)
                 .stdout(true)
                 .stderr(true)
-                .logs(true)
+                // Attached before the start, the stream has every byte; replaying the logs too
+                // delivered output written during the attach twice on a loaded engine.
+                .logs(false)
                 .build();
             let mut attached = self
                 .docker
