@@ -16,8 +16,9 @@ use crate::hostfs::{self, HostFsError};
 use crate::names::{AppName, EntryName};
 use crate::output::{detail, note, step, warn};
 use crate::state::{AppState, Outcome, Release, Root, RunConfig, StateError};
+use crate::storage::binds::{self, Bind, BindError};
 use crate::storage::{
-    Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, MountSource, Phase, Source, app_volume_name,
+    Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, MountSource, Origin, Phase, Source, app_volume_name,
 };
 
 const PROCESS_LABEL: &str = "berth.process";
@@ -36,6 +37,8 @@ pub enum DeployError {
     #[error(transparent)]
     HostFs(#[from] HostFsError),
     #[error(transparent)]
+    Helper(#[from] crate::helper_image::HelperImageError),
+    #[error(transparent)]
     Options(#[from] OptionsError),
     #[error("storage entry \"{0}\" mounted by this app no longer exists; unmount it or re-create it")]
     MissingEntry(EntryName),
@@ -47,6 +50,14 @@ pub enum DeployError {
     NoRelease(AppName),
     #[error("release {1} of {0} does not exist or did not deploy; see `berth releases {0}`")]
     NoSuchRelease(AppName, u32),
+    #[error(transparent)]
+    Binds(#[from] BindError),
+    #[error(
+        "release {release} of {app} mounts {what} at {container_path}, which the admin no longer allows for {app}; \
+         nothing was changed and the running containers stay: allow it again (berth storage:allow {app} {grant}), \
+         or push a release without it"
+    )]
+    NoLongerAllowed { app: AppName, release: u32, what: String, container_path: String, grant: String },
     #[error("{0}")]
     Rejected(String),
 }
@@ -200,8 +211,7 @@ fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
 /// Makes sure every directory and volume the app's mounts need exists, owned by the user that
 /// will write it, before any container starts, so the engine never creates a root-owned
 /// directory on its own. Ownership is given directly when berth may (root), else through a
-/// short-lived root container of `image`.
-#[allow(clippy::too_many_arguments)]
+/// short-lived root container of berth's helper image.
 pub fn ensure_storage(
     root: &Root,
     engine: &Engine,
@@ -210,13 +220,17 @@ pub fn ensure_storage(
     entries: &BTreeMap<EntryName, Entry>,
     app_owner: Option<(u32, u32)>,
     volume_specs: &HashMap<String, (Option<String>, HashMap<String, String>)>,
-    image: &str,
 ) -> Result<()> {
     let app_dir = root.app_storage_dir(app);
     // What the engine must chown for us: (kind, dir or volume, owner).
     let mut via_engine: Vec<(MountKind, String, (u32, u32))> = Vec::new();
     for attachment in mounts {
-        let chown = attachment.volume_chown.and_then(Chown::uid).map(|uid| (uid, uid));
+        // A read-only attachment's data is never rewritten, whatever `--volume-chown` says.
+        let chown = attachment
+            .volume_chown
+            .and_then(Chown::uid)
+            .filter(|_| !attachment.readonly)
+            .map(|uid| (uid, uid));
         match &attachment.source {
             Source::AppDir(rel) => {
                 // The app's root and the parents of `./a/b` stay berth's, so a later push can
@@ -264,7 +278,7 @@ pub fn ensure_storage(
             Source::Volume(name) => engine.require_volume(name)?,
         }
     }
-    chown_via_engine(engine, app, image, &via_engine)
+    chown_via_engine(engine, app, &via_engine)
 }
 
 /// Gives a directory to its owner, or queues it for `chown_via_engine` when berth may not.
@@ -286,14 +300,18 @@ fn give_to(
     }
 }
 
-/// Gives directories and new volumes to their users from a root container of the app's image:
-/// a fresh volume belongs to root, and a berth that is not root cannot chown a directory.
+/// Gives directories and new volumes to their users from a root container of berth's own
+/// helper image (never the pushed one): a fresh volume belongs to root, and a berth that is
+/// not root cannot chown a directory. Each directory is mounted alone.
 fn chown_via_engine(
     engine: &Engine,
     app: &AppName,
-    image: &str,
     targets: &[(MountKind, String, (u32, u32))],
 ) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let image = &crate::helper_image::ensure(engine)?;
     let mut owners: Vec<(u32, u32)> = targets.iter().map(|t| t.2).collect();
     owners.sort_unstable();
     owners.dedup();
@@ -310,7 +328,7 @@ fn chown_via_engine(
                 options: Vec::new(),
             })
             .collect();
-        let mut cmd = vec!["chown".to_string(), format!("{uid}:{gid}")];
+        let mut cmd = vec![format!("{uid}:{gid}")];
         cmd.extend(mounts.iter().map(|m| m.target.clone()));
         let name = format!("{app}.chown.{}", std::process::id());
         let spec = ContainerSpec {
@@ -318,6 +336,7 @@ fn chown_via_engine(
             image: image.to_string(),
             cmd: Some(cmd),
             user: Some("0:0".into()),
+            options: helper_options()?,
             labels: HashMap::from([
                 (APP_LABEL.to_string(), app.to_string()),
                 (ROLE_LABEL.to_string(), "chown".into()),
@@ -341,6 +360,14 @@ fn chown_via_engine(
         }
     }
     Ok(())
+}
+
+/// The helper reaches nothing but its mounts: no network, and of root's powers only those
+/// changing owners needs.
+fn helper_options() -> Result<crate::docker_options::RunOptions> {
+    let options =
+        ["--network none", "--cap-drop ALL", "--cap-add CHOWN", "--cap-add FOWNER", "--cap-add DAC_OVERRIDE"];
+    Ok(crate::docker_options::RunOptions::parse(&options.map(String::from))?)
 }
 
 /// The settings a process container is created with, apart from its name.
@@ -662,6 +689,51 @@ fn http_status(port: u16, path: &str) -> std::io::Result<u16> {
     })
 }
 
+/// Checks the mounts containers of `release` are about to be created with, since the admin may
+/// have changed the server since they were checked: the repo's host paths and external volumes
+/// against today's grants, and every bind source against the mount-source rule (with the app's
+/// current mounts, whose containers may still run).
+pub fn check_mounts(
+    root: &Root,
+    app: &AppName,
+    release: u32,
+    mounts: &[Attachment],
+    entries: &BTreeMap<EntryName, Entry>,
+) -> Result<()> {
+    let grants = root.grants_of(app)?;
+    let policy = grants.policy();
+    if let Some(mount) = mounts.iter().find(|m| m.made_by == Origin::Repo && !policy.allows(&m.source)) {
+        let (what, grant) = match &mount.source {
+            Source::HostPath(path) => ("the host path", path.display().to_string()),
+            Source::Volume(name) => ("the external volume", name.clone()),
+            other => ("the source", other.to_string()),
+        };
+        return Err(DeployError::NoLongerAllowed {
+            app: app.clone(),
+            release,
+            what: format!("{what} {grant}"),
+            container_path: mount.container_path.clone(),
+            grant,
+        });
+    }
+    check_binds(root, app, mounts, entries)
+}
+
+/// The mount-source rule for an app about to mount `mounts`, with every other app's mounts and
+/// the app's recorded ones (whose containers may still run).
+pub fn check_binds(
+    root: &Root,
+    app: &AppName,
+    mounts: &[Attachment],
+    entries: &BTreeMap<EntryName, Entry>,
+) -> Result<()> {
+    let app_dir = root.app_storage_dir(app);
+    let mut binds = root.other_apps_binds(app, entries)?;
+    binds.extend(Bind::all(app, &app_dir, &root.read_app(app)?.mounts, entries));
+    binds.extend(Bind::all(app, &app_dir, mounts, entries));
+    Ok(binds::check(&binds, app)?)
+}
+
 /// Re-creates the containers of the current release with the app's current mounts and
 /// docker-options (how admin mount changes take effect).
 pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>> {
@@ -673,8 +745,9 @@ pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>
     let entries = root.entries_by_name()?;
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
+    check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
         record.web_host_port = port;
@@ -712,8 +785,9 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
     let engine = Engine::connect()?;
     let options =
         state.docker_options.get(&format!("{DEFAULT_PROCESS_TYPE}.run")).cloned().unwrap_or_default();
+    check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let name = format!("{app}.run.{}", std::process::id());
     let mut spec = ContainerSpec {
         name: name.clone(),
@@ -811,6 +885,7 @@ pub fn apply(
 ) -> Result<Release> {
     let app = &plan.app;
     let entries = root.entries_by_name()?;
+    check_mounts(root, app, plan.release, &plan.mounts, &entries)?;
     let owner = plan.run.user.as_deref().and_then(parse_user);
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
@@ -818,7 +893,7 @@ pub fn apply(
     engine.build_image(&plan.image, &plan.dockerfile, &labels, write_context, &mut |line| detail(line))?;
     fault_point("after-build");
     step("Ensuring storage");
-    ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs, &plan.image)?;
+    ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
     fault_point("after-storage");
     if let Some(command) = &plan.build_command {
         run_build_command(root, engine, plan, command, &entries)?;
@@ -938,7 +1013,8 @@ pub fn record_failure(root: &Root, plan: &Plan, reason: &str, lock: &crate::stat
         image: plan.image.clone(),
         created_at: crate::state::unix_now(),
         outcome: Outcome::Failed,
-        reason: Some(reason.to_string()),
+        // Engine text (a failing RUN's output) may carry terminal escapes: stored inert.
+        reason: Some(crate::output::printable(reason)),
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,
@@ -981,10 +1057,11 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     let mut mounts: Vec<Attachment> =
         state.mounts.iter().filter(|m| m.made_by == crate::storage::Origin::Admin).cloned().collect();
     mounts.extend(release.mounts.iter().filter(|m| m.made_by == crate::storage::Origin::Repo).cloned());
-    state.mounts = mounts;
     let entries = root.entries_by_name()?;
+    check_mounts(root, app, target, &mounts, &entries)?;
+    state.mounts = mounts;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
     // The new container has a new host port; ps:report reads it from the release.
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {

@@ -23,6 +23,8 @@ pub enum EngineError {
     NoSuchVolume(String),
     #[error("Docker engine: {action}: {message}")]
     Api { action: String, message: String },
+    #[error("volume driver \"{0}\" is not a plain name; berth never hands the engine a path as a driver")]
+    BadDriver(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -106,6 +108,9 @@ impl Engine {
         driver: Option<&str>,
         driver_opts: &HashMap<String, String>,
     ) -> Result<bool> {
+        if let Some(driver) = driver.filter(|d| !crate::storage::is_driver_name(d)) {
+            return Err(EngineError::BadDriver(driver.to_string()));
+        }
         self.ensure_volume(VolumeCreateRequest {
             name: Some(name.to_string()),
             driver: driver.map(str::to_string),
@@ -413,7 +418,10 @@ impl Engine {
 
     pub fn remove_image(&self, image: &str) -> Result<()> {
         use bollard::query_parameters::RemoveImageOptionsBuilder;
-        let options = RemoveImageOptionsBuilder::default().noprune(false).build();
+        // Untagged parents stay: they are the build cache another app's build may be reading
+        // right now (pruning them mid-build fails it: "failed to get digest"); `docker image
+        // prune` reclaims them.
+        let options = RemoveImageOptionsBuilder::default().noprune(true).build();
         match self.runtime.block_on(self.docker.remove_image(image, Some(options), None)) {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -610,7 +618,9 @@ impl Engine {
                 .stream(true)
                 .stdout(true)
                 .stderr(true)
-                .logs(true)
+                // Attached before the start, the stream has every byte; replaying the logs too
+                // delivered output written during the attach twice on a loaded engine.
+                .logs(false)
                 .build();
             let mut attached = self
                 .docker

@@ -338,6 +338,20 @@ enum Command {
     /// The forced command of SSH keys (not for interactive use)
     #[command(name = "git-shell", hide = true)]
     GitShell { key: String },
+    /// Gives directories to uid:gid through handles; the helper image's entrypoint
+    #[command(name = "internal:chown", hide = true)]
+    InternalChown { owner: String, dirs: Vec<std::path::PathBuf> },
+}
+
+/// `internal:chown <uid>:<gid> <dir>...`, run as root inside berth's helper image.
+fn internal_chown(owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
+    let bad = || CliError::Usage(format!("internal:chown wants <uid>:<gid>, not {owner:?}"));
+    let (uid, gid) = owner.split_once(':').ok_or_else(bad)?;
+    let (uid, gid) = (uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?);
+    for dir in dirs {
+        crate::hostfs::chown_tree(dir, uid, gid)?;
+    }
+    Ok(())
 }
 
 /// Parses the arguments and runs the command; returns the exit status (a one-off `run` passes
@@ -421,6 +435,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::SshKeysRemove { name } => ssh::remove(root, &name),
         Command::SshKeysList { format } => ssh::list(root, format),
         Command::GitShell { key } => ssh::git_shell(root, &key),
+        Command::InternalChown { owner, dirs } => internal_chown(&owner, &dirs),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut script);

@@ -126,7 +126,10 @@ pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
                 let current = if state.current_release == Some(release.number) { "*" } else { " " };
                 let outcome = match release.outcome {
                     Outcome::Deployed => "deployed".to_string(),
-                    Outcome::Failed => format!("failed: {}", release.reason.as_deref().unwrap_or("")),
+                    Outcome::Failed => format!(
+                        "failed: {}",
+                        crate::output::printable(release.reason.as_deref().unwrap_or(""))
+                    ),
                     Outcome::Interrupted => "interrupted (not recorded as deployed)".to_string(),
                 };
                 detail(format!(

@@ -162,7 +162,7 @@ fn admin(source: Source, target: &str, process_type: &str, phase_list: &[Phase])
     }
 }
 
-const NO_POLICY: Policy<'static> = Policy { host_paths: &[], volumes: &[] };
+const NO_POLICY: Policy<'static> = Policy { host_paths: &[], volumes: &[], drivers: &[], server: None };
 
 // ---------------------------------------------------------------------------------------------
 // The reference example and the overall shape.
@@ -208,7 +208,7 @@ fn the_reference_example_parses_to_the_expected_manifest() {
 fn the_reference_example_validates_when_the_host_path_is_allowed() {
     let manifest = parse_ok(SPEC_EXAMPLE);
     let granted = [PathBuf::from("/srv/shared")];
-    let policy = Policy { host_paths: &granted, volumes: &[] };
+    let policy = Policy { host_paths: &granted, volumes: &[], drivers: &[], server: None };
     assert_eq!(validate(&manifest, &policy, &[]), vec![]);
     assert!(check(SPEC_EXAMPLE.as_bytes(), &policy, &[]).is_ok());
 
@@ -891,8 +891,8 @@ fn drivers_apply_only_to_app_volumes() {
     assert_eq!(mounted.driver_opts["o"], "addr=10.0.0.1,rw");
     assert_eq!(mounted.driver_opts.len(), 3);
     assert_eq!(
-        mount_ok("source = \"v\"\ntarget = \"/n\"\ndriver = \"vieux/sshfs:latest\"").driver.as_deref(),
-        Some("vieux/sshfs:latest")
+        mount_ok("source = \"v\"\ntarget = \"/n\"\ndriver = \"sshfs\"").driver.as_deref(),
+        Some("sshfs")
     );
 
     let cases = [
@@ -1158,7 +1158,7 @@ fn attachments_one_per_process_or_one_for_all() {
 #[test]
 fn host_path_grants_compare_whole_components() {
     let grants = [PathBuf::from("/srv/data"), PathBuf::from("/opt/shared/")];
-    let policy = Policy { host_paths: &grants, volumes: &[] };
+    let policy = Policy { host_paths: &grants, volumes: &[], drivers: &[], server: None };
     let check_source = |source: &str| {
         let text = format!("[[storage.mounts]]\nsource = \"{source}\"\ntarget = \"/x\"\n");
         check(text.as_bytes(), &policy, &[])
@@ -1188,7 +1188,7 @@ fn host_path_grants_compare_whole_components() {
 #[test]
 fn the_host_root_is_never_allowed() {
     let grants = [PathBuf::from("/")];
-    let policy = Policy { host_paths: &grants, volumes: &[] };
+    let policy = Policy { host_paths: &grants, volumes: &[], drivers: &[], server: None };
     let diagnostics = check(b"storage.mounts = [\"/:/host\"]", &policy, &[]).unwrap_err();
     assert_eq!(diagnostics.len(), 1);
     assert_eq!(diagnostics[0].message, "mount source \"/\" is the host's root directory");
@@ -1204,7 +1204,7 @@ fn the_host_root_is_never_allowed() {
 fn grants_that_are_relative_or_climb_grant_nothing() {
     for grant in ["srv/data", "/srv/data/../..", "", "../srv/data"] {
         let grants = [PathBuf::from(grant)];
-        let policy = Policy { host_paths: &grants, volumes: &[] };
+        let policy = Policy { host_paths: &grants, volumes: &[], drivers: &[], server: None };
         assert!(check(b"storage.mounts = [\"/srv/data:/d\"]", &policy, &[]).is_err(), "{grant}");
         assert!(check(b"storage.mounts = [\"/etc:/d\"]", &policy, &[]).is_err(), "{grant}");
     }
@@ -1214,9 +1214,13 @@ fn grants_that_are_relative_or_climb_grant_nothing() {
 fn external_volumes_need_a_grant() {
     let text = b"[[storage.mounts]]\nsource = \"shared-assets\"\ntarget = \"/s\"\nexternal = true\n";
     let volumes = ["shared-assets".to_string()];
-    assert!(check(text, &Policy { host_paths: &[], volumes: &volumes }, &[]).is_ok());
+    assert!(
+        check(text, &Policy { host_paths: &[], volumes: &volumes, drivers: &[], server: None }, &[]).is_ok()
+    );
     let other = ["shared".to_string()];
-    let diagnostics = check(text, &Policy { host_paths: &[], volumes: &other }, &[]).unwrap_err();
+    let diagnostics =
+        check(text, &Policy { host_paths: &[], volumes: &other, drivers: &[], server: None }, &[])
+            .unwrap_err();
     assert_eq!(diagnostics.len(), 1);
     assert_eq!(diagnostics[0].message, "external volume \"shared-assets\" is not allowed for this app");
     assert_eq!(at(&diagnostics[0]), (2, 10));
@@ -1255,6 +1259,7 @@ fn validate_rechecks_hand_made_manifests() {
         target: Pos { line, column: 2 },
         phases: Pos { line, column: 3 },
         processes: Pos { line, column: 4 },
+        driver: Pos { line, column: 5 },
     };
     let manifest = Manifest {
         mounts: vec![
@@ -1376,7 +1381,7 @@ fn assert_well_formed(diagnostics: &[Diagnostic], input: &[u8]) {
 fn exercise(input: &[u8]) {
     let grants = [PathBuf::from("/srv"), PathBuf::from("/")];
     let volumes = ["shared".to_string()];
-    let policy = Policy { host_paths: &grants, volumes: &volumes };
+    let policy = Policy { host_paths: &grants, volumes: &volumes, drivers: &[], server: None };
     let admin_mounts = [admin(Source::HostPath("/srv/a".into()), "/data", DEFAULT_PROCESS_TYPE, &Phase::ALL)];
     match parse(input) {
         Ok(manifest) => {

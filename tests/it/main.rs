@@ -14,6 +14,7 @@ mod proxy;
 mod push;
 mod security_containers;
 mod security_fs;
+mod security_mounts;
 mod ssh;
 mod storage;
 mod storage_entries;

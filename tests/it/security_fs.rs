@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::engine::docker;
 use crate::push::{App, Repo};
 use crate::test::Test;
 
@@ -90,4 +91,34 @@ fn the_app_storage_root_stays_berths_and_a_later_push_adds_a_directory() {
     repo.push(&app).success();
     assert_eq!(fs::metadata(app.dir("new")).unwrap().uid(), berth_uid, "an intermediate was given away");
     assert_eq!(fs::metadata(app.dir("new/deep")).unwrap().uid(), 1000);
+}
+
+/// A pushed image whose `chown` is hostile is never what gives a new volume to `[app].user`:
+/// berth's own helper image does, so the script's marker never appears.
+#[test]
+fn the_pushed_images_chown_never_runs_for_storage() {
+    let t = Test::new();
+    let app = App::create(&t, "evilchown");
+    let repo = Repo::from_template("web");
+    let evil = "RUN rm /bin/chown && printf '#!/bin/sh\\nfor d; do touch \"$d/pwned\"; done\\n' >/bin/chown \
+                && chmod 755 /bin/chown\nUSER 1000\n";
+    repo.write("Dockerfile", &repo.read("Dockerfile").replace("USER 1000\n", evil));
+    let more = "\n[[storage.mounts]]\nsource = \"data\"\ntarget = \"/app/data\"\n";
+    repo.write("app.toml", &format!("{}{more}", repo.read("app.toml"))).commit("a hostile chown");
+    repo.push(&app).success();
+
+    let volume = format!("{}_data", app.name);
+    let seen = docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{volume}:/v"),
+        "berth-base:latest",
+        "sh",
+        "-c",
+        "stat -c %u /v; ls -A /v",
+    ]);
+    assert_eq!(seen.trim(), "1000", "the volume is given to [app].user and holds no marker");
+    assert!(!app.dir("uploads/pwned").exists());
+    assert!(docker(&["images", "--format", "{{.Repository}}"]).lines().any(|r| r == "berth-helper"));
 }
