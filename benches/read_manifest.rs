@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let policy = Policy { host_paths: &[], volumes: &[] };
+    let policy = Policy::default();
     if let Err(problems) = manifest::check(&bytes, &policy, &[]) {
         for problem in problems {
             eprintln!("{problem}");

@@ -16,8 +16,9 @@ use crate::hostfs::{self, HostFsError};
 use crate::names::{AppName, EntryName};
 use crate::output::{detail, note, step, warn};
 use crate::state::{AppState, Outcome, Release, Root, RunConfig, StateError};
+use crate::storage::binds::{self, Bind, BindError};
 use crate::storage::{
-    Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, MountSource, Phase, Source, app_volume_name,
+    Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, MountSource, Origin, Phase, Source, app_volume_name,
 };
 
 const PROCESS_LABEL: &str = "berth.process";
@@ -47,6 +48,14 @@ pub enum DeployError {
     NoRelease(AppName),
     #[error("release {1} of {0} does not exist or did not deploy; see `berth releases {0}`")]
     NoSuchRelease(AppName, u32),
+    #[error(transparent)]
+    Binds(#[from] BindError),
+    #[error(
+        "release {release} of {app} mounts {what} at {container_path}, which the admin no longer allows for {app}; \
+         nothing was changed and the running containers stay: allow it again (berth storage:allow {app} {grant}), \
+         or push a release without it"
+    )]
+    NoLongerAllowed { app: AppName, release: u32, what: String, container_path: String, grant: String },
     #[error("{0}")]
     Rejected(String),
 }
@@ -595,6 +604,51 @@ fn http_status(port: u16, path: &str) -> std::io::Result<u16> {
     })
 }
 
+/// Checks the mounts containers of `release` are about to be created with, since the admin may
+/// have changed the server since they were checked: the repo's host paths and external volumes
+/// against today's grants, and every bind source against the mount-source rule (with the app's
+/// current mounts, whose containers may still run).
+pub fn check_mounts(
+    root: &Root,
+    app: &AppName,
+    release: u32,
+    mounts: &[Attachment],
+    entries: &BTreeMap<EntryName, Entry>,
+) -> Result<()> {
+    let grants = root.grants_of(app)?;
+    let policy = grants.policy();
+    if let Some(mount) = mounts.iter().find(|m| m.made_by == Origin::Repo && !policy.allows(&m.source)) {
+        let (what, grant) = match &mount.source {
+            Source::HostPath(path) => ("the host path", path.display().to_string()),
+            Source::Volume(name) => ("the external volume", name.clone()),
+            other => ("the source", other.to_string()),
+        };
+        return Err(DeployError::NoLongerAllowed {
+            app: app.clone(),
+            release,
+            what: format!("{what} {grant}"),
+            container_path: mount.container_path.clone(),
+            grant,
+        });
+    }
+    check_binds(root, app, mounts, entries)
+}
+
+/// The mount-source rule for an app about to mount `mounts`, with every other app's mounts and
+/// the app's recorded ones (whose containers may still run).
+pub fn check_binds(
+    root: &Root,
+    app: &AppName,
+    mounts: &[Attachment],
+    entries: &BTreeMap<EntryName, Entry>,
+) -> Result<()> {
+    let app_dir = root.app_storage_dir(app);
+    let mut binds = root.other_apps_binds(app, entries)?;
+    binds.extend(Bind::all(app, &app_dir, &root.read_app(app)?.mounts, entries));
+    binds.extend(Bind::all(app, &app_dir, mounts, entries));
+    Ok(binds::check(&binds, app)?)
+}
+
 /// Re-creates the containers of the current release with the app's current mounts and
 /// docker-options (how admin mount changes take effect).
 pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>> {
@@ -606,6 +660,7 @@ pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>
     let entries = root.entries_by_name()?;
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
+    check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
@@ -645,6 +700,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
     let engine = Engine::connect()?;
     let options =
         state.docker_options.get(&format!("{DEFAULT_PROCESS_TYPE}.run")).cloned().unwrap_or_default();
+    check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
     let name = format!("{app}.run.{}", std::process::id());
@@ -743,6 +799,7 @@ pub fn apply(
 ) -> Result<Release> {
     let app = &plan.app;
     let entries = root.entries_by_name()?;
+    check_mounts(root, app, plan.release, &plan.mounts, &entries)?;
     let owner = plan.run.user.as_deref().and_then(parse_user);
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
@@ -912,8 +969,9 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     let mut mounts: Vec<Attachment> =
         state.mounts.iter().filter(|m| m.made_by == crate::storage::Origin::Admin).cloned().collect();
     mounts.extend(release.mounts.iter().filter(|m| m.made_by == crate::storage::Origin::Repo).cloned());
-    state.mounts = mounts;
     let entries = root.entries_by_name()?;
+    check_mounts(root, app, target, &mounts, &entries)?;
+    state.mounts = mounts;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;

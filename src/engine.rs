@@ -21,6 +21,8 @@ pub enum EngineError {
     NoSuchVolume(String),
     #[error("Docker engine: {action}: {message}")]
     Api { action: String, message: String },
+    #[error("volume driver \"{0}\" is not a plain name; berth never hands the engine a path as a driver")]
+    BadDriver(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -104,6 +106,9 @@ impl Engine {
         driver: Option<&str>,
         driver_opts: &HashMap<String, String>,
     ) -> Result<bool> {
+        if let Some(driver) = driver.filter(|d| !crate::storage::is_driver_name(d)) {
+            return Err(EngineError::BadDriver(driver.to_string()));
+        }
         if self.volume_exists(name)? {
             return Ok(false);
         }

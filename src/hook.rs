@@ -8,10 +8,11 @@ use std::path::Path;
 use crate::deploy::{self, DeployError, Plan, Timing};
 use crate::engine::Engine;
 use crate::git::{GitError, PushedRepo};
-use crate::manifest::{self, Diagnostic, Manifest, Policy};
+use crate::manifest::{self, Diagnostic, Manifest, Policy, Server};
 use crate::names::{AppName, NameError};
-use crate::output::{detail, heading, step, warn};
+use crate::output::{detail, heading, printable, step, warn};
 use crate::state::{Outcome, Root, RunConfig, StateError};
+use crate::storage::binds::{self, Bind};
 use crate::storage::{Attachment, Origin, Source};
 
 /// Largest Dockerfile berth accepts (only its presence is checked).
@@ -36,6 +37,12 @@ pub enum HookError {
         "deleting the deploy branch {0} is refused: it would leave the app without a source; delete the app with `berth apps:destroy` instead"
     )]
     DeleteDeployBranch(String),
+    #[error(
+        "this push updates deploy branches more than once ({0}); berth checks and deploys one commit per push, so \
+         nothing was deployed: push one deploy branch at a time (or set the app's deploy branch with `berth git:set \
+         <app> deploy-branch <branch>`)"
+    )]
+    SeveralDeployUpdates(String),
     #[error(
         "cannot tell which app this repository belongs to ({0}); hooks must run in $BERTH_ROOT/repos/<app>.git"
     )]
@@ -93,20 +100,38 @@ pub fn deploy_branches(root: &Root, app: &AppName) -> Result<Vec<String>, HookEr
 
 pub fn pre_receive(root: &Root, app: &AppName, updates: &[RefUpdate]) -> Result<(), HookError> {
     let branches = deploy_branches(root, app)?;
-    let is_deploy =
-        |u: &RefUpdate| u.name.strip_prefix("refs/heads/").is_some_and(|b| branches.iter().any(|d| d == b));
-    if let Some(deleted) = updates.iter().find(|u| is_deploy(u) && u.new == ZERO_OID) {
-        return Err(HookError::DeleteDeployBranch(deleted.name.clone()));
-    }
-    for update in updates.iter().filter(|u| !is_deploy(u)) {
+    let target = deploy_update(updates, &branches)?;
+    for update in updates.iter().filter(|u| !is_deploy_ref(&u.name, &branches)) {
         step(format!("Skipping deploy for {}: only {} deploy", update.name, branches.join(" or ")));
     }
-    // One push may carry both main and master; the first deploy branch listed wins.
-    let target = branches.iter().find_map(|b| updates.iter().find(|u| u.name == format!("refs/heads/{b}")));
     if let Some(update) = target {
         deploy_push(root, app, update)?;
     }
     Ok(())
+}
+
+fn is_deploy_ref(name: &str, branches: &[String]) -> bool {
+    name.strip_prefix("refs/heads/").is_some_and(|b| branches.iter().any(|d| d == b))
+}
+
+/// The one update of a push that deploys, if any. Refused: deleting a deploy branch, and more
+/// than one update of deploy branches (the same ref listed twice, or `main` and `master` while
+/// both deploy), since one push deploys the one commit it checked and git would move every ref.
+fn deploy_update<'u>(
+    updates: &'u [RefUpdate],
+    branches: &[String],
+) -> Result<Option<&'u RefUpdate>, HookError> {
+    let deploys: Vec<&RefUpdate> = updates.iter().filter(|u| is_deploy_ref(&u.name, branches)).collect();
+    if let Some(deleted) = deploys.iter().find(|u| u.new == ZERO_OID) {
+        return Err(HookError::DeleteDeployBranch(deleted.name.clone()));
+    }
+    match deploys.as_slice() {
+        [] => Ok(None),
+        [only] => Ok(Some(only)),
+        several => Err(HookError::SeveralDeployUpdates(
+            several.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(", "),
+        )),
+    }
 }
 
 /// The value of a ref in the hook's repository (all zeros when it does not exist), read afresh.
@@ -163,14 +188,16 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
         return Err(HookError::BranchMoved { name: update.name.clone(), now });
     }
     let state = root.read_app(app)?;
-    let settings = root.read_settings()?;
-    let mut host_paths = state.allowed.host_paths.clone();
-    host_paths.extend(settings.allowed.host_paths.iter().cloned());
-    let mut volumes = state.allowed.volumes.clone();
-    volumes.extend(settings.allowed.volumes.iter().cloned());
+    let grants = root.grants_of(app)?;
+    let entries = root.entries_by_name()?;
     let admin_mounts: Vec<Attachment> =
         state.mounts.iter().filter(|m| m.made_by == Origin::Admin).cloned().collect();
-    let policy = Policy { host_paths: &host_paths, volumes: &volumes };
+    let app_dir = root.app_storage_dir(app);
+    // Every other bind source: other apps', and this app's now (its admin mounts and the
+    // serving release's, whose containers run until the new ones are healthy).
+    let mut binds = root.other_apps_binds(app, &entries)?;
+    binds.extend(Bind::all(app, &app_dir, &state.mounts, &entries));
+    let policy = Policy { server: Some(Server { app, app_dir: &app_dir, binds: &binds }), ..grants.policy() };
     let manifest = match &bytes {
         None => Manifest::default(),
         Some(bytes) => manifest::check(bytes, &policy, &admin_mounts).map_err(HookError::Manifest)?,
@@ -179,7 +206,7 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
     let mut problems = Vec::new();
     for mount in &manifest.mounts {
         let Source::HostPath(path) = &mount.source else { continue };
-        if let Some(link) = symlink_below_grant(path, &host_paths) {
+        if let Some(link) = symlink_below_grant(path, &grants.host_paths) {
             problems.push(Diagnostic::new(
                 mount.at.source,
                 format!("host path \"{}\" goes through the symlink \"{}\"", path.display(), link.display()),
@@ -195,6 +222,8 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
                 format!("host path \"{}\" does not exist on the server", path.display()),
                 Some("ask the admin to create it; berth creates only the app's own directories".into()),
             ));
+        } else if let Err(unsafe_parent) = binds::check_parents(path) {
+            problems.push(Diagnostic::new(mount.at.source, unsafe_parent.to_string(), None));
         }
     }
     if repo.read_file(commit, &manifest.build.dockerfile, MAX_DOCKERFILE_BYTES)?.is_none() {
@@ -273,7 +302,8 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
             Ok(())
         }
         Err(error) => {
-            if let Err(record) = deploy::record_failure(root, &plan, &error.to_string(), &lock) {
+            let reason = printable(&error.to_string());
+            if let Err(record) = deploy::record_failure(root, &plan, &reason, &lock) {
                 warn(format!("could not record the failed release: {record}"));
             }
             Err(error.into())
@@ -361,8 +391,35 @@ pub fn report_failure(error: &anyhow::Error) {
             );
         }
         _ => {
-            eprintln!(" !     {error}");
+            eprintln!(" !     {}", printable(&error.to_string()));
             eprintln!(" !     The push is rejected; the previous release keeps serving");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(name: &str, new: &str) -> RefUpdate {
+        RefUpdate { old: ZERO_OID.into(), new: new.into(), name: name.into() }
+    }
+
+    #[test]
+    fn one_push_deploys_at_most_one_deploy_branch_update() {
+        let both = ["main".to_string(), "master".to_string()];
+        let main = [update("refs/heads/main", "a"), update("refs/heads/feature", "b")];
+        assert_eq!(deploy_update(&main, &both).unwrap(), Some(&main[0]));
+        assert_eq!(deploy_update(&main[1..], &both).unwrap(), None);
+        let twice = [update("refs/heads/main", "a"), update("refs/heads/main", "b")];
+        let error = deploy_update(&twice, &both).unwrap_err().to_string();
+        assert!(error.contains("more than once (refs/heads/main, refs/heads/main)"), "{error}");
+        let main_and_master = [update("refs/heads/main", "a"), update("refs/heads/master", "b")];
+        assert!(matches!(deploy_update(&main_and_master, &both), Err(HookError::SeveralDeployUpdates(_))));
+        // With one deploy branch set, the other branch moves without a deploy.
+        let only_main = ["main".to_string()];
+        assert_eq!(deploy_update(&main_and_master, &only_main).unwrap(), Some(&main_and_master[0]));
+        let deleted = [update("refs/heads/main", ZERO_OID)];
+        assert!(matches!(deploy_update(&deleted, &both), Err(HookError::DeleteDeployBranch(_))));
     }
 }

@@ -28,6 +28,23 @@ pub fn warn(message: impl AsRef<str>) {
     eprintln!(" !     {}", message.as_ref());
 }
 
+/// Text from elsewhere (an engine message, a build's failure reason) made safe to store and
+/// print on one line: control characters (escape sequences, `\r`, `\n`, ...), and the Unicode
+/// marks that reorder or hide text, become `\u{..}` escapes. Printable text is unchanged, so the
+/// result is its own result.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let hidden = matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || hidden {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A Dokku-style report: rows keyed by their info flag without `--` (`storage-deploy-mounts`).
 #[derive(Debug, Default)]
 pub struct Report {
@@ -94,6 +111,15 @@ mod tests {
         let text = report.render_text("demo storage information");
         assert!(text.contains("       Storage attachment 1 container path: /app/storage\n"), "{text}");
         assert!(text.contains("       Storage build mounts:                \n"), "{text}");
+    }
+
+    #[test]
+    fn printable_escapes_control_characters_once() {
+        let raw = "step 2: \u{1b}[31mred\u{1b}[0m\r\nnext\tcol \u{202e}txt é";
+        let safe = printable(raw);
+        assert_eq!(safe, "step 2: \\u{1b}[31mred\\u{1b}[0m\\u{d}\\u{a}next\\u{9}col \\u{202e}txt é");
+        assert!(!safe.chars().any(char::is_control));
+        assert_eq!(printable(&safe), safe);
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::Policy;
 use crate::names::{AppName, EntryName};
+use crate::storage::binds::Bind;
 use crate::storage::{Attachment, Entry};
 
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
@@ -240,6 +242,30 @@ impl Root {
         Ok(apps)
     }
 
+    /// An app's grants together with the server-wide ones: what its `app.toml` may reach today.
+    pub fn grants_of(&self, app: &AppName) -> Result<Grants, StateError> {
+        Ok(self.read_app(app)?.allowed.with(&self.read_settings()?.allowed))
+    }
+
+    /// The bind sources of every other app's containers (their recorded mounts), for the
+    /// mount-source rule.
+    pub fn other_apps_binds(
+        &self,
+        app: &AppName,
+        entries: &BTreeMap<EntryName, Entry>,
+    ) -> Result<Vec<Bind>, StateError> {
+        let mut binds = Vec::new();
+        for other in self.list_apps()?.iter().filter(|other| *other != app) {
+            binds.extend(Bind::all(
+                other,
+                &self.app_storage_dir(other),
+                &self.read_app(other)?.mounts,
+                entries,
+            ));
+        }
+        Ok(binds)
+    }
+
     /// The admin's server settings; defaults when the file is absent.
     pub fn read_settings(&self) -> Result<Settings, StateError> {
         Ok(read_toml(&self.settings_file())?.unwrap_or_default())
@@ -385,13 +411,33 @@ impl Root {
     }
 }
 
-/// Host paths and external volumes an admin allowed `app.toml` to mount.
+/// Host paths, external volumes and volume drivers an admin allowed `app.toml` to use.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grants {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_paths: Vec<PathBuf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,
+    /// Volume drivers other than `local`, by plain name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<String>,
+}
+
+impl Grants {
+    /// These grants and `more` together (an app's own and the server-wide ones).
+    pub fn with(&self, more: &Grants) -> Grants {
+        let join = |a: &[String], b: &[String]| a.iter().chain(b).cloned().collect();
+        Grants {
+            host_paths: self.host_paths.iter().chain(&more.host_paths).cloned().collect(),
+            volumes: join(&self.volumes, &more.volumes),
+            drivers: join(&self.drivers, &more.drivers),
+        }
+    }
+
+    /// What `app.toml` may reach, as the manifest checks it.
+    pub fn policy(&self) -> Policy<'_> {
+        Policy { host_paths: &self.host_paths, volumes: &self.volumes, drivers: &self.drivers, server: None }
+    }
 }
 
 /// `berth.toml`: the admin's settings for the whole server.

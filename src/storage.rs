@@ -1,6 +1,9 @@
 //! The storage model: named entries, attachments (how an app mounts a source at a container
 //! path, in which phases, for which process type), ownership presets, and rendering an
 //! attachment to the `-v` form shown in reports and to the structured mount the engine gets.
+//! [`binds`] holds the rule every bind source on the server must follow.
+
+pub mod binds;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -629,6 +632,19 @@ pub struct Entry {
 /// The scheduler berth runs on; entries record it as Dokku does.
 pub const SCHEDULER: &str = "docker-local";
 
+/// The volume driver a push may name without a grant.
+pub const LOCAL_DRIVER: &str = "local";
+
+/// A volume driver name: `[a-z0-9][a-z0-9._-]*`, at most 64 characters, without `..`. Never a
+/// path: the engine looks an unknown driver up as a plugin socket or spec file named after it.
+pub fn is_driver_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && name.len() <= 64
+        && !name.contains("..")
+}
+
 /// Names a Docker volume of an app: `<app>_<name>`.
 pub fn app_volume_name(app: &AppName, name: &str) -> String {
     format!("{app}_{name}")
@@ -714,6 +730,17 @@ mod tests {
         for bad in ["/", "/srv/../etc", "rel/path", "/a:b", "x"] {
             assert!(EntryBacking::parse(&name, bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn driver_names_are_never_paths() {
+        for good in ["local", "sshfs", "rexray.ebs", "my_driver-2"] {
+            assert!(is_driver_name(good), "{good}");
+        }
+        for bad in ["", "../../x", "/run/x", "a/b", "x..y", ".hidden", "Local", "vieux/sshfs:latest", "a b"] {
+            assert!(!is_driver_name(bad), "{bad}");
+        }
+        assert!(!is_driver_name(&"a".repeat(65)));
     }
 
     #[test]

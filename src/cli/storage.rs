@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::{CliError, Format, Result, confirm_destructive, existing_app, print_json};
+use crate::deploy;
 use crate::docker_options::volume_flag;
 use crate::engine::Engine;
 use crate::hostfs;
@@ -16,7 +17,7 @@ use crate::state::{AppState, Root, StateError};
 use crate::storage::{
     Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, EntryBacking, LegacyMount, Mode, Origin, Phase,
     ReclaimPolicy, SCHEDULER, Source, StorageError, check_process_type, check_relative_subpath,
-    normalize_container_path, parse_phases,
+    is_driver_name, normalize_container_path, parse_phases,
 };
 
 #[derive(Debug, clap::Args)]
@@ -170,13 +171,14 @@ fn mount_legacy(root: &Root, app: &AppName, spec: &str) -> Result<()> {
         volume_chown: None,
         made_by: Origin::Admin,
     };
+    let entries = root.entries_by_name()?;
     root.update_app(app, |state| {
         if state.mounts.iter().any(|m| m.same_mount(&attachment)) {
             return Err(CliError::Usage("Mount path already exists.".into()));
         }
         check_collisions(app, state, &attachment)?;
         state.mounts.push(attachment);
-        Ok(())
+        Ok(deploy::check_binds(root, app, &state.mounts, &entries)?)
     })
 }
 
@@ -236,18 +238,21 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
         volume_chown,
         made_by: Origin::Admin,
     };
+    let entries = root.entries_by_name()?;
     let updated = root.update_app(app, |state| {
         check_collisions(app, state, &attachment)?;
-        match state.mounts.iter_mut().find(|m| m.same_mount(&attachment)) {
+        let updated = match state.mounts.iter_mut().find(|m| m.same_mount(&attachment)) {
             Some(existing) => {
                 *existing = attachment;
-                Ok::<_, CliError>(true)
+                true
             }
             None => {
                 state.mounts.push(attachment);
-                Ok(false)
+                false
             }
-        }
+        };
+        deploy::check_binds(root, app, &state.mounts, &entries)?;
+        Ok::<_, CliError>(updated)
     })?;
     if updated {
         step(format!("Storage entry {name} mount at {container_path} on {app} updated"));
@@ -462,6 +467,7 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     let paths: Vec<String> = state.allowed.host_paths.iter().map(|p| p.display().to_string()).collect();
     report.row("storage-allowed-host-paths", paths.join(" "));
     report.row("storage-allowed-volumes", state.allowed.volumes.join(" "));
+    report.row("storage-allowed-drivers", state.allowed.drivers.join(" "));
     Ok(report)
 }
 
@@ -736,54 +742,71 @@ pub fn set(root: &Root, name: &str, property: &str, value: Option<&str>) -> Resu
     Ok(())
 }
 
+/// `storage:allow` and `storage:disallow`: a host path (and below), an external volume, or
+/// `driver:<name>`, a volume driver.
 pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool) -> Result<()> {
     existing_app(root, app)?;
-    enum Grant {
-        HostPath(PathBuf),
-        Volume(String),
-    }
-    let grant = if source.starts_with('/') {
-        crate::storage::check_no_separators("host path", source)?;
-        let path = normalize_container_path(source).map_err(|_| {
-            CliError::Usage(format!("host path \"{source}\" must be absolute, not \"/\", and free of \"..\""))
-        })?;
-        Grant::HostPath(PathBuf::from(path))
-    } else if is_docker_volume_name(source) {
-        Grant::Volume(source.to_string())
-    } else {
-        return Err(StorageError::RelativeHostPath(source.to_string()).into());
-    };
+    let grant = parse_grant(source)?;
     let changed = root.update_app(app, |state| {
         let grants = &mut state.allowed;
-        Ok::<_, StateError>(match (&grant, allow) {
-            (Grant::HostPath(path), true) if !grants.host_paths.contains(path) => {
-                grants.host_paths.push(path.clone());
-                true
-            }
-            (Grant::Volume(name), true) if !grants.volumes.contains(name) => {
-                grants.volumes.push(name.clone());
-                true
-            }
-            (Grant::HostPath(path), false) => {
-                let before = grants.host_paths.len();
-                grants.host_paths.retain(|p| p != path);
-                before != grants.host_paths.len()
-            }
-            (Grant::Volume(name), false) => {
-                let before = grants.volumes.len();
-                grants.volumes.retain(|v| v != name);
-                before != grants.volumes.len()
-            }
-            _ => false,
+        Ok::<_, StateError>(match grant {
+            Grant::HostPath(path) => add_or_remove(&mut grants.host_paths, path, allow),
+            Grant::Volume(name) => add_or_remove(&mut grants.volumes, name, allow),
+            Grant::Driver(name) => add_or_remove(&mut grants.drivers, name, allow),
         })
     })?;
     match (allow, changed) {
         (true, true) => step(format!("Allowed {source} in app.toml of {app}")),
         (true, false) => step(format!("{source} is already allowed for {app}")),
-        (false, true) => {
-            step(format!("Disallowed {source} for {app}; mounts deployed with it stay until the next push"))
-        }
+        (false, true) => step(format!(
+            "Disallowed {source} for {app}; running containers keep what they mount, but ps:restart and rollback \
+             refuse releases that still use it until a push without it"
+        )),
         (false, false) => return Err(CliError::Usage(format!("{source} is not allowed for {app}"))),
     }
     Ok(())
+}
+
+/// What `storage:allow` grants.
+enum Grant {
+    HostPath(PathBuf),
+    Volume(String),
+    Driver(String),
+}
+
+fn parse_grant(source: &str) -> Result<Grant> {
+    if let Some(driver) = source.strip_prefix("driver:") {
+        return if is_driver_name(driver) {
+            Ok(Grant::Driver(driver.to_string()))
+        } else {
+            Err(CliError::Usage(format!(
+                "volume driver \"{driver}\" is not a plain name: lowercase letters, digits, '.', '_' and '-', without \
+                 '/' or '..' (install a plugin under such a name with `docker plugin install --alias <name>`)"
+            )))
+        };
+    }
+    if source.starts_with('/') {
+        crate::storage::check_no_separators("host path", source)?;
+        let path = normalize_container_path(source).map_err(|_| {
+            CliError::Usage(format!("host path \"{source}\" must be absolute, not \"/\", and free of \"..\""))
+        })?;
+        Ok(Grant::HostPath(PathBuf::from(path)))
+    } else if is_docker_volume_name(source) {
+        Ok(Grant::Volume(source.to_string()))
+    } else {
+        Err(StorageError::RelativeHostPath(source.to_string()).into())
+    }
+}
+
+/// Adds (or removes) a grant; whether the list changed.
+fn add_or_remove<T: PartialEq>(list: &mut Vec<T>, value: T, add: bool) -> bool {
+    let before = list.len();
+    if add {
+        if !list.contains(&value) {
+            list.push(value);
+        }
+    } else {
+        list.retain(|v| *v != value);
+    }
+    before != list.len()
 }

@@ -16,7 +16,8 @@ use super::{
 };
 use crate::names::is_docker_volume_name;
 use crate::storage::{
-    Phase, RESERVED_PROCESS_TYPES, Source, StorageError, check_process_type, normalize_container_path,
+    Phase, RESERVED_PROCESS_TYPES, Source, StorageError, check_process_type, is_driver_name,
+    normalize_container_path,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -661,6 +662,7 @@ impl<'s> Decoder<'s> {
                 target: self.pos(target_text.start),
                 phases: phases.as_ref().map_or(start_pos, |(_, at)| self.pos(*at)),
                 processes: processes.as_ref().map_or(start_pos, |(_, at)| self.pos(*at)),
+                driver: driver.map_or(start_pos, |name| self.pos(name.start)),
             },
         })
     }
@@ -735,6 +737,7 @@ impl<'s> Decoder<'s> {
                 target: self.pos(target_text.start),
                 phases: start,
                 processes: start,
+                driver: start,
             },
         })
     }
@@ -1326,20 +1329,18 @@ fn local_driver_opts(options: &BTreeMap<String, Located>) -> Vec<Problem> {
     problems
 }
 
+/// A driver is a plain name, never a path (see [`is_driver_name`]).
 fn driver_text(text: Located) -> Result<(), Problem> {
-    let valid = !text.value.is_empty()
-        && text.value.len() <= 255
-        && text
-            .value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/' | b':' | b'@'));
-    if valid {
+    if is_driver_name(text.value) {
         Ok(())
     } else {
         Err(Problem::new(
             text.start,
             format!("volume driver {} is not a valid driver name", quoted(text.value)),
-            "name a Docker volume driver, such as \"local\" or \"vieux/sshfs:latest\"",
+            "a driver is a plain name such as \"local\": lowercase letters, digits, `.`, `_` and `-`, without \
+             `/` or `..` (the engine would read a path as a plugin socket); the admin installs other drivers \
+             under such a name (docker plugin install --alias <name>) and allows them with `berth storage:allow \
+             <app> driver:<name>`",
         ))
     }
 }

@@ -27,10 +27,12 @@
 //!   spelling, even when it would stay inside. App volume names may be one character long (the
 //!   Docker volume is `<app>_<name>`); external volume names follow Docker's rule (two
 //!   characters or more).
-//! - **Volume drivers.** With the local driver (the default), `driver_opts` may not mount
-//!   anything of the server: `type` must be `tmpfs`, `nfs`, `nfs4` or `cifs`, and `o` may not
-//!   hold `bind` or `rbind` (with them `device` is a host path). Other drivers are the admin's
-//!   to install, and their options are passed as written.
+//! - **Volume drivers.** A driver is a plain name (`[a-z0-9][a-z0-9._-]*`, no `..`), never a
+//!   path: the engine looks unknown drivers up as plugin sockets named after them. With the
+//!   local driver (the default), `driver_opts` may not mount anything of the server: `type` must
+//!   be `tmpfs`, `nfs`, `nfs4` or `cifs`, and `o` may not hold `bind` or `rbind` (with them
+//!   `device` is a host path). Any other driver must be granted by the admin
+//!   (`storage:allow <app> driver:<name>`), and its options are passed as written.
 //! - **Phases and processes.** `phases = []` and `processes = []` are errors (omit the key for
 //!   the default). A mount with the `build` phase cannot name processes: the build command is not
 //!   a process. Targets under `/proc`, `/sys` and `/dev` are refused.
@@ -39,6 +41,11 @@
 //!   the repo (`Origin::Repo`): they are the previous deploy's, which this `app.toml` replaces.
 //! - **Grants.** A host path is allowed at or below a granted path, compared by components.
 //!   Grants that are not absolute or contain `..` grant nothing. `/` is never a valid source.
+//! - **Nested bind sources.** With the server's facts ([`Server`]), a directory or host path
+//!   that lies strictly below one that some container mounts writable (or one of this file's
+//!   read-write mounts lying above another bind source) is refused: see
+//!   [`crate::storage::binds`]. Compared as written; symlinks are resolved when containers are
+//!   created.
 
 mod decode;
 mod rules;
@@ -49,9 +56,11 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::storage::{Attachment, DEFAULT_PROCESS_TYPE, Origin, Phase, Source};
+use crate::names::AppName;
+use crate::storage::binds::Bind;
+use crate::storage::{Attachment, DEFAULT_PROCESS_TYPE, LOCAL_DRIVER, Origin, Phase, Source};
 
 /// The file name diagnostics are reported against.
 pub const FILE_NAME: &str = "app.toml";
@@ -192,6 +201,7 @@ pub struct MountPositions {
     pub target: Pos,
     pub phases: Pos,
     pub processes: Pos,
+    pub driver: Pos,
 }
 
 /// One mount declared in `[[storage.mounts]]` (or the short form).
@@ -242,13 +252,51 @@ impl DeclaredMount {
 }
 
 /// What the admin allowed this app's `app.toml` to reach beyond its own directories and
-/// volumes (the app's grants and the server-wide ones together).
+/// volumes (the app's grants and the server-wide ones together), and what else the server
+/// mounts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Policy<'a> {
     /// A host path may be mounted at or below one of these.
     pub host_paths: &'a [PathBuf],
     /// External Docker volumes that may be mounted.
     pub volumes: &'a [String],
+    /// Volume drivers other than `local` that app volumes may name.
+    pub drivers: &'a [String],
+    /// The server's bind sources, for the mount-source rule; `None` leaves it unchecked.
+    pub server: Option<Server<'a>>,
+}
+
+/// Where this app's directories are and every other bind source on the server: other apps'
+/// mounts, this app's admin mounts, and the mounts of the release serving now (its containers
+/// run until the new ones are healthy).
+#[derive(Debug, Clone, Copy)]
+pub struct Server<'a> {
+    pub app: &'a AppName,
+    pub app_dir: &'a Path,
+    pub binds: &'a [Bind],
+}
+
+impl Policy<'_> {
+    /// Whether a source `app.toml` declares is within the grants: a host path at or below a
+    /// granted one, an external volume granted by name; the app's own directories and volumes
+    /// always.
+    pub fn allows(&self, source: &Source) -> bool {
+        match source {
+            Source::HostPath(path) => self
+                .host_paths
+                .iter()
+                .filter_map(|g| rules::clean_grant(g))
+                .any(|grant| rules::allowed_below(path, &grant)),
+            Source::Volume(name) => self.volumes.contains(name),
+            Source::AppDir(_) | Source::AppVolume(_) => true,
+            Source::Entry(_) => false,
+        }
+    }
+
+    /// Whether app volumes may use this driver: `local`, or one the admin granted.
+    pub fn allows_driver(&self, driver: &str) -> bool {
+        driver == LOCAL_DRIVER || self.drivers.iter().any(|granted| granted == driver)
+    }
 }
 
 /// Parses `app.toml`: syntax, types, unknown keys, value rules and the rules between fields of

@@ -1,11 +1,12 @@
 //! Rules between fields (processes named by mounts, build-phase mounts, unique targets) and
-//! between `app.toml` and the server (the admin's grants and mounts).
+//! between `app.toml` and the server (the admin's grants and mounts, the other bind sources).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use super::text::{escaped, quoted};
-use super::{DeclaredMount, Diagnostic, Manifest, Policy};
+use super::{DeclaredMount, Diagnostic, Manifest, Policy, Server};
+use crate::storage::binds::{Bind, HOW_TO_FIX};
 use crate::storage::{Attachment, Origin, Phase, Source};
 
 /// Which parts of the manifest decoded cleanly, so rules that depend on them may run without
@@ -116,48 +117,26 @@ fn unique_targets(mounts: &[DeclaredMount]) -> Vec<Diagnostic> {
     diagnostics
 }
 
-/// The admin's grants and mounts.
+/// The admin's grants and mounts, and the server's other bind sources.
 pub(super) fn policy_rules(
     manifest: &Manifest,
     policy: &Policy,
     admin_mounts: &[Attachment],
 ) -> Vec<Diagnostic> {
-    let grants: Vec<PathBuf> = policy.host_paths.iter().filter_map(|p| clean_grant(p)).collect();
     let mut diagnostics = Vec::new();
     for mount in &manifest.mounts {
-        match &mount.source {
-            Source::HostPath(path) if !grants.iter().any(|grant| allowed_below(path, grant)) => {
-                let shown = path.display().to_string();
-                let allowed = if grants.is_empty() {
-                    "the admin has allowed no host paths for this app".to_string()
-                } else {
-                    let mut list: Vec<String> =
-                        grants.iter().take(5).map(|g| escaped(&g.display().to_string())).collect();
-                    if grants.len() > 5 {
-                        list.push("...".to_string());
-                    }
-                    format!("allowed host paths: {}", list.join(", "))
-                };
-                diagnostics.push(Diagnostic::new(
-                    mount.at.source,
-                    format!("mount source {} is a host path the admin has not allowed for this app", quoted(&shown)),
-                    Some(format!(
-                        "{allowed}; ask the admin to run `berth storage:allow <app> {shown}`, or use \"./name\" \
-                         for a directory of this app"
-                    )),
-                ));
-            }
-            Source::Volume(name) if !policy.volumes.contains(name) => {
-                diagnostics.push(Diagnostic::new(
-                    mount.at.source,
-                    format!("external volume {} is not allowed for this app", quoted(name)),
-                    Some(format!(
-                        "ask the admin to run `berth storage:allow <app> {name}`, or remove `external = true` to \
-                         use a volume of this app"
-                    )),
-                ));
-            }
-            _ => {}
+        if !policy.allows(&mount.source) {
+            diagnostics.push(not_granted(mount, policy));
+        }
+        if let Some(driver) = mount.driver.as_deref().filter(|d| !policy.allows_driver(d)) {
+            diagnostics.push(Diagnostic::new(
+                mount.at.driver,
+                format!("volume driver {} is not allowed for this app", quoted(driver)),
+                Some(format!(
+                    "app volumes may use the \"local\" driver; ask the admin to run `berth storage:allow <app> \
+                     driver:{driver}`, or remove `driver`"
+                )),
+            ));
         }
         let attachments = mount.attachments();
         for admin in admin_mounts.iter().filter(|a| a.made_by == Origin::Admin) {
@@ -180,12 +159,118 @@ pub(super) fn policy_rules(
             }
         }
     }
+    if let Some(server) = policy.server {
+        diagnostics.extend(nesting_rules(manifest, policy, server));
+    }
+    diagnostics
+}
+
+fn not_granted(mount: &DeclaredMount, policy: &Policy) -> Diagnostic {
+    match &mount.source {
+        Source::Volume(name) => Diagnostic::new(
+            mount.at.source,
+            format!("external volume {} is not allowed for this app", quoted(name)),
+            Some(format!(
+                "ask the admin to run `berth storage:allow <app> {name}`, or remove `external = true` to use a \
+                 volume of this app"
+            )),
+        ),
+        source => {
+            let shown = shown(source);
+            let grants: Vec<PathBuf> = policy.host_paths.iter().filter_map(|p| clean_grant(p)).collect();
+            let allowed = if grants.is_empty() {
+                "the admin has allowed no host paths for this app".to_string()
+            } else {
+                let mut list: Vec<String> =
+                    grants.iter().take(5).map(|g| escaped(&g.display().to_string())).collect();
+                if grants.len() > 5 {
+                    list.push("...".to_string());
+                }
+                format!("allowed host paths: {}", list.join(", "))
+            };
+            Diagnostic::new(
+                mount.at.source,
+                format!(
+                    "mount source {} is a host path the admin has not allowed for this app",
+                    quoted(&shown)
+                ),
+                Some(format!(
+                    "{allowed}; ask the admin to run `berth storage:allow <app> {shown}`, or use \"./name\" for a \
+                     directory of this app"
+                )),
+            )
+        }
+    }
+}
+
+/// A source as `app.toml` writes it.
+fn shown(source: &Source) -> String {
+    match source {
+        Source::AppDir(rel) => format!("./{}", rel.display()),
+        Source::HostPath(path) => path.display().to_string(),
+        Source::Volume(name) | Source::AppVolume(name) => name.clone(),
+        Source::Entry(name) => name.to_string(),
+    }
+}
+
+/// The mount-source rule ([`crate::storage::binds`]) for the mounts of this file that are
+/// otherwise allowed: none may lie below a writable bind source, nor be one above another.
+fn nesting_rules(manifest: &Manifest, policy: &Policy, server: Server) -> Vec<Diagnostic> {
+    let no_entries = BTreeMap::new();
+    let own: Vec<(&DeclaredMount, Bind)> = manifest
+        .mounts
+        .iter()
+        .filter(|mount| policy.allows(&mount.source))
+        .filter_map(|mount| {
+            let attachment = mount.attachments().into_iter().next()?;
+            Some((mount, Bind::of(server.app, server.app_dir, &attachment, &no_entries)?))
+        })
+        .collect();
+    let why = format!(
+        "the engine resolves bind sources again at every start, its own restarts included, so a container \
+         writing the outer directory could replace the inner one with a symlink to any host path; {HOW_TO_FIX}"
+    );
+    let mut diagnostics = Vec::new();
+    for (mount, bind) in &own {
+        let below_own = own.iter().find(|(_, outer)| bind.nests_in(outer));
+        if let Some((outer, _)) = below_own {
+            diagnostics.push(Diagnostic::new(
+                mount.at.source,
+                format!(
+                    "mount source {} lies below {}, mounted read-write at line {}",
+                    quoted(&shown(&mount.source)),
+                    quoted(&shown(&outer.source)),
+                    outer.line
+                ),
+                Some(why.clone()),
+            ));
+        } else if let Some(outer) = server.binds.iter().find(|outer| bind.nests_in(outer)) {
+            diagnostics.push(Diagnostic::new(
+                mount.at.source,
+                format!(
+                    "mount source {} lies below the {outer}, which a container can write",
+                    quoted(&shown(&mount.source))
+                ),
+                Some(why.clone()),
+            ));
+        }
+        if let Some(inner) = server.binds.iter().find(|inner| inner.nests_in(bind)) {
+            diagnostics.push(Diagnostic::new(
+                mount.at.source,
+                format!(
+                    "mount source {} would be writable above the bind source of the {inner}",
+                    quoted(&shown(&mount.source))
+                ),
+                Some(why.clone()),
+            ));
+        }
+    }
     diagnostics
 }
 
 /// A grant as a clean absolute path; `None` for grants that are relative or contain `..`,
 /// which grant nothing.
-fn clean_grant(grant: &Path) -> Option<PathBuf> {
+pub(super) fn clean_grant(grant: &Path) -> Option<PathBuf> {
     let mut clean = PathBuf::from("/");
     if !grant.is_absolute() {
         return None;
@@ -202,6 +287,6 @@ fn clean_grant(grant: &Path) -> Option<PathBuf> {
 
 /// At or below the grant, by whole components (`/srv/data2` is not below `/srv/data`); never
 /// `/` itself.
-fn allowed_below(path: &Path, grant: &Path) -> bool {
+pub(super) fn allowed_below(path: &Path, grant: &Path) -> bool {
     path != Path::new("/") && path.starts_with(grant)
 }
