@@ -388,13 +388,14 @@ fn symlinks_in_app_storage_are_refused_at_apply_time() {
     let original = repo.read("app.toml");
     let probe = format!("berth-hostile-probe-{}", std::process::id());
 
-    // uploads/evil -> /etc, then mounts through it.
-    symlink("/etc", app.dir("uploads/evil")).unwrap();
-    for source in ["./uploads/evil", &format!("./uploads/evil/{probe}")] {
+    // evil -> /etc beside uploads (below it, a mount is refused at once: the serving release
+    // writes uploads), then mounts through it.
+    symlink("/etc", app.dir("evil")).unwrap();
+    for source in ["./evil", &format!("./evil/{probe}")] {
         let extra = format!("\n[[storage.mounts]]\nsource = \"{source}\"\ntarget = \"/evil\"\n");
         repo.write("app.toml", &format!("{original}{extra}")).commit(&format!("mount {source}"));
         let out = repo.push(&app).rejected();
-        let link = app.dir("uploads/evil").display().to_string();
+        let link = app.dir("evil").display().to_string();
         let message = format!(
             " !     {link} is a symlink; berth does not follow symlinks in storage paths (remove the link, or mount its target explicitly)"
         );
@@ -406,19 +407,19 @@ fn symlinks_in_app_storage_are_refused_at_apply_time() {
         assert_eq!(get(&url, "/health").status, 200);
         assert_eq!(app.rev("refs/heads/main"), good);
     }
-    fs::remove_file(app.dir("uploads/evil")).unwrap();
+    fs::remove_file(app.dir("evil")).unwrap();
 
     // uploads itself replaced by a link to a directory elsewhere.
     let elsewhere = tempfile::Builder::new().prefix("berth-it-elsewhere-").tempdir().unwrap();
     fs::rename(app.dir("uploads"), app.dir("uploads.real")).unwrap();
     symlink(elsewhere.path(), app.dir("uploads")).unwrap();
-    for (source, target) in [("./uploads", "/app/storage"), ("./uploads/sub", "/sub")] {
-        let text = if source == "./uploads" {
+    for (source, target) in [("./uploads", "/app/storage"), ("./uploads", "/again")] {
+        let text = if target == "/app/storage" {
             format!("{original}\n# release {target}\n")
         } else {
             format!("{original}\n[[storage.mounts]]\nsource = \"{source}\"\ntarget = \"{target}\"\n")
         };
-        repo.write("app.toml", &text).commit(&format!("mount {source}"));
+        repo.write("app.toml", &text).commit(&format!("mount {source} at {target}"));
         let out = repo.push(&app).rejected();
         let link = app.dir("uploads").display().to_string();
         let message = format!(

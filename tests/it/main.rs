@@ -10,6 +10,7 @@ mod faults;
 mod fuzz;
 mod hostile;
 mod push;
+mod security_mounts;
 mod ssh;
 mod storage;
 mod storage_entries;

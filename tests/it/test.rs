@@ -29,8 +29,12 @@ pub struct Test {
 }
 
 impl Test {
+    /// The root lives in cargo's temporary directory of the target, not in `/tmp`: berth refuses
+    /// to bind-mount a host path below a directory others may write, and `/tmp` is one.
     pub fn new() -> Test {
-        Test { tempdir: tempfile::Builder::new().prefix("berth-it-").tempdir().unwrap() }
+        let tempdir =
+            tempfile::Builder::new().prefix("berth-it-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        Test { tempdir }
     }
 
     pub fn root(&self) -> &Path {
