@@ -192,6 +192,7 @@ fn volume_options_show_in_storage_report() {
     exit: 0
     --- stdout
     =====> demo storage information
+           Storage allowed drivers:       
            Storage allowed host paths:    
            Storage allowed volumes:       
            Storage build mounts:          -v /srv/cache:/cache

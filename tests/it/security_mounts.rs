@@ -207,6 +207,8 @@ fn drivers_are_plain_names_and_other_than_local_need_a_grant() {
     assert!(out.remote().iter().any(|l| l.contains("berthtestplugin") && l.contains("not found")), "{out}");
     assert_eq!(serving(&app), before, "the release serving is untouched");
     assert_eq!(get(&app.url(), "/health").status, 200);
+    app.berth("storage:disallow", &["driver:berthtestplugin"]).success();
+    assert_eq!(app.berth("storage:report", &["--storage-allowed-drivers"]).success().stdout, "\n");
 }
 
 #[test]

@@ -405,6 +405,7 @@ fn mount_entry_with_every_flag() {
     exit: 0
     --- stdout
     =====> demo storage information
+           Storage allowed drivers:             
            Storage allowed host paths:          
            Storage allowed volumes:             
            Storage attachment 1 container path: /app/uploads
@@ -771,6 +772,7 @@ fn report_one_app() {
     exit: 0
     --- stdout
     =====> demo storage information
+           Storage allowed drivers:             
            Storage allowed host paths:          
            Storage allowed volumes:             
            Storage attachment 1 container path: /mnt
@@ -807,7 +809,7 @@ fn report_one_app() {
 fn report_all_apps() {
     let t = two_apps();
     let out = t.ok(["storage:report"]);
-    let api = "=====> api storage information\n       Storage allowed host paths:    \n       Storage allowed volumes:       \n       Storage build mounts:          \n       Storage deploy mounts:         \n       Storage detached:              \n       Storage run mounts:            \n";
+    let api = "=====> api storage information\n       Storage allowed drivers:       \n       Storage allowed host paths:    \n       Storage allowed volumes:       \n       Storage build mounts:          \n       Storage deploy mounts:         \n       Storage detached:              \n       Storage run mounts:            \n";
     assert!(out.stdout.starts_with(api), "{out}");
     assert_eq!(out.stdout[api.len()..], t.ok(["storage:report", "demo"]).stdout);
     assert_eq!(out.stderr, "");
@@ -867,7 +869,7 @@ fn report_invalid_flag() {
     exit: 1
     --- stdout
     --- stderr
-     !     Invalid flag passed, valid flags: --storage-allowed-host-paths, --storage-allowed-volumes, --storage-build-mounts, --storage-deploy-mounts, --storage-detached, --storage-run-mounts
+     !     Invalid flag passed, valid flags: --storage-allowed-drivers, --storage-allowed-host-paths, --storage-allowed-volumes, --storage-build-mounts, --storage-deploy-mounts, --storage-detached, --storage-run-mounts
     ");
     insta::assert_snapshot!(t.args(["storage:report", "api", "--storage-build-mounts", "--storage-run-mounts"]).refuse(), @r"
     exit: 1
@@ -902,7 +904,7 @@ fn report_json() {
     insta::assert_snapshot!(t.ok(["storage:report", "api", "--format", "json"]), @r#"
     exit: 0
     --- stdout
-    {"allowed-host-paths":"","allowed-volumes":"","build-mounts":"","deploy-mounts":"","detached":"","run-mounts":"","storage-allowed-host-paths":"","storage-allowed-volumes":"","storage-build-mounts":"","storage-deploy-mounts":"","storage-detached":"","storage-run-mounts":""}
+    {"allowed-drivers":"","allowed-host-paths":"","allowed-volumes":"","build-mounts":"","deploy-mounts":"","detached":"","run-mounts":"","storage-allowed-drivers":"","storage-allowed-host-paths":"","storage-allowed-volumes":"","storage-build-mounts":"","storage-deploy-mounts":"","storage-detached":"","storage-run-mounts":""}
     --- stderr
     "#);
     // `--format` before the app, after it, and as `--format=json` all work.
@@ -996,10 +998,10 @@ fn allow_and_disallow_host_path() {
     /srv/shared
     --- stderr
     ");
-    insta::assert_snapshot!(t.ok(["storage:disallow", "demo", "/srv/shared"]), @r"
+    insta::assert_snapshot!(t.ok(["storage:disallow", "demo", "/srv/shared"]), @"
     exit: 0
     --- stdout
-    -----> Disallowed /srv/shared for demo; mounts deployed with it stay until the next push
+    -----> Disallowed /srv/shared for demo; running containers keep what they mount, but ps:restart and rollback refuse releases that still use it until a push without it
     --- stderr
     ");
     insta::assert_snapshot!(t.args(["storage:disallow", "demo", "/srv/shared"]).refuse(), @r"
@@ -1045,10 +1047,10 @@ fn allow_and_disallow_volume() {
     --- stderr
     ");
     assert!(t.app_state("demo").contains("volumes = [\"pgdata\"]"), "{}", t.app_state("demo"));
-    insta::assert_snapshot!(t.ok(["storage:disallow", "demo", "pgdata"]), @r"
+    insta::assert_snapshot!(t.ok(["storage:disallow", "demo", "pgdata"]), @"
     exit: 0
     --- stdout
-    -----> Disallowed pgdata for demo; mounts deployed with it stay until the next push
+    -----> Disallowed pgdata for demo; running containers keep what they mount, but ps:restart and rollback refuse releases that still use it until a push without it
     --- stderr
     ");
     insta::assert_snapshot!(t.args(["storage:disallow", "demo", "pgdata"]).refuse(), @r"
