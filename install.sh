@@ -104,6 +104,8 @@ BERTH_ROOT="$ROOT" "$BIN/berth" hooks:install
 # State belongs to the berth user; data under data/storage keeps the owners apps were given.
 chown -R "$BERTH_USER:$BERTH_USER" "$ROOT/repos" "$ROOT/apps" "$ROOT/entries" "$ROOT/locks"
 chown "$BERTH_USER:$BERTH_USER" "$ROOT" "$ROOT/berth.toml" "$ROOT/data" "$ROOT/data/storage"
+# Other host users may not traverse into app data (a set-uid file an app plants stays unreachable).
+chmod 0700 "$ROOT/data"
 
 say "berth $("$BIN/berth" --version | cut -d' ' -f2) is installed"
 detail "State and data: $ROOT (BERTH_ROOT)"

@@ -33,7 +33,7 @@ fn validate(repo: &Path, commit: &str) -> usize {
         .read_file(commit, manifest::FILE_NAME, manifest::MAX_BYTES)
         .expect("read app.toml")
         .expect("app.toml is in the commit");
-    let policy = Policy::default();
+    let policy = Policy { host_paths: &[], volumes: &[], drivers: &[], server: None };
     manifest::check(&bytes, &policy, &[]).expect("a valid app.toml").mounts.len()
 }
 

@@ -51,6 +51,9 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   say "Importing base image $BASE_IMAGE from busybox"
   dir=$(mktemp -d)
   trap 'rm -rf "$dir"' EXIT
+  # mktemp makes its folder 0700, and that mode becomes the image's `/`: on a vfs engine a
+  # non-root container user then cannot reach /app at all.
+  chmod 0755 "$dir"
   mkdir -p "$dir/bin" "$dir/tmp" "$dir/etc" "$dir/www"
   cp /bin/busybox "$dir/bin/busybox"
   for applet in $("$dir/bin/busybox" --list); do

@@ -24,4 +24,8 @@ fi
 command -v cargo >/dev/null 2>&1 || { echo " !     cargo is required (install Rust with rustup)" >&2; exit 1; }
 
 bash scripts/ensure-engine.sh
+# The tests' scratch directories (roots, granted host paths) live where berth's mount rule
+# accepts a bind source: below directories only root can change. /tmp is writable by all.
+export TMPDIR=/var/lib/berth-test-tmp
+mkdir -p "$TMPDIR" && chmod 0755 "$TMPDIR"
 cargo test --all-targets "$@"

@@ -37,6 +37,8 @@ pub enum DeployError {
     #[error(transparent)]
     HostFs(#[from] HostFsError),
     #[error(transparent)]
+    Helper(#[from] crate::helper_image::HelperImageError),
+    #[error(transparent)]
     Options(#[from] OptionsError),
     #[error("storage entry \"{0}\" mounted by this app no longer exists; unmount it or re-create it")]
     MissingEntry(EntryName),
@@ -147,11 +149,69 @@ pub fn engine_mounts(
     Ok(result)
 }
 
+/// The app volume keeping an image's `VOLUME` path: `<app>_anon-<path>`, with `/` written `-`
+/// and anything but letters, digits and `.` as `_<hex>`, so two paths never share a name.
+fn anonymous_volume_name(app: &AppName, path: &str) -> String {
+    let escaped: String = path
+        .trim_matches('/')
+        .bytes()
+        .map(|b| match b {
+            b'/' => "-".to_string(),
+            b if b.is_ascii_alphanumeric() || b == b'.' => char::from(b).to_string(),
+            b => format!("_{b:02x}"),
+        })
+        .collect();
+    app_volume_name(app, &format!("anon-{escaped}"))
+}
+
+/// Mounts a labelled app volume at each path the image declares with `VOLUME` that no mount
+/// targets, instead of the engine's unnamed volume a redeploy would lose and no purge would
+/// find. Returns the (path, volume) pairs it added.
+fn mount_image_volumes(
+    engine: &Engine,
+    app: &AppName,
+    spec: &mut ContainerSpec,
+) -> Result<Vec<(String, String)>> {
+    let covered = |path: &str| {
+        spec.options.mounts_at(path) || spec.mounts.iter().any(|m| m.target.trim_end_matches('/') == path)
+    };
+    let uncovered: Vec<String> = engine
+        .image_volumes(&spec.image)?
+        .into_iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty() && !covered(p))
+        .collect();
+    let mut added = Vec::new();
+    for path in uncovered {
+        let volume = anonymous_volume_name(app, &path);
+        engine.ensure_anonymous_volume(&volume, app.as_str(), &path)?;
+        spec.mounts.push(EngineMount {
+            kind: MountKind::Volume,
+            source: volume.clone(),
+            target: path.clone(),
+            read_only: false,
+            options: Vec::new(),
+        });
+        added.push((path, volume));
+    }
+    Ok(added)
+}
+
+/// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
+fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
+    let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
+    warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
+    for line in
+        ["[[storage.mounts]]".to_string(), format!("source = \"{name}\""), format!("target = \"{path}\"")]
+    {
+        warn(format!("  {line}"));
+    }
+}
+
 /// Makes sure every directory and volume the app's mounts need exists, owned by the user that
 /// will write it, before any container starts, so the engine never creates a root-owned
 /// directory on its own. Ownership is given directly when berth may (root), else through a
-/// short-lived root container of `image`.
-#[allow(clippy::too_many_arguments)]
+/// short-lived root container of berth's helper image.
 pub fn ensure_storage(
     root: &Root,
     engine: &Engine,
@@ -160,22 +220,25 @@ pub fn ensure_storage(
     entries: &BTreeMap<EntryName, Entry>,
     app_owner: Option<(u32, u32)>,
     volume_specs: &HashMap<String, (Option<String>, HashMap<String, String>)>,
-    image: &str,
 ) -> Result<()> {
     let app_dir = root.app_storage_dir(app);
     // What the engine must chown for us: (kind, dir or volume, owner).
     let mut via_engine: Vec<(MountKind, String, (u32, u32))> = Vec::new();
     for attachment in mounts {
-        let chown = attachment.volume_chown.and_then(Chown::uid).map(|uid| (uid, uid));
+        // A read-only attachment's data is never rewritten, whatever `--volume-chown` says.
+        let chown = attachment
+            .volume_chown
+            .and_then(Chown::uid)
+            .filter(|_| !attachment.readonly)
+            .map(|uid| (uid, uid));
         match &attachment.source {
             Source::AppDir(rel) => {
-                if !app_dir.is_dir() {
-                    crate::state::make_dir(&app_dir)?;
-                    give_to(&mut via_engine, &app_dir, app_owner)?;
-                }
-                for dir in hostfs::ensure_dir_beneath(&app_dir, rel)? {
-                    give_to(&mut via_engine, &dir, chown.or(app_owner))?;
-                }
+                // The app's root and the parents of `./a/b` stay berth's, so a later push can
+                // still add directories; only the mounted directory is given away.
+                root.make_data_root()?;
+                crate::state::make_dir(&app_dir)?;
+                let dir = hostfs::ensure_dir_beneath(&app_dir, rel)?;
+                give_to(&mut via_engine, &dir, chown.or(app_owner))?;
                 note(format!("Directory {} ready", app_dir.join(rel).display()));
             }
             Source::AppVolume(name) => {
@@ -194,11 +257,10 @@ pub fn ensure_storage(
                     hostfs::ensure_dir(base)?;
                     match &attachment.subpath {
                         Some(sub) => {
-                            for dir in hostfs::ensure_dir_beneath(base, std::path::Path::new(sub))? {
-                                give_to(&mut via_engine, &dir, chown)?;
-                            }
+                            let dir = hostfs::ensure_dir_beneath(base, std::path::Path::new(sub))?;
+                            give_to(&mut via_engine, &dir, chown)?;
                         }
-                        None => give_to(&mut via_engine, base, chown)?,
+                        None => give_to(&mut via_engine, &hostfs::HostDir::open(base)?, chown)?,
                     }
                 }
             }
@@ -216,36 +278,40 @@ pub fn ensure_storage(
             Source::Volume(name) => engine.require_volume(name)?,
         }
     }
-    chown_via_engine(engine, app, image, &via_engine)
+    chown_via_engine(engine, app, &via_engine)
 }
 
 /// Gives a directory to its owner, or queues it for `chown_via_engine` when berth may not.
 fn give_to(
     via_engine: &mut Vec<(MountKind, String, (u32, u32))>,
-    path: &std::path::Path,
+    dir: &hostfs::HostDir,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
     let Some((uid, gid)) = owner else { return Ok(()) };
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+    match dir.chown(uid, gid) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            via_engine.push((MountKind::Bind, path.display().to_string(), (uid, gid)));
+            via_engine.push((MountKind::Bind, dir.path.display().to_string(), (uid, gid)));
             Ok(())
         }
         Err(e) => {
-            Err(HostFsError::Io { action: "change the owner of", path: path.to_path_buf(), source: e }.into())
+            Err(HostFsError::Io { action: "change the owner of", path: dir.path.clone(), source: e }.into())
         }
     }
 }
 
-/// Gives directories and new volumes to their users from a root container of the app's image:
-/// a fresh volume belongs to root, and a berth that is not root cannot chown a directory.
+/// Gives directories and new volumes to their users from a root container of berth's own
+/// helper image (never the pushed one): a fresh volume belongs to root, and a berth that is
+/// not root cannot chown a directory. Each directory is mounted alone.
 fn chown_via_engine(
     engine: &Engine,
     app: &AppName,
-    image: &str,
     targets: &[(MountKind, String, (u32, u32))],
 ) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let image = &crate::helper_image::ensure(engine)?;
     let mut owners: Vec<(u32, u32)> = targets.iter().map(|t| t.2).collect();
     owners.sort_unstable();
     owners.dedup();
@@ -262,7 +328,7 @@ fn chown_via_engine(
                 options: Vec::new(),
             })
             .collect();
-        let mut cmd = vec!["chown".to_string(), format!("{uid}:{gid}")];
+        let mut cmd = vec![format!("{uid}:{gid}")];
         cmd.extend(mounts.iter().map(|m| m.target.clone()));
         let name = format!("{app}.chown.{}", std::process::id());
         let spec = ContainerSpec {
@@ -270,6 +336,7 @@ fn chown_via_engine(
             image: image.to_string(),
             cmd: Some(cmd),
             user: Some("0:0".into()),
+            options: helper_options()?,
             labels: HashMap::from([
                 (APP_LABEL.to_string(), app.to_string()),
                 (ROLE_LABEL.to_string(), "chown".into()),
@@ -293,6 +360,14 @@ fn chown_via_engine(
         }
     }
     Ok(())
+}
+
+/// The helper reaches nothing but its mounts: no network, and of root's powers only those
+/// changing owners needs.
+fn helper_options() -> Result<crate::docker_options::RunOptions> {
+    let options =
+        ["--network none", "--cap-drop ALL", "--cap-add CHOWN", "--cap-add FOWNER", "--cap-add DAC_OVERRIDE"];
+    Ok(crate::docker_options::RunOptions::parse(&options.map(String::from))?)
 }
 
 /// The settings a process container is created with, apart from its name.
@@ -352,7 +427,10 @@ pub fn recover(engine: &Engine, app: &AppName, serving: Option<u32>) -> Result<(
     };
     for name in engine.app_containers(app.as_str())? {
         let Some(facts) = engine.inspect_container(&name)? else { continue };
-        let helper = matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown"));
+        // No role label: not created by berth but by the engine's builder for a `RUN` step of
+        // an interrupted build (it inherits the image's labels); it holds no app data.
+        let helper =
+            matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown") | None);
         if helper {
             warn(format!("Removing {name}, left by an interrupted deploy"));
             engine.remove_container(&name)?;
@@ -441,7 +519,14 @@ pub fn start_release(
     timing: Timing,
 ) -> Result<Option<u16>> {
     let entries = root.entries_by_name()?;
-    let specs = process_specs(root, app, state, release, &entries)?;
+    let mut specs = process_specs(root, app, state, release, &entries)?;
+    let mut anonymous = BTreeMap::new();
+    for ProcessSpec { spec, .. } in &mut specs {
+        anonymous.extend(mount_image_volumes(engine, app, spec)?);
+    }
+    for (path, volume) in &anonymous {
+        warn_anonymous_volume(app, path, volume);
+    }
     recover(engine, app, root.read_app(app)?.current_release)?;
     let mut swaps: Vec<Swap> = Vec::new();
     let result = (|| {
@@ -662,7 +747,7 @@ pub fn restart(root: &Root, app: &AppName, timing: Timing) -> Result<Option<u16>
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
     check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
         record.web_host_port = port;
@@ -702,9 +787,9 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
         state.docker_options.get(&format!("{DEFAULT_PROCESS_TYPE}.run")).cloned().unwrap_or_default();
     check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let name = format!("{app}.run.{}", std::process::id());
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: name.clone(),
         image: release.image.clone(),
         cmd: (!command.is_empty()).then(|| command.to_vec()),
@@ -719,6 +804,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
         restart: false,
         options: RunOptions::parse(&options)?,
     };
+    mount_image_volumes(&engine, app, &mut spec)?;
     engine.create_container(&spec)?;
     let result = engine.run_attached(&name, &mut |is_err, text| {
         if is_err {
@@ -807,7 +893,7 @@ pub fn apply(
     engine.build_image(&plan.image, &plan.dockerfile, &labels, write_context, &mut |line| detail(line))?;
     fault_point("after-build");
     step("Ensuring storage");
-    ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs, &plan.image)?;
+    ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
     fault_point("after-storage");
     if let Some(command) = &plan.build_command {
         run_build_command(root, engine, plan, command, &entries)?;
@@ -877,7 +963,7 @@ fn run_build_command(
     let config = engine.image_config(&plan.image)?;
     let name = format!("{app}.build.{}", plan.release);
     engine.remove_container(&name)?;
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: name.clone(),
         image: plan.image.clone(),
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_string()]),
@@ -900,6 +986,7 @@ fn run_build_command(
                 .unwrap_or_default(),
         )?,
     };
+    mount_image_volumes(engine, app, &mut spec)?;
     engine.create_container(&spec)?;
     let status = engine.run_attached(&name, &mut |_, text| {
         for line in text.lines() {
@@ -926,7 +1013,8 @@ pub fn record_failure(root: &Root, plan: &Plan, reason: &str, lock: &crate::stat
         image: plan.image.clone(),
         created_at: crate::state::unix_now(),
         outcome: Outcome::Failed,
-        reason: Some(reason.to_string()),
+        // Engine text (a failing RUN's output) may carry terminal escapes: stored inert.
+        reason: Some(crate::output::printable(reason)),
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,
@@ -973,7 +1061,7 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     check_mounts(root, app, target, &mounts, &entries)?;
     state.mounts = mounts;
     let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new(), &release.image)?;
+    ensure_storage(root, &engine, app, &state.mounts, &entries, owner, &HashMap::new())?;
     let port = start_release(root, &engine, app, &state, &release, timing)?;
     // The new container has a new host port; ps:report reads it from the release.
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {
@@ -983,4 +1071,19 @@ pub fn rollback(root: &Root, app: &AppName, number: Option<u32>, timing: Timing)
     state.current_release = Some(target);
     root.write_app(app, &state, &lock)?;
     Ok(target)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_volume_names_never_collide() {
+        let app: AppName = "demo".parse().unwrap();
+        assert_eq!(anonymous_volume_name(&app, "/data"), "demo_anon-data");
+        assert_eq!(anonymous_volume_name(&app, "/var/lib/db/"), "demo_anon-var-lib-db");
+        assert_eq!(anonymous_volume_name(&app, "/a-b"), "demo_anon-a_2db");
+        assert_ne!(anonymous_volume_name(&app, "/a/b"), anonymous_volume_name(&app, "/a-b"));
+    }
 }

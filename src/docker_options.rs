@@ -25,8 +25,19 @@ pub enum OptionsError {
 }
 
 const SUPPORTED: &str = "-e/--env, -l/--label, -v/--volume, -m/--memory, --cpus, -u/--user, -w/--workdir, \
---hostname, --add-host, --cap-add, --cap-drop, --read-only, --tmpfs, --shm-size, --init, --network, \
---log-driver, --log-opt, --restart";
+--hostname, --add-host, --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
+--tmpfs, --shm-size, --init, --network, --log-driver, --log-opt, --restart";
+
+/// Capabilities every container berth creates goes without unless the admin adds them back
+/// (`--cap-add`): a root process in an app container must not make device nodes on app storage.
+pub const DEFAULT_CAP_DROP: &[&str] = &["MKNOD"];
+
+/// Set on every container unless the admin passes `--security-opt no-new-privileges=false`: a
+/// set-uid file an app planted in its storage gives no one more privileges.
+pub const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
+
+/// The one `--security-opt` value berth accepts: the admin's way back from the default.
+const NEW_PRIVILEGES_ALLOWED: &str = "no-new-privileges=false";
 
 /// Where a set of options applies: `<process type>.<phase>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -162,6 +173,8 @@ pub struct RunOptions {
     extra_hosts: Vec<String>,
     cap_add: Vec<String>,
     cap_drop: Vec<String>,
+    /// The admin turned off the default `no-new-privileges`.
+    new_privileges: bool,
     read_only: bool,
     tmpfs: Vec<(String, String)>,
     shm_size: Option<i64>,
@@ -258,6 +271,15 @@ impl RunOptions {
                 "--add-host" => run.extra_hosts.push(value()?),
                 "--cap-add" => run.cap_add.push(value()?),
                 "--cap-drop" => run.cap_drop.push(value()?),
+                "--security-opt" => match value()?.as_str() {
+                    NEW_PRIVILEGES_ALLOWED => run.new_privileges = true,
+                    other => {
+                        return Err(OptionsError::BadValue {
+                            option: flag,
+                            reason: format!("\"{other}\" is not supported; only {NEW_PRIVILEGES_ALLOWED} is"),
+                        });
+                    }
+                },
                 "--read-only" => run.read_only = true,
                 "--init" => run.init = true,
                 "--tmpfs" => run.tmpfs.push(split_pair(&flag, &value()?, ':')?),
@@ -291,8 +313,7 @@ impl RunOptions {
         host.nano_cpus = self.nano_cpus.or(host.nano_cpus);
         host.shm_size = self.shm_size.or(host.shm_size);
         host.extra_hosts.get_or_insert_with(Vec::new).extend(self.extra_hosts.iter().cloned());
-        host.cap_add.get_or_insert_with(Vec::new).extend(self.cap_add.iter().cloned());
-        host.cap_drop.get_or_insert_with(Vec::new).extend(self.cap_drop.iter().cloned());
+        self.apply_privileges(host);
         if self.read_only {
             host.readonly_rootfs = Some(true);
         }
@@ -326,6 +347,33 @@ impl RunOptions {
             host.binds = None;
         }
     }
+
+    /// Whether one of the admin's `-v` options mounts something at `path`.
+    pub fn mounts_at(&self, path: &str) -> bool {
+        self.binds.iter().any(|spec| spec.split(':').nth(1).is_some_and(|t| t.trim_end_matches('/') == path))
+    }
+
+    /// berth's hardening defaults, minus what the admin added back: a `--cap-add` wins over the
+    /// default drop of the same capability (`ALL` over every default drop).
+    fn apply_privileges(&self, host: &mut bollard::models::HostConfig) {
+        let added = |cap: &str| self.cap_add.iter().any(|a| same_cap(a, cap) || same_cap(a, "ALL"));
+        let drops = host.cap_drop.get_or_insert_with(Vec::new);
+        drops.extend(DEFAULT_CAP_DROP.iter().filter(|cap| !added(cap)).map(|cap| cap.to_string()));
+        drops.extend(self.cap_drop.iter().cloned());
+        host.cap_add.get_or_insert_with(Vec::new).extend(self.cap_add.iter().cloned());
+        if !self.new_privileges {
+            host.security_opt.get_or_insert_with(Vec::new).push(NO_NEW_PRIVILEGES.to_string());
+        }
+    }
+}
+
+/// Capability names compare without case or the `CAP_` prefix, as the engine reads them.
+fn same_cap(a: &str, b: &str) -> bool {
+    let bare = |name: &str| {
+        let upper = name.to_ascii_uppercase();
+        upper.strip_prefix("CAP_").map(str::to_string).unwrap_or(upper)
+    };
+    bare(a) == bare(b)
 }
 
 #[cfg(test)]
@@ -368,6 +416,35 @@ mod tests {
             Some("--mount type=bind,src=/h,dst=/c")
         );
         assert_eq!(volume_flag("--memory 1g"), None);
+        let run = RunOptions::parse(&["-v /srv/x:/data/:ro".into()]).unwrap();
+        assert!(run.mounts_at("/data") && !run.mounts_at("/srv/x"));
+    }
+
+    fn host_after(options: &[&str]) -> bollard::models::HostConfig {
+        let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+        let mut body = bollard::models::ContainerCreateBody::default();
+        RunOptions::parse(&options).unwrap().apply(&mut body);
+        body.host_config.unwrap()
+    }
+
+    #[test]
+    fn hardened_by_default() {
+        let host = host_after(&[]);
+        assert_eq!(host.cap_drop.unwrap(), vec!["MKNOD"]);
+        assert_eq!(host.security_opt.unwrap(), vec!["no-new-privileges"]);
+    }
+
+    #[test]
+    fn admin_adds_back() {
+        let host = host_after(&["--cap-add cap_mknod", "--security-opt no-new-privileges=false"]);
+        assert_eq!(host.cap_drop.unwrap(), Vec::<String>::new());
+        assert_eq!(host.cap_add.unwrap(), vec!["cap_mknod"]);
+        assert_eq!(host.security_opt.unwrap_or_default(), Vec::<String>::new());
+        assert_eq!(host_after(&["--cap-add=ALL"]).cap_drop.unwrap(), Vec::<String>::new());
+        assert_eq!(host_after(&["--cap-add NET_ADMIN"]).cap_drop.unwrap(), vec!["MKNOD"]);
+        for refused in ["--security-opt seccomp=unconfined", "--security-opt no-new-privileges"] {
+            assert!(matches!(RunOptions::parse(&[refused.into()]), Err(OptionsError::BadValue { .. })));
+        }
     }
 
     #[test]

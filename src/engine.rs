@@ -10,6 +10,8 @@ use tokio::runtime::Runtime;
 
 /// Label every object berth creates carries, naming the app it belongs to.
 pub const APP_LABEL: &str = "berth.app";
+/// On a volume berth made for an image's `VOLUME` path: that path.
+pub const ANONYMOUS_LABEL: &str = "berth.anonymous";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -109,16 +111,33 @@ impl Engine {
         if let Some(driver) = driver.filter(|d| !crate::storage::is_driver_name(d)) {
             return Err(EngineError::BadDriver(driver.to_string()));
         }
-        if self.volume_exists(name)? {
-            return Ok(false);
-        }
-        let request = VolumeCreateRequest {
+        self.ensure_volume(VolumeCreateRequest {
             name: Some(name.to_string()),
             driver: driver.map(str::to_string),
             driver_opts: Some(driver_opts.clone()),
             labels: Some(HashMap::from([(APP_LABEL.to_string(), app.to_string())])),
             ..Default::default()
-        };
+        })
+    }
+
+    /// Creates the `local` volume keeping what the app's image declares at `path` with
+    /// `VOLUME`, labelled with the app and the path, unless it exists; true when created.
+    pub fn ensure_anonymous_volume(&self, name: &str, app: &str, path: &str) -> Result<bool> {
+        self.ensure_volume(VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(HashMap::from([
+                (APP_LABEL.to_string(), app.to_string()),
+                (ANONYMOUS_LABEL.to_string(), path.to_string()),
+            ])),
+            ..Default::default()
+        })
+    }
+
+    fn ensure_volume(&self, request: VolumeCreateRequest) -> Result<bool> {
+        let name = request.name.clone().unwrap_or_default();
+        if self.volume_exists(&name)? {
+            return Ok(false);
+        }
         self.runtime
             .block_on(self.docker.create_volume(request))
             .map(|_| true)
@@ -127,16 +146,35 @@ impl Engine {
 
     /// Names of the volumes labelled with the app, sorted.
     pub fn app_volumes(&self, app: &str) -> Result<Vec<String>> {
-        let filters = HashMap::from([("label", vec![format!("{APP_LABEL}={app}")])]);
+        let volumes = self.volumes_labelled(vec![format!("{APP_LABEL}={app}")])?;
+        let mut names: Vec<String> = volumes.into_iter().map(|v| v.name).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The volumes berth keeps for the app's image `VOLUME` paths, as (name, path), sorted.
+    pub fn anonymous_volumes(&self, app: &str) -> Result<Vec<(String, String)>> {
+        let volumes =
+            self.volumes_labelled(vec![format!("{APP_LABEL}={app}"), ANONYMOUS_LABEL.to_string()])?;
+        let mut pairs: Vec<(String, String)> = volumes
+            .into_iter()
+            .map(|v| {
+                let path = v.labels.get(ANONYMOUS_LABEL).cloned().unwrap_or_default();
+                (v.name, path)
+            })
+            .collect();
+        pairs.sort();
+        Ok(pairs)
+    }
+
+    fn volumes_labelled(&self, labels: Vec<String>) -> Result<Vec<bollard::models::Volume>> {
+        let filters = HashMap::from([("label", labels)]);
         let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
         let response = self
             .runtime
             .block_on(self.docker.list_volumes(Some(options)))
             .map_err(api_error("list volumes"))?;
-        let mut names: Vec<String> =
-            response.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
-        names.sort();
-        Ok(names)
+        Ok(response.volumes.unwrap_or_default())
     }
 
     pub fn remove_volume(&self, name: &str) -> Result<()> {
@@ -333,6 +371,17 @@ impl Engine {
         })
     }
 
+    /// The paths the image declares with `VOLUME`, sorted.
+    pub fn image_volumes(&self, image: &str) -> Result<Vec<String>> {
+        let inspect = self
+            .runtime
+            .block_on(self.docker.inspect_image(image))
+            .map_err(api_error(format!("inspect image {image}")))?;
+        let mut paths = inspect.config.and_then(|c| c.volumes).unwrap_or_default();
+        paths.sort();
+        Ok(paths)
+    }
+
     pub fn image_exists(&self, image: &str) -> Result<bool> {
         match self.runtime.block_on(self.docker.inspect_image(image)) {
             Ok(_) => Ok(true),
@@ -369,7 +418,10 @@ impl Engine {
 
     pub fn remove_image(&self, image: &str) -> Result<()> {
         use bollard::query_parameters::RemoveImageOptionsBuilder;
-        let options = RemoveImageOptionsBuilder::default().noprune(false).build();
+        // Untagged parents stay: they are the build cache another app's build may be reading
+        // right now (pruning them mid-build fails it: "failed to get digest"); `docker image
+        // prune` reclaims them.
+        let options = RemoveImageOptionsBuilder::default().noprune(true).build();
         match self.runtime.block_on(self.docker.remove_image(image, Some(options), None)) {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -566,7 +618,9 @@ impl Engine {
                 .stream(true)
                 .stdout(true)
                 .stderr(true)
-                .logs(true)
+                // Attached before the start, the stream has every byte; replaying the logs too
+                // delivered output written during the attach twice on a loaded engine.
+                .logs(false)
                 .build();
             let mut attached = self
                 .docker

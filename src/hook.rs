@@ -302,8 +302,7 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
             Ok(())
         }
         Err(error) => {
-            let reason = printable(&error.to_string());
-            if let Err(record) = deploy::record_failure(root, &plan, &reason, &lock) {
+            if let Err(record) = deploy::record_failure(root, &plan, &error.to_string(), &lock) {
                 warn(format!("could not record the failed release: {record}"));
             }
             Err(error.into())

@@ -2,10 +2,14 @@
 //! when) the admin asked. Walks never follow symlinks, so a link planted in a data directory
 //! cannot redirect a chown or a removal outside it.
 
+use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
+use rustix::io::Errno;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{PermissionsExt, lchown};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostFsError {
@@ -39,52 +43,70 @@ pub fn ensure_dir(path: &Path) -> Result<bool, HostFsError> {
     }
 }
 
-/// Creates `base/rel` one component at a time, refusing to pass through a symlink or a
-/// non-directory, so data directories cannot be redirected outside `base`. Returns the
-/// directories to give to the data's owner: those it created, and the final one (existing
-/// parents keep their owner). `base` itself must already be a real directory.
-pub fn ensure_dir_beneath(base: &Path, rel: &Path) -> Result<Vec<PathBuf>, HostFsError> {
-    let meta = fs::symlink_metadata(base).map_err(io_error("inspect", base))?;
-    if meta.file_type().is_symlink() {
-        return Err(HostFsError::Symlink(base.to_path_buf()));
+/// A directory opened by handle: working on it through `fd` cannot be redirected by a
+/// symlink swapped in at `path` afterwards. `path` is for messages and engine mounts.
+#[derive(Debug)]
+pub struct HostDir {
+    pub path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl HostDir {
+    /// Opens `path` itself as a directory, refusing a symlink or a non-directory there.
+    pub fn open(path: &Path) -> Result<HostDir, HostFsError> {
+        let fd = rfs::open(path, DIR_FLAGS, Mode::empty()).map_err(open_error(path))?;
+        Ok(HostDir { path: path.to_path_buf(), fd })
     }
-    if !meta.is_dir() {
-        return Err(HostFsError::NotADirectory(base.to_path_buf()));
+
+    /// `chown uid:gid` on the directory the handle holds, never on what `path` names now.
+    pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        rfs::fchown(&self.fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(io::Error::from)
     }
-    let mut path = base.to_path_buf();
-    let mut to_own = Vec::new();
-    let parts: Vec<_> = rel.components().collect();
-    for (index, component) in parts.iter().enumerate() {
-        let std::path::Component::Normal(part) = component else {
+}
+
+/// Directories only, never through a symlink in the last component, not inherited by children.
+const DIR_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+
+/// Maps the errors of opening a directory without following links to what the user must fix.
+fn open_error(path: &Path) -> impl FnOnce(Errno) -> HostFsError + use<> {
+    let path = path.to_path_buf();
+    move |errno| match errno {
+        Errno::LOOP => HostFsError::Symlink(path),
+        // O_DIRECTORY reports a final symlink as "not a directory"; say which one it is (for
+        // the message only: nothing was opened).
+        Errno::NOTDIR if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) => {
+            HostFsError::Symlink(path)
+        }
+        Errno::NOTDIR => HostFsError::NotADirectory(path),
+        Errno::XDEV => HostFsError::Escape(path),
+        errno => HostFsError::Io { action: "open", path, source: errno.into() },
+    }
+}
+
+/// Creates `base/rel` one component at a time (mode 0755) through directory handles: each
+/// step is created with `mkdirat` and opened with `openat2(RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS)` relative to its parent's handle, so no symlink or `..` can lead it
+/// outside `base`, whenever it is swapped in. Returns the handle of the final directory: only
+/// that one is given to the data's owner; the parents berth creates stay berth's.
+pub fn ensure_dir_beneath(base: &Path, rel: &Path) -> Result<HostDir, HostFsError> {
+    let mut dir = HostDir::open(base)?;
+    for component in rel.components() {
+        let Component::Normal(part) = component else {
             return Err(HostFsError::Escape(rel.to_path_buf()));
         };
-        path.push(part);
-        let last = index + 1 == parts.len();
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => return Err(HostFsError::Symlink(path)),
-            Ok(meta) if !meta.is_dir() => return Err(HostFsError::NotADirectory(path)),
-            Ok(_) => {
-                if last {
-                    to_own.push(path.clone());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match fs::create_dir(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io_error("create", &path)(e)),
-                }
-                // Re-check: something may have raced a symlink in.
-                if fs::symlink_metadata(&path).map_err(io_error("inspect", &path))?.file_type().is_symlink() {
-                    return Err(HostFsError::Symlink(path));
-                }
-                to_own.push(path.clone());
-            }
-            Err(e) => return Err(io_error("inspect", &path)(e)),
+        let path = dir.path.join(part);
+        match rfs::mkdirat(&dir.fd, part, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(errno) => return Err(io_error("create", &path)(errno.into())),
         }
+        let fd = rfs::openat2(&dir.fd, part, DIR_FLAGS, Mode::empty(), BENEATH).map_err(open_error(&path))?;
+        dir = HostDir { path, fd };
     }
-    Ok(to_own)
+    Ok(dir)
 }
+
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS);
 
 /// Refuses a path with a symlink in any component: a repo-declared host path must be the real
 /// directory the admin granted, not a link an app planted to reach elsewhere. Checked each time
@@ -101,14 +123,45 @@ pub fn check_no_symlinks(path: &Path) -> Result<(), HostFsError> {
     Ok(())
 }
 
-/// `chown -R uid:gid path` without following symlinks.
+/// `chown -R uid:gid path` through directory handles, as std's `remove_dir_all` walks: each
+/// child directory is opened relative to its parent's handle with `O_NOFOLLOW`, everything
+/// else is changed with `fchownat(AT_SYMLINK_NOFOLLOW)`. A directory swapped for a symlink
+/// mid-walk is then only a link whose own owner changes; its target is never reached.
 pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), HostFsError> {
-    lchown(path, Some(uid), Some(gid)).map_err(io_error("change the owner of", path))?;
-    let meta = fs::symlink_metadata(path).map_err(io_error("inspect", path))?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(path).map_err(io_error("read", path))? {
-            let entry = entry.map_err(io_error("read", path))?;
-            chown_tree(&entry.path(), uid, gid)?;
+    let dir = HostDir::open(path)?;
+    dir.chown(uid, gid).map_err(io_error("change the owner of", path))?;
+    chown_below(&dir, Uid::from_raw(uid), Gid::from_raw(gid))
+}
+
+fn chown_below(dir: &HostDir, uid: Uid, gid: Gid) -> Result<(), HostFsError> {
+    let entries = Dir::read_from(&dir.fd).map_err(|e| io_error("read", &dir.path)(e.into()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("read", &dir.path)(e.into()))?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let path = dir.path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let child = match entry.file_type() {
+            FileType::Directory | FileType::Unknown => {
+                rfs::openat(&dir.fd, name, DIR_FLAGS, Mode::empty()).ok()
+            }
+            _ => None,
+        };
+        match child {
+            Some(fd) => {
+                let child = HostDir { path, fd };
+                child
+                    .chown(uid.as_raw(), gid.as_raw())
+                    .map_err(io_error("change the owner of", &child.path))?;
+                chown_below(&child, uid, gid)?;
+            }
+            // Not a directory (or no longer one): change the entry itself, never its target.
+            None => match rfs::chownat(&dir.fd, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW) {
+                // Removed since it was listed (the app is live): nothing left to own.
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(errno) => return Err(io_error("change the owner of", &path)(errno.into())),
+            },
         }
     }
     Ok(())
@@ -154,14 +207,76 @@ mod tests {
         let base = dir.path().join("app");
         fs::create_dir(&base).unwrap();
         let made = ensure_dir_beneath(&base, Path::new("a/b")).unwrap();
-        assert_eq!(made, vec![base.join("a"), base.join("a/b")]);
+        assert_eq!(made.path, base.join("a/b"));
         assert!(base.join("a/b").is_dir());
-        assert_eq!(ensure_dir_beneath(&base, Path::new("a/b")).unwrap(), vec![base.join("a/b")]);
+        assert_eq!(ensure_dir_beneath(&base, Path::new("a/b")).unwrap().path, base.join("a/b"));
         std::os::unix::fs::symlink("/etc", base.join("evil")).unwrap();
-        assert!(matches!(ensure_dir_beneath(&base, Path::new("evil/x")), Err(HostFsError::Symlink(_))));
+        let got = ensure_dir_beneath(&base, Path::new("evil/x"));
+        assert!(matches!(got, Err(HostFsError::Symlink(_))), "{got:?}");
         assert!(matches!(ensure_dir_beneath(&base, Path::new("evil")), Err(HostFsError::Symlink(_))));
         assert!(matches!(ensure_dir_beneath(&base, Path::new("../x")), Err(HostFsError::Escape(_))));
+        assert!(matches!(ensure_dir_beneath(&base, Path::new("a/../../x")), Err(HostFsError::Escape(_))));
         assert!(!Path::new("/etc/x").exists());
+        fs::write(base.join("file"), "x").unwrap();
+        assert!(matches!(ensure_dir_beneath(&base, Path::new("file/x")), Err(HostFsError::NotADirectory(_))));
+        std::os::unix::fs::symlink(&base, dir.path().join("link")).unwrap();
+        assert!(matches!(
+            ensure_dir_beneath(&dir.path().join("link"), Path::new("a")),
+            Err(HostFsError::Symlink(_))
+        ));
+    }
+
+    /// The handle, not the path, is what gets the owner: a directory swapped for a symlink
+    /// after it was opened leaves the link's target untouched.
+    #[test]
+    fn a_swap_after_opening_does_not_redirect_the_chown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, host) = (dir.path().join("app"), dir.path().join("host"));
+        fs::create_dir_all(&host).unwrap();
+        fs::create_dir(&base).unwrap();
+        let opened = ensure_dir_beneath(&base, Path::new("data")).unwrap();
+        fs::rename(base.join("data"), dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&host, base.join("data")).unwrap();
+        let before = fs::metadata(&host).unwrap().uid();
+        opened.chown(4321, 4321).unwrap();
+        assert_eq!(fs::metadata(&host).unwrap().uid(), before);
+        assert_eq!(fs::metadata(dir.path().join("moved")).unwrap().uid(), 4321);
+    }
+
+    /// A thread keeps swapping a subdirectory for a symlink to a "host" directory while the
+    /// walk runs: the host files never change owner.
+    #[test]
+    fn chown_tree_survives_a_directory_swapped_mid_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, host) = (dir.path().join("data"), dir.path().join("host"));
+        fs::create_dir_all(data.join("sub")).unwrap();
+        fs::create_dir(&host).unwrap();
+        for i in 0..200 {
+            fs::write(data.join("sub").join(i.to_string()), "x").unwrap();
+            fs::write(host.join(i.to_string()), "x").unwrap();
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (data, host, stop) = (data.clone(), host.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = fs::rename(data.join("sub"), data.join("real"));
+                    let _ = std::os::unix::fs::symlink(&host, data.join("sub"));
+                    let _ = fs::remove_file(data.join("sub"));
+                    let _ = fs::rename(data.join("real"), data.join("sub"));
+                }
+            })
+        };
+        for round in 0..200 {
+            chown_tree(&data, 5000 + round, 5000 + round).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        let before = fs::metadata(dir.path()).unwrap().uid();
+        for entry in fs::read_dir(&host).unwrap() {
+            assert_eq!(entry.unwrap().metadata().unwrap().uid(), before);
+        }
+        assert_eq!(fs::metadata(&host).unwrap().uid(), before);
     }
 
     #[test]

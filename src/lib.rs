@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod docker_options;
 pub mod engine;
 pub mod git;
+pub mod helper_image;
 pub mod hook;
 pub mod hostfs;
 pub mod manifest;

@@ -2,15 +2,27 @@
 //! warnings on stderr, and aligned `Key: value` reports with their JSON twin.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Dokku's `--quiet`: step and heading lines are left out, data lines stay.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
 
 /// A step (`-----> x`) on stdout.
 pub fn step(message: impl AsRef<str>) {
-    println!("-----> {}", message.as_ref());
+    if !QUIET.load(Ordering::Relaxed) {
+        println!("-----> {}", message.as_ref());
+    }
 }
 
 /// A section heading (`=====> x`) on stdout.
 pub fn heading(message: impl AsRef<str>) {
-    println!("=====> {}", message.as_ref());
+    if !QUIET.load(Ordering::Relaxed) {
+        println!("=====> {}", message.as_ref());
+    }
 }
 
 /// A detail line under a step, indented 7 spaces, on stdout.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -40,6 +40,9 @@ impl StateError {
         move |source| StateError::Io { action, path, source }
     }
 }
+
+/// Mode of `BERTH_ROOT/data`: see [`Root::make_data_root`].
+const DATA_ROOT_MODE: u32 = 0o700;
 
 /// The layout of `BERTH_ROOT`.
 #[derive(Debug, Clone)]
@@ -83,6 +86,20 @@ impl Root {
 
     pub fn repo_dir(&self, app: &AppName) -> PathBuf {
         self.repos_dir().join(format!("{app}.git"))
+    }
+
+    /// Makes `BERTH_ROOT/data` (or converges it) to mode 0700, owned as [`make_dir`] makes it:
+    /// other host users cannot traverse into app data, so a set-uid file or device node an
+    /// app plants there is out of their reach. The engine (root) still binds below it.
+    pub fn make_data_root(&self) -> Result<(), StateError> {
+        let data = self.path.join("data");
+        make_dir(&data)?;
+        let meta = fs::symlink_metadata(&data).map_err(StateError::io("inspect", &data))?;
+        if meta.mode() & 0o7777 != DATA_ROOT_MODE {
+            fs::set_permissions(&data, fs::Permissions::from_mode(DATA_ROOT_MODE))
+                .map_err(StateError::io("change the mode of", &data))?;
+        }
+        Ok(())
     }
 
     /// Where app directories and entries' default directories live.
@@ -227,7 +244,9 @@ impl Root {
 
     /// Takes the app's lock for a deploy-like change, telling the user when another holds it.
     pub fn lock_app_announced(&self, app: &AppName) -> Result<Lock, StateError> {
-        self.lock_app_or_wait(app, || println!("-----> Waiting for another deploy of {app} to finish"))
+        self.lock_app_or_wait(app, || {
+            crate::output::step(format!("Waiting for another deploy of {app} to finish"))
+        })
     }
 
     /// The apps that mount an entry, sorted.
@@ -584,6 +603,16 @@ fn sync_parent(path: &Path) -> Result<(), StateError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn the_data_root_converges_to_mode_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        fs::create_dir(dir.path().join("data")).unwrap();
+        fs::set_permissions(dir.path().join("data"), fs::Permissions::from_mode(0o755)).unwrap();
+        root.make_data_root().unwrap();
+        assert_eq!(fs::metadata(dir.path().join("data")).unwrap().mode() & 0o7777, 0o700);
+    }
     use super::*;
     use crate::storage::{Origin, Phase, Source};
 

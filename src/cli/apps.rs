@@ -3,7 +3,7 @@
 use super::{Format, Result, confirm_destructive, existing_app, print_json};
 use crate::engine::Engine;
 use crate::names::AppName;
-use crate::output::{Report, detail, step, warn};
+use crate::output::{Report, detail, heading, step, warn};
 use crate::state::Root;
 use crate::{git, hostfs};
 
@@ -42,7 +42,7 @@ pub fn list(root: &Root, format: Format) -> Result<()> {
     match format {
         Format::Json => print_json(&apps),
         Format::Text => {
-            println!("=====> My Apps");
+            heading("My Apps");
             for app in apps {
                 println!("{app}");
             }
@@ -53,7 +53,7 @@ pub fn list(root: &Root, format: Format) -> Result<()> {
 
 pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> Result<()> {
     existing_app(root, app)?;
-    confirm_destructive("app", app.as_str(), force)?;
+    confirm_destructive("app", "apps:destroy", app.as_str(), force)?;
     let lock = root.lock_app(app)?;
     // Read again under the lock: another destroy may have won the race.
     let state = existing_app(root, app)?;

@@ -30,6 +30,17 @@ pub struct ClearArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only this process type's options (deploy phase)
+    #[arg(long = "process")]
+    process: Option<String>,
+    app: String,
+    /// build, deploy or run
+    #[arg(long)]
+    phase: String,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// An app, and/or one info flag such as --docker-options-deploy
     #[arg(allow_hyphen_values = true)]
@@ -138,6 +149,23 @@ pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
         Ok::<_, CliError>(())
     })?;
     super::apply_or_hint(root, &app, false)
+}
+
+/// Dokku's `docker-options:list`: the options of one process and phase pair, one per line.
+pub fn list(root: &Root, args: ListArgs) -> Result<()> {
+    let app = AppName::new(&args.app)?;
+    let state = existing_app(root, &app)?;
+    let processes: Vec<String> = args.process.into_iter().collect();
+    let keys = keys(&processes, &parse_phase_list(&args.phase)?)?;
+    let [key] = keys.as_slice() else {
+        return Err(CliError::Usage("--phase takes one phase: build, deploy or run".into()));
+    };
+    let mut text = String::new();
+    for option in state.docker_options.get(&key.to_string()).into_iter().flatten() {
+        text.push_str(option);
+        text.push('\n');
+    }
+    super::write_stdout(text.as_bytes())
 }
 
 fn options_report(root: &Root, app: &AppName) -> Result<Report> {

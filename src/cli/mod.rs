@@ -3,6 +3,8 @@
 
 mod apps;
 mod docker_options;
+mod global;
+mod help;
 mod ps;
 mod report;
 mod ssh;
@@ -47,8 +49,10 @@ pub enum CliError {
     Usage(String),
     #[error("Confirmation did not match {0}. Aborted.")]
     ConfirmationMismatch(String),
-    #[error("refusing to {0} without confirmation: no terminal to ask on; pass --force to proceed")]
-    NoTerminal(String),
+    #[error(
+        "refusing to {action} without confirmation: nothing on stdin; pipe the name in (echo {name} | berth {command} {name}) or pass --force"
+    )]
+    NoConfirmation { action: String, command: &'static str, name: String },
 }
 
 impl CliError {
@@ -117,7 +121,7 @@ enum Command {
     StorageEnsureDirectory {
         directory: String,
         /// herokuish (32767), heroku (1000), paketo (2000), root (0), false, or a uid
-        #[arg(long, default_value = "herokuish")]
+        #[arg(long, default_value = "herokuish", allow_hyphen_values = true)]
         chown: String,
     },
     /// Mount a host path, Docker volume or storage entry into an app's containers
@@ -164,7 +168,12 @@ enum Command {
     },
     /// Set (or, without a value, unset) a property of a storage entry: chown, mode, reclaim-policy
     #[command(name = "storage:set")]
-    StorageSet { name: String, property: String, value: Option<String> },
+    StorageSet {
+        name: String,
+        property: Option<String>,
+        #[arg(allow_hyphen_values = true)]
+        value: Option<String>,
+    },
     /// Allow an app's app.toml to mount a host path (and below) or an external Docker volume
     #[command(name = "storage:allow")]
     StorageAllow { app: String, source: String },
@@ -183,6 +192,9 @@ enum Command {
     /// Report docker options of one app or all apps
     #[command(name = "docker-options:report")]
     DockerOptionsReport(docker_options::ReportArgs),
+    /// List the docker options of one process and phase, one per line
+    #[command(name = "docker-options:list")]
+    DockerOptionsList(docker_options::ListArgs),
     /// Start the app's containers (current release, current mounts)
     #[command(name = "ps:start")]
     PsStart { app: String },
@@ -262,11 +274,31 @@ enum Command {
     /// The forced command of SSH keys (not for interactive use)
     #[command(name = "git-shell", hide = true)]
     GitShell { key: String },
+    /// Gives directories to uid:gid through handles; the helper image's entrypoint
+    #[command(name = "internal:chown", hide = true)]
+    InternalChown { owner: String, dirs: Vec<std::path::PathBuf> },
+}
+
+/// `internal:chown <uid>:<gid> <dir>...`, run as root inside berth's helper image.
+fn internal_chown(owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
+    let bad = || CliError::Usage(format!("internal:chown wants <uid>:<gid>, not {owner:?}"));
+    let (uid, gid) = owner.split_once(':').ok_or_else(bad)?;
+    let (uid, gid) = (uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?);
+    for dir in dirs {
+        crate::hostfs::chown_tree(dir, uid, gid)?;
+    }
+    Ok(())
 }
 
 /// Parses the arguments and runs the command; returns the exit status (a one-off `run` passes
 /// its command's through). Usage errors exit here with clap's code 2.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
+    let args = global::hoist(args.into_iter().collect())?;
+    let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    if let Some(text) = help::requested(&words) {
+        write_stdout(text.as_bytes())?;
+        return Ok(0);
+    }
     let cli = Cli::parse_from(args);
     let root = Root::from_env();
     if let Command::Run { app, command } = &cli.command {
@@ -297,7 +329,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::StorageInfo { name, format } => storage::info(root, &name, format),
         Command::StorageListEntries { format } => storage::list_entries(root, format),
         Command::StorageSet { name, property, value } => {
-            storage::set(root, &name, &property, value.as_deref())
+            storage::set(root, &name, property.as_deref(), value.as_deref())
         }
         Command::StorageAllow { app, source } => storage::allow(root, &app_name(&app)?, &source, true),
         Command::StorageDisallow { app, source } => storage::allow(root, &app_name(&app)?, &source, false),
@@ -305,6 +337,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::DockerOptionsRemove(args) => docker_options::remove(root, args),
         Command::DockerOptionsClear(args) => docker_options::clear(root, args),
         Command::DockerOptionsReport(args) => docker_options::report(root, args),
+        Command::DockerOptionsList(args) => docker_options::list(root, args),
         Command::PsStart { app } => ps::start(root, &app_name(&app)?),
         Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
         Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),
@@ -323,6 +356,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::SshKeysRemove { name } => ssh::remove(root, &name),
         Command::SshKeysList { format } => ssh::list(root, format),
         Command::GitShell { key } => ssh::git_shell(root, &key),
+        Command::InternalChown { owner, dirs } => internal_chown(&owner, &dirs),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut script);
@@ -371,26 +405,33 @@ fn existing_app(root: &Root, app: &AppName) -> Result<AppState> {
     Ok(root.read_app(app)?)
 }
 
-/// Dokku's confirmation for destructive commands: type the name to proceed. Without a terminal
-/// (a script, CI), refuse unless forced, rather than block or guess.
-fn confirm_destructive(what: &str, name: &str, force: bool) -> Result<()> {
+/// Dokku's confirmation for destructive commands: the app's or entry's name, typed on a terminal
+/// or piped in (`echo demo | berth apps:destroy demo`). No input at all (closed stdin, CI)
+/// refuses unless forced, rather than block or guess.
+fn confirm_destructive(what: &str, command: &'static str, name: &str, force: bool) -> Result<()> {
     if force {
         return Ok(());
     }
     let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(CliError::NoTerminal(format!("destroy {what} {name}")));
+    if stdin.is_terminal() {
+        crate::output::warn("WARNING: Potentially Destructive Action");
+        crate::output::warn(format!("This command will destroy {what} {name}."));
+        crate::output::warn(format!("To proceed, type \"{name}\""));
+        eprint!("> ");
+        std::io::stderr().flush().ok();
     }
-    crate::output::warn("WARNING: Potentially Destructive Action");
-    crate::output::warn(format!("This command will destroy {what} {name}."));
-    crate::output::warn(format!("To proceed, type \"{name}\""));
-    eprint!("> ");
-    std::io::stderr().flush().ok();
     let mut answer = String::new();
-    stdin
+    let read = stdin
         .lock()
         .read_line(&mut answer)
         .map_err(|e| CliError::Usage(format!("unable to read the confirmation: {e}")))?;
+    if read == 0 {
+        return Err(CliError::NoConfirmation {
+            action: format!("destroy {what} {name}"),
+            command,
+            name: name.to_string(),
+        });
+    }
     if answer.trim_end_matches(['\n', '\r']) == name {
         Ok(())
     } else {

@@ -5,7 +5,7 @@ use super::{CliError, Format, Result, existing_app, print_json};
 use crate::deploy::{self, Timing};
 use crate::engine::Engine;
 use crate::names::AppName;
-use crate::output::{Report, detail, heading, printable, step};
+use crate::output::{Report, detail, heading, step};
 use crate::state::{Outcome, Root};
 
 pub fn start(root: &Root, app: &AppName) -> Result<()> {
@@ -126,9 +126,10 @@ pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
                 let current = if state.current_release == Some(release.number) { "*" } else { " " };
                 let outcome = match release.outcome {
                     Outcome::Deployed => "deployed".to_string(),
-                    Outcome::Failed => {
-                        format!("failed: {}", printable(release.reason.as_deref().unwrap_or("")))
-                    }
+                    Outcome::Failed => format!(
+                        "failed: {}",
+                        crate::output::printable(release.reason.as_deref().unwrap_or(""))
+                    ),
                     Outcome::Interrupted => "interrupted (not recorded as deployed)".to_string(),
                 };
                 detail(format!(

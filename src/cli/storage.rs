@@ -44,7 +44,7 @@ pub struct MountArgs {
     #[arg(long)]
     volume_options: Option<String>,
     /// Owner to give the mounted directory on deploy (herokuish, heroku, paketo, root, false, uid)
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     volume_chown: Option<String>,
     /// Re-create the app's containers now so the change applies
     #[arg(long)]
@@ -94,10 +94,10 @@ pub struct CreateArgs {
     /// Absolute host directory or Docker volume name (default: <storage root>/<name>)
     path: Option<String>,
     /// Owner of the default directory: herokuish, heroku, paketo, root, false, or a uid
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     chown: Option<String>,
     /// Mode of the default directory, such as 0750
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     mode: Option<String>,
     /// Retain (default) keeps the data on destroy; Delete removes the default directory
     #[arg(long)]
@@ -121,6 +121,7 @@ pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()>
     let chown: Chown = chown.parse()?;
     let path = root.storage_root().join(directory);
     step(format!("Ensuring {} exists", path.display()));
+    root.make_data_root()?;
     hostfs::ensure_dir(&path)?;
     if let Some(uid) = chown.uid() {
         detail(format!("Setting directory ownership to {uid}:{uid}"));
@@ -360,6 +361,12 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
         .filter_map(|m| m.resolve(app, &root.app_storage_dir(app), &entries).map(|s| (m, s.to_string())))
         .collect();
     rows.sort_by(|a, b| (&a.1, &a.0.container_path).cmp(&(&b.1, &b.0.container_path)));
+    // Only a deployed app can have them, and only the engine knows them.
+    let anonymous = if state.current_release.is_some() {
+        Engine::connect()?.anonymous_volumes(app.as_str())?
+    } else {
+        Vec::new()
+    };
     match format {
         Format::Json => {
             let items: Vec<serde_json::Value> = rows
@@ -382,6 +389,9 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                     }
                     item
                 })
+                .chain(anonymous.iter().map(|(volume, path)| {
+                    json!({"source": format!("anonymous:{volume}"), "host_path": volume, "container_path": path, "anonymous": true})
+                }))
                 .collect();
             print_json(&items)
         }
@@ -408,6 +418,9 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                 } else {
                     detail(format!("{line}  ({})", notes.join("; ")));
                 }
+            }
+            for (volume, path) in anonymous {
+                detail(format!("{volume}:{path}  (anonymous: Dockerfile VOLUME, not in app.toml)"));
             }
             Ok(())
         }
@@ -524,6 +537,7 @@ fn entry_default_dir(root: &Root, entry: &Entry) -> Option<PathBuf> {
 
 fn apply_entry_dir(root: &Root, entry: &Entry) -> Result<()> {
     let Some(dir) = entry_default_dir(root, entry) else { return Ok(()) };
+    root.make_data_root()?;
     if hostfs::ensure_dir(&dir)? {
         detail(format!("Created {}", dir.display()));
     }
@@ -636,7 +650,7 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
             dir.display()
         ));
     }
-    confirm_destructive("storage entry", name.as_str(), force)?;
+    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force)?;
     let lock = root.lock_entries()?;
     // Checked again under the lock: a mount may have been added while we asked.
     let mounted_by = root.apps_mounting(&name)?;
@@ -705,8 +719,9 @@ pub fn list_entries(root: &Root, format: Format) -> Result<()> {
     Ok(())
 }
 
-pub fn set(root: &Root, name: &str, property: &str, value: Option<&str>) -> Result<()> {
+pub fn set(root: &Root, name: &str, property: Option<&str>, value: Option<&str>) -> Result<()> {
     let name = EntryName::new(name)?;
+    let property = property.ok_or_else(|| CliError::Usage("No property specified".into()))?;
     let lock = root.lock_entries()?;
     let mut entry = root.read_entry(&name)?;
     match property {
@@ -720,7 +735,7 @@ pub fn set(root: &Root, name: &str, property: &str, value: Option<&str>) -> Resu
         }
         other => {
             return Err(CliError::Usage(format!(
-                "Invalid property specified \"{other}\", valid properties include: chown, mode, reclaim-policy"
+                "Invalid property specified, valid properties include: chown, mode, reclaim-policy (not \"{other}\")"
             )));
         }
     }

@@ -208,7 +208,7 @@ fn the_reference_example_parses_to_the_expected_manifest() {
 fn the_reference_example_validates_when_the_host_path_is_allowed() {
     let manifest = parse_ok(SPEC_EXAMPLE);
     let granted = [PathBuf::from("/srv/shared")];
-    let policy = Policy { host_paths: &granted, ..Policy::default() };
+    let policy = Policy { host_paths: &granted, volumes: &[], drivers: &[], server: None };
     assert_eq!(validate(&manifest, &policy, &[]), vec![]);
     assert!(check(SPEC_EXAMPLE.as_bytes(), &policy, &[]).is_ok());
 
@@ -1164,7 +1164,7 @@ fn attachments_one_per_process_or_one_for_all() {
 #[test]
 fn host_path_grants_compare_whole_components() {
     let grants = [PathBuf::from("/srv/data"), PathBuf::from("/opt/shared/")];
-    let policy = Policy { host_paths: &grants, ..Policy::default() };
+    let policy = Policy { host_paths: &grants, volumes: &[], drivers: &[], server: None };
     let check_source = |source: &str| {
         let text = format!("[[storage.mounts]]\nsource = \"{source}\"\ntarget = \"/x\"\n");
         check(text.as_bytes(), &policy, &[])
@@ -1194,7 +1194,7 @@ fn host_path_grants_compare_whole_components() {
 #[test]
 fn the_host_root_is_never_allowed() {
     let grants = [PathBuf::from("/")];
-    let policy = Policy { host_paths: &grants, ..Policy::default() };
+    let policy = Policy { host_paths: &grants, volumes: &[], drivers: &[], server: None };
     let diagnostics = check(b"storage.mounts = [\"/:/host\"]", &policy, &[]).unwrap_err();
     assert_eq!(diagnostics.len(), 1);
     assert_eq!(diagnostics[0].message, "mount source \"/\" is the host's root directory");
@@ -1210,7 +1210,7 @@ fn the_host_root_is_never_allowed() {
 fn grants_that_are_relative_or_climb_grant_nothing() {
     for grant in ["srv/data", "/srv/data/../..", "", "../srv/data"] {
         let grants = [PathBuf::from(grant)];
-        let policy = Policy { host_paths: &grants, ..Policy::default() };
+        let policy = Policy { host_paths: &grants, volumes: &[], drivers: &[], server: None };
         assert!(check(b"storage.mounts = [\"/srv/data:/d\"]", &policy, &[]).is_err(), "{grant}");
         assert!(check(b"storage.mounts = [\"/etc:/d\"]", &policy, &[]).is_err(), "{grant}");
     }
@@ -1220,9 +1220,13 @@ fn grants_that_are_relative_or_climb_grant_nothing() {
 fn external_volumes_need_a_grant() {
     let text = b"[[storage.mounts]]\nsource = \"shared-assets\"\ntarget = \"/s\"\nexternal = true\n";
     let volumes = ["shared-assets".to_string()];
-    assert!(check(text, &Policy { volumes: &volumes, ..Policy::default() }, &[]).is_ok());
+    assert!(
+        check(text, &Policy { host_paths: &[], volumes: &volumes, drivers: &[], server: None }, &[]).is_ok()
+    );
     let other = ["shared".to_string()];
-    let diagnostics = check(text, &Policy { volumes: &other, ..Policy::default() }, &[]).unwrap_err();
+    let diagnostics =
+        check(text, &Policy { host_paths: &[], volumes: &other, drivers: &[], server: None }, &[])
+            .unwrap_err();
     assert_eq!(diagnostics.len(), 1);
     assert_eq!(diagnostics[0].message, "external volume \"shared-assets\" is not allowed for this app");
     assert_eq!(at(&diagnostics[0]), (2, 10));
@@ -1481,7 +1485,7 @@ fn assert_well_formed(diagnostics: &[Diagnostic], input: &[u8]) {
 fn exercise(input: &[u8]) {
     let grants = [PathBuf::from("/srv"), PathBuf::from("/")];
     let volumes = ["shared".to_string()];
-    let policy = Policy { host_paths: &grants, volumes: &volumes, ..Policy::default() };
+    let policy = Policy { host_paths: &grants, volumes: &volumes, drivers: &[], server: None };
     let admin_mounts = [admin(Source::HostPath("/srv/a".into()), "/data", DEFAULT_PROCESS_TYPE, &Phase::ALL)];
     match parse(input) {
         Ok(manifest) => {

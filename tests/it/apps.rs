@@ -160,18 +160,31 @@ fn report_without_apps_warns() {
 }
 
 #[test]
-fn destroy_without_a_terminal_is_refused_unless_forced() {
+fn destroy_reads_the_confirmation_from_a_pipe_and_refuses_without_one() {
     let t = Test::new();
     t.app("demo");
-    // The input would be the right confirmation, but it does not come from a terminal.
-    let out = t.args(["apps:destroy", "demo"]).stdin("demo\n").refuse();
+    let before = snapshot_state(t.root());
+    // Nothing on stdin (a script, CI): refused, nothing changed.
+    let out = t.args(["apps:destroy", "demo"]).refuse();
     insta::assert_snapshot!(out, @r"
     exit: 1
     --- stdout
     --- stderr
-     !     refusing to destroy app demo without confirmation: no terminal to ask on; pass --force to proceed
+     !     refusing to destroy app demo without confirmation: nothing on stdin; pipe the name in (echo demo | berth apps:destroy demo) or pass --force
     ");
-    assert!(t.path("repos/demo.git").is_dir());
+    // The wrong name piped in: refused.
+    let out = t.args(["apps:destroy", "demo"]).stdin("deom\n").refuse();
+    insta::assert_snapshot!(out, @r"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     Confirmation did not match demo. Aborted.
+    ");
+    assert_eq!(snapshot_state(t.root()), before);
+    // Dokku's `echo demo | dokku apps:destroy demo`.
+    let out = t.args(["apps:destroy", "demo"]).stdin("demo\n").run().success();
+    assert!(out.stdout.contains("-----> Destroying demo\n"), "{out}");
+    assert!(!t.path("repos/demo.git").exists());
 }
 
 #[test]
@@ -271,4 +284,29 @@ fn unknown_app_errors() {
     --- stderr
      !     App nope does not exist
     ");
+}
+
+#[test]
+fn namespace_help_lists_its_commands_as_dokku_does() {
+    let t = Test::new();
+    let out = t.args(["docker-options:help"]).run().success();
+    assert!(out.stdout.starts_with("Usage: berth docker-options[:COMMAND]\n"), "{out}");
+    assert!(out.stdout.contains("Pass options to Docker the various stages of an app"), "{out}");
+    assert!(out.stdout.contains("    docker-options:add "), "{out}");
+    assert_eq!(t.args(["docker-options"]).run().success().stdout, out.stdout);
+    let out = t.args(["help"]).run().success();
+    assert!(out.stdout.contains("    storage                  Manage mounted volumes\n"), "{out}");
+}
+
+#[test]
+fn global_flags_before_the_command_work_as_in_dokku() {
+    let t = Test::new();
+    t.app("demo");
+    let out = t.args(["--app", "demo", "--trace", "apps:report", "--app-dir"]).run().success();
+    assert_eq!(out.stdout.trim(), "[ROOT]/apps/demo", "{out}");
+    let out = t.args(["--quiet", "apps:list"]).run().success();
+    assert_eq!(out.stdout, "demo\n", "{out}");
+    let out = t.args(["--force", "apps:destroy", "demo"]).run().success();
+    assert!(out.stdout.contains("-----> Destroying demo\n"), "{out}");
+    assert!(!t.path("apps/demo").exists());
 }

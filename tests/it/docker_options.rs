@@ -208,3 +208,27 @@ fn volume_options_show_in_storage_report() {
     --- stderr
     ");
 }
+
+#[test]
+fn list_shows_one_process_and_phase_one_option_a_line() {
+    let t = Test::new();
+    t.app("demo");
+    t.ok(["docker-options:add", "demo", "deploy,run", "--memory 512m --init"]);
+    t.ok(["docker-options:add", "--process", "worker", "demo", "deploy", "--cpus 2"]);
+    insta::assert_snapshot!(t.ok(["docker-options:list", "demo", "--phase", "deploy"]), @r"
+    exit: 0
+    --- stdout
+    --memory 512m
+    --init
+    --- stderr
+    ");
+    let out = t.ok(["docker-options:list", "demo", "--phase", "deploy", "--process", "worker"]);
+    assert_eq!(out.stdout, "--cpus 2\n", "{out}");
+    assert_eq!(t.ok(["docker-options:list", "demo", "--phase", "build"]).stdout, "");
+    insta::assert_snapshot!(t.args(["docker-options:list", "demo", "--phase", "run", "--process", "worker"]).refuse(), @r#"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     --process is only supported for the deploy phase, got "run"
+    "#);
+}

@@ -549,6 +549,10 @@ impl PrivateEngine {
             self.bridge.clone(),
             "--iptables=false".into(),
             "--ip-masq=false".into(),
+            // The driver an engine inside a container falls back to: it copies image layers
+            // as they are, so the base image's own modes decide what a non-root user reaches.
+            "--storage-driver".into(),
+            "vfs".into(),
         ]
     }
 

@@ -38,7 +38,7 @@ fn granted_volumes() -> Vec<String> {
 /// Every property, for one input.
 fn properties(bytes: &[u8]) -> Result<(), TestCaseError> {
     let (host_paths, volumes) = (grants(), granted_volumes());
-    let policy = Policy { host_paths: &host_paths, volumes: &volumes, ..Policy::default() };
+    let policy = Policy { host_paths: &host_paths, volumes: &volumes, drivers: &[], server: None };
     let run = || {
         let started = Instant::now();
         let checked = manifest::check(bytes, &policy, &[]);
@@ -729,7 +729,7 @@ fn mutate(seed: &str, edits: &[Edit]) -> Vec<u8> {
 #[test]
 fn fuzz_seeds_are_valid_manifests() {
     let (host_paths, volumes) = (grants(), granted_volumes());
-    let policy = Policy { host_paths: &host_paths, volumes: &volumes, ..Policy::default() };
+    let policy = Policy { host_paths: &host_paths, volumes: &volumes, drivers: &[], server: None };
     for seed in seeds() {
         let manifest =
             manifest::check(seed.as_bytes(), &policy, &[]).unwrap_or_else(|d| panic!("{d:?}\n{seed}"));

@@ -219,12 +219,14 @@ impl HostState {
                 .map(String::from)
                 .collect();
         containers.sort();
-        // Other tests of this process create and remove volumes named berth-it-*: only this
-        // app's and the engine's other volumes count.
+        // Other tests of this process create and remove volumes named berth-it-*, and
+        // anonymous ones (64 hex digits) of their one-off containers: only this app's and the
+        // engine's other named volumes count. berth names every volume it makes for an app.
         let mine = format!("{}_", app.name);
+        let anonymous = |v: &str| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
         let mut volumes: Vec<String> = docker(&["volume", "ls", "--format", "{{.Name}}"])
             .lines()
-            .filter(|v| !v.starts_with("berth-it-") || v.starts_with(&mine))
+            .filter(|v| (!v.starts_with("berth-it-") || v.starts_with(&mine)) && !anonymous(v))
             .map(String::from)
             .collect();
         volumes.sort();
@@ -388,16 +390,16 @@ fn symlinks_in_app_storage_are_refused_at_apply_time() {
     let original = repo.read("app.toml");
     let probe = format!("berth-hostile-probe-{}", std::process::id());
 
-    // evil -> /etc beside uploads (below it, a mount is refused at once: the serving release
-    // writes uploads), then mounts through it.
-    symlink("/etc", app.dir("evil")).unwrap();
-    for source in ["./evil", &format!("./evil/{probe}")] {
+    // uploads/evil -> /etc, then mounts through it.
+    symlink("/etc", app.dir("uploads/evil")).unwrap();
+    for source in ["./uploads/evil", &format!("./uploads/evil/{probe}")] {
         let extra = format!("\n[[storage.mounts]]\nsource = \"{source}\"\ntarget = \"/evil\"\n");
         repo.write("app.toml", &format!("{original}{extra}")).commit(&format!("mount {source}"));
         let out = repo.push(&app).rejected();
-        let link = app.dir("evil").display().to_string();
+        // Refused before any path is resolved: a directory below a writable mount can be
+        // swapped by its container at any time, link or not.
         let message = format!(
-            " !     {link} is a symlink; berth does not follow symlinks in storage paths (remove the link, or mount its target explicitly)"
+            "app.toml:14:10: mount source \"{source}\" lies below \"./uploads\", mounted read-write at line 9"
         );
         assert!(out.has_line(&message), "{out}");
         assert!(!out.stderr.contains("panicked"), "{out}");
@@ -407,24 +409,31 @@ fn symlinks_in_app_storage_are_refused_at_apply_time() {
         assert_eq!(get(&url, "/health").status, 200);
         assert_eq!(app.rev("refs/heads/main"), good);
     }
-    fs::remove_file(app.dir("evil")).unwrap();
+    fs::remove_file(app.dir("uploads/evil")).unwrap();
 
     // uploads itself replaced by a link to a directory elsewhere.
     let elsewhere = tempfile::Builder::new().prefix("berth-it-elsewhere-").tempdir().unwrap();
     fs::rename(app.dir("uploads"), app.dir("uploads.real")).unwrap();
     symlink(elsewhere.path(), app.dir("uploads")).unwrap();
-    for (source, target) in [("./uploads", "/app/storage"), ("./uploads", "/again")] {
-        let text = if target == "/app/storage" {
+    for (source, target) in [("./uploads", "/app/storage"), ("./uploads/sub", "/sub")] {
+        let text = if source == "./uploads" {
             format!("{original}\n# release {target}\n")
         } else {
             format!("{original}\n[[storage.mounts]]\nsource = \"{source}\"\ntarget = \"{target}\"\n")
         };
-        repo.write("app.toml", &text).commit(&format!("mount {source} at {target}"));
+        repo.write("app.toml", &text).commit(&format!("mount {source}"));
         let out = repo.push(&app).rejected();
         let link = app.dir("uploads").display().to_string();
-        let message = format!(
-            " !     {link} is a symlink; berth does not follow symlinks in storage paths (remove the link, or mount its target explicitly)"
-        );
+        let message = if source == "./uploads" {
+            format!(
+                " !     {link} is a symlink; berth does not follow symlinks in storage paths (remove the link, or mount its target explicitly)"
+            )
+        } else {
+            // A directory below a writable mount is refused before any path is resolved.
+            format!(
+                "app.toml:14:10: mount source \"{source}\" lies below \"./uploads\", mounted read-write at line 9"
+            )
+        };
         assert!(out.has_line(&message), "{out}");
         assert!(!out.stderr.contains("panicked"), "{out}");
         assert_eq!(

@@ -10,6 +10,8 @@ mod faults;
 mod fuzz;
 mod hostile;
 mod push;
+mod security_containers;
+mod security_fs;
 mod security_mounts;
 mod ssh;
 mod storage;

@@ -278,21 +278,24 @@ fn destroy_with_reclaim_policy_delete_removes_the_dir() {
 }
 
 #[test]
-fn destroy_without_a_terminal_is_refused_unless_forced() {
+fn destroy_reads_the_confirmation_from_a_pipe_and_refuses_without_one() {
     let t = Test::new();
     t.ok(["storage:create", "data"]);
-    insta::assert_snapshot!(t.args(["storage:destroy", "data"]).stdin("data\n").refuse(), @r"
-    exit: 1
-    --- stdout
-    --- stderr
-     !     refusing to destroy storage entry data without confirmation: no terminal to ask on; pass --force to proceed
-    ");
     insta::assert_snapshot!(t.args(["storage:destroy", "data", "--destroy-host-dir"]).refuse(), @r"
     exit: 1
     --- stdout
     --- stderr
-     !     refusing to destroy storage entry data without confirmation: no terminal to ask on; pass --force to proceed
+     !     refusing to destroy storage entry data without confirmation: nothing on stdin; pipe the name in (echo data | berth storage:destroy data) or pass --force
     ");
+    insta::assert_snapshot!(t.args(["storage:destroy", "data"]).stdin("date\n").refuse(), @r"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     Confirmation did not match data. Aborted.
+    ");
+    let out = t.args(["storage:destroy", "data"]).stdin("data\n").run().success();
+    assert!(out.stdout.ends_with("-----> Storage entry data destroyed\n"), "{out}");
+    assert!(!t.path("entries/data.toml").exists());
 }
 
 #[test]
@@ -495,7 +498,26 @@ fn set_errors() {
     exit: 1
     --- stdout
     --- stderr
-     !     Invalid property specified "colour", valid properties include: chown, mode, reclaim-policy
+     !     Invalid property specified, valid properties include: chown, mode, reclaim-policy (not "colour")
+    "#);
+    insta::assert_snapshot!(t.args(["storage:set", "data"]).refuse(), @r"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     No property specified
+    ");
+    // A negative number reaches berth's own check, not the argument parser's tip.
+    insta::assert_snapshot!(t.args(["storage:set", "data", "chown", "-1"]).refuse(), @r#"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     Unsupported chown permissions "-1". Use herokuish, heroku, paketo, root, false or a uid from 0 to 65535
+    "#);
+    insta::assert_snapshot!(t.args(["storage:create", "other", "--chown", "-1"]).refuse(), @r#"
+    exit: 1
+    --- stdout
+    --- stderr
+     !     Unsupported chown permissions "-1". Use herokuish, heroku, paketo, root, false or a uid from 0 to 65535
     "#);
     insta::assert_snapshot!(t.args(["storage:set", "data", "size", "10Gi"]).refuse(), @r#"
     exit: 1

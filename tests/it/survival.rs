@@ -223,8 +223,8 @@ fn data_in_every_kind_of_mount_survives_redeploys_remounts_rollback_and_recreati
     let started = Instant::now();
     let t = Test::new();
     let app = App::create(&t, "survival");
-    let granted = t.path("granted");
-    fs::create_dir(&granted).unwrap();
+    let granted_dir = tempfile::Builder::new().prefix("berth-it-granted-").tempdir().unwrap();
+    let granted = granted_dir.path().to_path_buf();
     let entry = format!("{}-entry", app.name);
     let admin = |app: &App| {
         app.berth("storage:allow", &[&granted.display().to_string()]).success();

@@ -29,12 +29,8 @@ pub struct Test {
 }
 
 impl Test {
-    /// The root lives in cargo's temporary directory of the target, not in `/tmp`: berth refuses
-    /// to bind-mount a host path below a directory others may write, and `/tmp` is one.
     pub fn new() -> Test {
-        let tempdir =
-            tempfile::Builder::new().prefix("berth-it-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        Test { tempdir }
+        Test { tempdir: tempfile::Builder::new().prefix("berth-it-").tempdir().unwrap() }
     }
 
     pub fn root(&self) -> &Path {
