@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use crate::git::{GitError, PushedRepo};
 use crate::manifest::{self, Diagnostic, Manifest, Policy, Server};
 use crate::names::{AppName, NameError};
-use crate::output::{detail, heading, step, warn};
+use crate::output::{detail, heading, printable, step, warn};
 use crate::state::{Outcome, Root, RunConfig, StateError};
 use crate::storage::binds::{self, Bind};
 use crate::storage::{Attachment, Origin, Source};
@@ -390,8 +390,35 @@ pub fn report_failure(error: &anyhow::Error) {
             );
         }
         _ => {
-            eprintln!(" !     {}", crate::output::printable(&error.to_string()));
+            eprintln!(" !     {}", printable(&error.to_string()));
             eprintln!(" !     The push is rejected; the previous release keeps serving");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(name: &str, new: &str) -> RefUpdate {
+        RefUpdate { old: ZERO_OID.into(), new: new.into(), name: name.into() }
+    }
+
+    #[test]
+    fn one_push_deploys_at_most_one_deploy_branch_update() {
+        let both = ["main".to_string(), "master".to_string()];
+        let main = [update("refs/heads/main", "a"), update("refs/heads/feature", "b")];
+        assert_eq!(deploy_update(&main, &both).unwrap(), Some(&main[0]));
+        assert_eq!(deploy_update(&main[1..], &both).unwrap(), None);
+        let twice = [update("refs/heads/main", "a"), update("refs/heads/main", "b")];
+        let error = deploy_update(&twice, &both).unwrap_err().to_string();
+        assert!(error.contains("more than once (refs/heads/main, refs/heads/main)"), "{error}");
+        let main_and_master = [update("refs/heads/main", "a"), update("refs/heads/master", "b")];
+        assert!(matches!(deploy_update(&main_and_master, &both), Err(HookError::SeveralDeployUpdates(_))));
+        // With one deploy branch set, the other branch moves without a deploy.
+        let only_main = ["main".to_string()];
+        assert_eq!(deploy_update(&main_and_master, &only_main).unwrap(), Some(&main_and_master[0]));
+        let deleted = [update("refs/heads/main", ZERO_OID)];
+        assert!(matches!(deploy_update(&deleted, &both), Err(HookError::DeleteDeployBranch(_))));
     }
 }

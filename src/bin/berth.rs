@@ -20,7 +20,7 @@ fn main() {
     match berth::cli::run(std::env::args_os()) {
         Ok(code) => std::process::exit(code),
         Err(error) => {
-            eprintln!(" !     {error}");
+            eprintln!(" !     {}", berth::output::printable(&error.to_string()));
             std::process::exit(error.exit_code());
         }
     }

@@ -1,5 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::names::EntryName;
@@ -894,6 +894,12 @@ fn drivers_apply_only_to_app_volumes() {
         mount_ok("source = \"v\"\ntarget = \"/n\"\ndriver = \"sshfs\"").driver.as_deref(),
         Some("sshfs")
     );
+    // A driver is a plain name, never a path: the engine would look a plugin socket up by it.
+    for path in ["../../x", "/run/x", "vieux/sshfs:latest", "x..y", "Local"] {
+        let diagnostic = mount_error(&format!("source = \"v\"\ntarget = \"/n\"\ndriver = \"{path}\""));
+        assert_eq!(diagnostic.message, format!("volume driver \"{path}\" is not a valid driver name"));
+        assert_eq!(at(&diagnostic), (4, 10));
+    }
 
     let cases = [
         (
@@ -1226,6 +1232,104 @@ fn external_volumes_need_a_grant() {
     assert_eq!(at(&diagnostics[0]), (2, 10));
     // App volumes and app directories need no grant.
     assert!(check(b"storage.mounts = [\"shared:/s\", \"./d:/d\"]", &NO_POLICY, &[]).is_ok());
+}
+
+#[test]
+fn drivers_other_than_local_need_a_grant() {
+    let text = b"[[storage.mounts]]\nsource = \"v\"\ntarget = \"/v\"\ndriver = \"sshfs\"\n";
+    let drivers = ["sshfs".to_string()];
+    assert!(check(text, &Policy { drivers: &drivers, ..Policy::default() }, &[]).is_ok());
+    let diagnostics = check(text, &NO_POLICY, &[]).unwrap_err();
+    assert_eq!(diagnostics.len(), 1, "{}", render(&diagnostics));
+    assert_eq!(diagnostics[0].message, "volume driver \"sshfs\" is not allowed for this app");
+    assert_eq!(at(&diagnostics[0]), (4, 10));
+    assert!(diagnostics[0].hint.as_deref().unwrap().contains("berth storage:allow <app> driver:sshfs"));
+    let local = b"[[storage.mounts]]\nsource = \"v\"\ntarget = \"/v\"\ndriver = \"local\"\n";
+    assert!(check(local, &NO_POLICY, &[]).is_ok());
+}
+
+/// A server for the mount-source rule: app `demo` in `/b/data/apps/demo`, with these binds.
+fn server_binds(binds: &[Bind], check_text: &str, grants: &[PathBuf]) -> Result<Manifest, Vec<Diagnostic>> {
+    let app = AppName::new("demo").unwrap();
+    let app_dir = Path::new("/b/data/apps/demo");
+    let policy = Policy {
+        host_paths: grants,
+        server: Some(Server { app: &app, app_dir, binds }),
+        ..Policy::default()
+    };
+    check(check_text.as_bytes(), &policy, &[])
+}
+
+fn other_bind(path: &str, writable: bool) -> Bind {
+    let attachment = Attachment {
+        readonly: !writable,
+        ..admin(Source::HostPath(path.into()), "/o", "_default_", &[Phase::Deploy])
+    };
+    Bind::of(&AppName::new("other").unwrap(), Path::new("/b/data/apps/other"), &attachment, &BTreeMap::new())
+        .unwrap()
+}
+
+#[test]
+fn nested_app_directories_are_refused_at_the_inner_one() {
+    let text = "[[storage.mounts]]\nsource = \"./a\"\ntarget = \"/a\"\n\n[[storage.mounts]]\nsource = \"./a/b\"\ntarget = \"/b\"\n";
+    let diagnostics = server_binds(&[], text, &[]).unwrap_err();
+    assert_eq!(diagnostics.len(), 1, "{}", render(&diagnostics));
+    assert_eq!(
+        diagnostics[0].message,
+        "mount source \"./a/b\" lies below \"./a\", mounted read-write at line 1"
+    );
+    assert_eq!(at(&diagnostics[0]), (6, 10));
+    assert!(diagnostics[0].hint.as_deref().unwrap().contains("its own restarts included"));
+    // Read-only everywhere, the outer one cannot be swapped from inside.
+    let read_only = text.replace("target = \"/a\"\n", "target = \"/a\"\nread_only = true\n");
+    assert!(server_binds(&[], &read_only, &[]).is_ok());
+    // Without the server's facts the rule is not checked.
+    assert!(check(text.as_bytes(), &NO_POLICY, &[]).is_ok());
+}
+
+#[test]
+fn a_grant_and_a_path_below_it_are_refused() {
+    let grants = [PathBuf::from("/srv/g")];
+    let text = "storage.mounts = [\"/srv/g:/g\", \"/srv/g/sub:/sub:ro\"]";
+    let diagnostics = server_binds(&[], text, &grants).unwrap_err();
+    assert_eq!(diagnostics.len(), 1, "{}", render(&diagnostics));
+    assert_eq!(
+        diagnostics[0].message,
+        "mount source \"/srv/g/sub\" lies below \"/srv/g\", mounted read-write at line 1"
+    );
+    assert_eq!(at(&diagnostics[0]), (1, 33));
+}
+
+#[test]
+fn other_bind_sources_on_the_server_count() {
+    let grants = [PathBuf::from("/srv")];
+    // Below another container's writable mount.
+    let below = server_binds(&[other_bind("/srv/e", true)], "storage.mounts = [\"/srv/e/x:/x\"]", &grants);
+    let diagnostics = below.unwrap_err();
+    assert_eq!(
+        diagnostics[0].message,
+        "mount source \"/srv/e/x\" lies below the host path /srv/e, mounted read-write at /o by app other, which a \
+         container can write"
+    );
+    assert_eq!(at(&diagnostics[0]), (1, 20));
+    // Writable above another container's bind source, even a read-only one.
+    let above = server_binds(&[other_bind("/srv/e/x", false)], "storage.mounts = [\"/srv/e:/e\"]", &grants);
+    assert_eq!(
+        above.unwrap_err()[0].message,
+        "mount source \"/srv/e\" would be writable above the bind source of the host path /srv/e/x, mounted \
+         read-only at /o by app other"
+    );
+    assert!(
+        server_binds(&[other_bind("/srv/e/x", false)], "storage.mounts = [\"/srv/e:/e:ro\"]", &grants)
+            .is_ok()
+    );
+    assert!(
+        server_binds(&[other_bind("/srv/e", false)], "storage.mounts = [\"/srv/e/x:/x\"]", &grants).is_ok()
+    );
+    // A path that is not granted gets that diagnostic alone.
+    let ungranted =
+        server_binds(&[other_bind("/opt/e", true)], "storage.mounts = [\"/opt/e/x:/x\"]", &grants);
+    assert_eq!(ungranted.unwrap_err().len(), 1);
 }
 
 #[test]

@@ -22,7 +22,7 @@ use crate::names::{AppName, EntryName};
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error(
-        "{inner} lies below {outer}, which a container can write: the engine resolves bind sources again at \
+        "the {inner} lies below the {outer}, which a container can write: the engine resolves bind sources again at \
          every start, its own restarts included, so that container could replace {} with a symlink to any host \
          path; {HOW_TO_FIX}",
         inner.path.display()
@@ -114,11 +114,11 @@ impl Bind {
 }
 
 impl fmt::Display for Bind {
-    /// `./a (/var/lib/berth/data/apps/demo/a), mounted read-write at /a by app demo`.
+    /// `directory ./a (/var/lib/berth/data/apps/demo/a), mounted read-write at /a by app demo`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         match (&self.source, &self.subpath) {
-            (Source::AppDir(rel), _) => write!(f, "./{} ({path})", rel.display())?,
+            (Source::AppDir(rel), _) => write!(f, "directory ./{} ({path})", rel.display())?,
             (Source::Entry(name), Some(sub)) => write!(f, "subpath {sub} of entry {name} ({path})")?,
             (Source::Entry(name), None) => write!(f, "entry {name} ({path})")?,
             _ => write!(f, "host path {path}")?,
