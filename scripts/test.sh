@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+# security_containers links a static test program (libc.a).
+dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "install ok installed" || need+=(libc6-dev)
+# tests/it/proxy.rs drives a real Caddy (scripts/ensure-proxy.sh starts it).
+command -v caddy >/dev/null 2>&1 || need+=(caddy)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v make >/dev/null 2>&1 || need+=(make)
