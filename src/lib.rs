@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod names;
 pub mod output;
 pub mod proxy;
+pub mod scheduler;
 pub mod ssh;
 pub mod state;
 pub mod storage;
