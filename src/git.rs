@@ -391,6 +391,11 @@ pub fn install_hooks(repo: &Path, hook_dir: &Path, berth_root: &Path) -> Result<
     let opened = git2::Repository::open_bare(repo)
         .map_err(|e| GitError::Open { path: repo.to_path_buf(), message: e.message().to_string() })?;
     let hooks = opened.path().join("hooks");
+    // `git push -o dry-run` reaches the hook only when the repository advertises push options.
+    opened
+        .config()
+        .and_then(|mut config| config.set_bool("receive.advertisePushOptions", true))
+        .map_err(|e| GitError::Open { path: repo.to_path_buf(), message: e.message().to_string() })?;
     let absolute = |path: &Path| {
         std::path::absolute(path).map_err(|source| GitError::Hook { path: hooks.clone(), source })
     };

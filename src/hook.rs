@@ -2,21 +2,14 @@
 //! the ref moves, so a bad `app.toml`, a failed build or an unhealthy start rejects the push
 //! and the previous release keeps serving; post-receive prunes old images and sums up.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use crate::deploy::{self, DeployError, Plan, Timing};
+use crate::deploy::{self, Commit, CommitError, DeployError, Mode, Repo};
 use crate::engine::Engine;
-use crate::git::{GitError, PushedRepo};
-use crate::manifest::{self, Diagnostic, Manifest, Policy, Server};
+use crate::git::GitError;
 use crate::names::{AppName, NameError};
 use crate::output::{detail, heading, printable, step, warn};
-use crate::state::{Outcome, Root, RunConfig, StateError};
-use crate::storage::binds::{self, Bind};
-use crate::storage::{Attachment, Origin, Source};
-
-/// Largest Dockerfile berth accepts (only its presence is checked).
-const MAX_DOCKERFILE_BYTES: usize = 16 << 20;
+use crate::state::{Outcome, Root, StateError};
 const ZERO_OID: &str = "0000000000000000000000000000000000000000";
 /// Releases whose images stay for rollback.
 const KEEP_RELEASES: usize = 5;
@@ -31,8 +24,8 @@ pub enum HookError {
     State(#[from] StateError),
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("app.toml has {} problem(s); nothing was changed", .0.len())]
-    Manifest(Vec<Diagnostic>),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     #[error(
         "deleting the deploy branch {0} is refused: it would leave the app without a source; delete the app with `berth apps:destroy` instead"
     )]
@@ -170,15 +163,14 @@ fn settle_previous_push(root: &Root, app: &AppName) -> Result<(), HookError> {
 
 fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), HookError> {
     let commit = update.new.as_str();
-    step(format!("Deploying {app} ({})", deploy::short(commit)));
-    let repo = PushedRepo::open_from_env()?;
+    let mode = if push_options().iter().any(|o| o == "dry-run") { Mode::DryRun } else { Mode::Apply };
+    step(format!(
+        "Deploying {app} ({}){}",
+        deploy::short(commit),
+        if mode == Mode::DryRun { ", dry run" } else { "" }
+    ));
     // Read before taking the lock: an oversized or unreadable file is refused without waiting.
-    let bytes = match repo.read_file(commit, manifest::FILE_NAME, manifest::MAX_BYTES) {
-        Err(GitError::TooLarge { size, .. }) => {
-            return Err(HookError::Manifest(vec![manifest::too_large(size)]));
-        }
-        read => read?,
-    };
+    let bytes = deploy::read_manifest(&Repo::Hook, commit)?;
     let lock = root.lock_app_announced(app)?;
     // git moves the branch only if it still is what this push expects; a push that waited for
     // another one must not deploy what git is going to refuse.
@@ -187,171 +179,37 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
     if now != update.old {
         return Err(HookError::BranchMoved { name: update.name.clone(), now });
     }
-    let state = root.read_app(app)?;
-    let grants = root.grants_of(app)?;
-    let entries = root.entries_by_name()?;
-    let admin_mounts: Vec<Attachment> =
-        state.mounts.iter().filter(|m| m.made_by == Origin::Admin).cloned().collect();
-    let app_dir = root.app_storage_dir(app);
-    // Every other bind source: other apps', and this app's now (its admin mounts and the
-    // serving release's, whose containers run until the new ones are healthy).
-    let mut binds = root.other_apps_binds(app, &entries)?;
-    binds.extend(Bind::all(app, &app_dir, &state.mounts, &entries));
-    let policy = Policy { server: Some(Server { app, app_dir: &app_dir, binds: &binds }), ..grants.policy() };
-    let manifest = match &bytes {
-        None => Manifest::default(),
-        Some(bytes) => manifest::check(bytes, &policy, &admin_mounts).map_err(HookError::Manifest)?,
-    };
-    // What needs the server or the commit: checked once the file itself is sound.
-    let mut problems = Vec::new();
-    for mount in &manifest.mounts {
-        let Source::HostPath(path) = &mount.source else { continue };
-        if let Some(link) = symlink_below_grant(path, &grants.host_paths) {
-            problems.push(Diagnostic::new(
-                mount.at.source,
-                format!("host path \"{}\" goes through the symlink \"{}\"", path.display(), link.display()),
-                Some(
-                    "berth does not follow symlinks below an allowed host path: mount the link's target, \
-                     if the admin allowed it"
-                        .into(),
-                ),
-            ));
-        } else if !path.exists() {
-            problems.push(Diagnostic::new(
-                mount.at.source,
-                format!("host path \"{}\" does not exist on the server", path.display()),
-                Some("ask the admin to create it; berth creates only the app's own directories".into()),
-            ));
-        } else if let Err(unsafe_parent) = binds::check_parents(path) {
-            problems.push(Diagnostic::new(mount.at.source, unsafe_parent.to_string(), None));
-        }
-    }
-    if repo.read_file(commit, &manifest.build.dockerfile, MAX_DOCKERFILE_BYTES)?.is_none() {
-        problems.push(Diagnostic::new(
-            manifest::Pos { line: 1, column: 1 },
-            format!("{} not found in the pushed commit", manifest.build.dockerfile),
-            Some("add a Dockerfile at the repo root, or set [build].dockerfile".into()),
-        ));
-    }
-    if !problems.is_empty() {
-        return Err(HookError::Manifest(problems));
-    }
-    let repo_mounts: Vec<Attachment> = manifest.mounts.iter().flat_map(|m| m.attachments()).collect();
-    let old_repo_mounts: Vec<&Attachment> =
-        state.mounts.iter().filter(|m| m.made_by == Origin::Repo).collect();
-    let mut mounts = admin_mounts.clone();
-    mounts.extend(repo_mounts.iter().cloned());
-    let releases = root.read_releases(app)?;
-    let number = releases.next_number();
-    let plan = Plan {
-        app: app.clone(),
-        release: number,
-        commit: commit.to_string(),
-        image: format!("{}:{number}", deploy::image_repo(app)),
-        dockerfile: manifest.build.dockerfile.clone(),
-        build_command: manifest.build.command.clone(),
-        run: run_config(&manifest),
-        mounts_added: repo_mounts.iter().filter(|m| !old_repo_mounts.contains(m)).cloned().collect(),
-        mounts_removed: old_repo_mounts
-            .iter()
-            .filter(|m| !repo_mounts.contains(m))
-            .map(|m| (*m).clone())
-            .collect(),
-        mounts_kept: repo_mounts.iter().filter(|m| old_repo_mounts.contains(m)).cloned().collect(),
-        mounts,
-        volume_specs: manifest
-            .mounts
-            .iter()
-            .filter_map(|m| match &m.source {
-                Source::AppVolume(name) => Some((
-                    name.clone(),
-                    (
-                        m.driver.clone(),
-                        m.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>(),
-                    ),
-                )),
-                _ => None,
-            })
-            .collect(),
-    };
-    print!("{plan}");
     let engine = Engine::connect().map_err(DeployError::from)?;
-    let context_commit = commit.to_string();
-    let write_context: crate::scheduler::BuildContext = Box::new(move |out: &mut dyn std::io::Write| {
-        PushedRepo::open_from_env()
-            .and_then(|repo| repo.write_tree_tar(&context_commit, out))
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    });
-    match deploy::apply(root, &engine, &plan, write_context, &lock, Timing::from_env()) {
-        Ok(release) => {
-            let pending = format!("{} {commit} {}\n", update.name, std::os::unix::process::parent_id());
-            if let Err(e) = crate::state::write_atomic(&pending_ref_file(root, app), pending.as_bytes()) {
-                warn(format!("could not record the branch update for the next push: {e}"));
-            }
-            for removed in &plan.mounts_removed {
-                detail(format!(
-                    "Unmounted {} from {}; its data is kept",
-                    removed.source, removed.container_path
-                ));
-            }
-            if let Some(port) = release.web_host_port {
-                heading(format!("Application deployed: http://127.0.0.1:{port}"));
-            } else {
-                heading(format!("Application deployed: {app} release {}", release.number));
-            }
-            Ok(())
-        }
-        Err(error) => {
-            if let Err(record) = deploy::record_failure(root, &plan, &error.to_string(), &lock) {
-                warn(format!("could not record the failed release: {record}"));
-            }
-            Err(error.into())
-        }
+    let (plan, release) = deploy::deploy_commit(
+        root,
+        &engine,
+        Commit { repo: Repo::Hook, app, commit, manifest: bytes.as_deref() },
+        &lock,
+        mode,
+    )?;
+    let pending = format!("{} {commit} {}\n", update.name, std::os::unix::process::parent_id());
+    if let Err(e) = crate::state::write_atomic(&pending_ref_file(root, app), pending.as_bytes()) {
+        warn(format!("could not record the branch update for the next push: {e}"));
     }
+    for removed in &plan.mounts_removed {
+        detail(format!("Unmounted {} from {}; its data is kept", removed.source, removed.container_path));
+    }
+    announce(app, &release);
+    Ok(())
 }
 
-/// The symlink a host path goes through below the grant that allows it (the first one, from
-/// the grant down), when every grant that allows the path leads through one. A link planted
-/// below an allowed directory (by the app itself, through a mount of it) must not redirect a
-/// mount elsewhere on the server. The grant itself may be a link: the admin chose it.
-fn symlink_below_grant(path: &Path, grants: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
-    let mut found = None;
-    for grant in grants {
-        let Ok(below) = path.strip_prefix(grant) else { continue };
-        let mut at = grant.clone();
-        let link = below.components().find_map(|part| {
-            at.push(part);
-            std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()).then(|| at.clone())
-        });
-        match link {
-            None => return None,
-            Some(link) => {
-                found.get_or_insert(link);
-            }
-        }
-    }
-    found
+/// The push options (`git push -o <option>`) of the push being received.
+fn push_options() -> Vec<String> {
+    let count =
+        std::env::var("GIT_PUSH_OPTION_COUNT").ok().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+    (0..count).filter_map(|i| std::env::var(format!("GIT_PUSH_OPTION_{i}")).ok()).collect()
 }
 
-fn run_config(manifest: &Manifest) -> RunConfig {
-    let processes = if manifest.processes.is_empty() {
-        [("web".to_string(), None)].into()
-    } else {
-        manifest.processes.iter().map(|(name, cmd)| (name.clone(), Some(cmd.clone()))).collect()
-    };
-    let exclusive = manifest
-        .process_types()
-        .into_iter()
-        .filter(|p| {
-            manifest.mounts.iter().any(|m| m.exclusive && (m.processes.is_empty() || m.processes.contains(p)))
-        })
-        .collect();
-    RunConfig {
-        processes,
-        user: manifest.user.as_ref().map(ToString::to_string),
-        web_port: manifest.web.as_ref().map(|w| w.port),
-        healthcheck: manifest.web.as_ref().and_then(|w| w.healthcheck.clone()),
-        exclusive,
+/// The last line of a deploy: where the app now answers.
+pub fn announce(app: &AppName, release: &crate::state::Release) {
+    match release.web_host_port {
+        Some(port) => heading(format!("Application deployed: http://127.0.0.1:{port}")),
+        None => heading(format!("Application deployed: {app} release {}", release.number)),
     }
 }
 
@@ -380,15 +238,7 @@ pub fn post_receive(root: &Root, app: &AppName) -> Result<(), HookError> {
 /// deploy error, then the verdict.
 pub fn report_failure(error: &anyhow::Error) {
     match error.downcast_ref::<HookError>() {
-        Some(HookError::Manifest(problems)) => {
-            for problem in problems {
-                eprintln!("{problem}");
-            }
-            eprintln!(
-                " !     app.toml has {} problem(s); the push is rejected and nothing was changed",
-                problems.len()
-            );
-        }
+        Some(HookError::Commit(error)) => deploy::report_commit_failure(error, "the push is rejected"),
         _ => {
             eprintln!(" !     {}", printable(&error.to_string()));
             eprintln!(" !     The push is rejected; the previous release keeps serving");

@@ -30,6 +30,16 @@ pub fn detail(message: impl AsRef<str>) {
     println!("       {}", message.as_ref());
 }
 
+/// Text already laid out (a plan, a report), on stdout as it is.
+pub fn text(text: impl AsRef<str>) {
+    print!("{}", text.as_ref());
+}
+
+/// Text already laid out, on stderr as it is (one line).
+pub fn error_text(text: impl AsRef<str>) {
+    eprintln!("{}", text.as_ref());
+}
+
 /// A detail line on stderr, for commands whose stdout belongs to someone else (`berth run`).
 pub fn note(message: impl AsRef<str>) {
     eprintln!("       {}", message.as_ref());

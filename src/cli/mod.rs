@@ -46,6 +46,8 @@ pub enum CliError {
     #[error(transparent)]
     Hook(#[from] crate::hook::HookError),
     #[error(transparent)]
+    Commit(#[from] crate::deploy::CommitError),
+    #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
@@ -268,6 +270,14 @@ enum Command {
     /// Re-create the app's containers with the current mounts and docker-options
     #[command(name = "ps:restart")]
     PsRestart { app: String },
+    /// Deploy the current release's commit again (build, storage, swap), as a push would
+    #[command(name = "ps:rebuild")]
+    PsRebuild {
+        app: String,
+        /// Check and print the plan only: nothing is built, started or changed
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show the app's containers
     #[command(name = "ps:report")]
     PsReport {
@@ -420,6 +430,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::PsStart { app } => ps::start(root, &app_name(&app)?),
         Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
         Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),
+        Command::PsRebuild { app, dry_run } => ps::rebuild(root, &app_name(&app)?, dry_run),
         Command::PsReport { args, format } => ps::report(root, &args, format),
         Command::Run { app, command } => ps::run(root, &app_name(&app)?, &command).map(drop),
         Command::Logs { app, follow, process, tail } => {

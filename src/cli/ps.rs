@@ -2,7 +2,7 @@
 //! its release history.
 
 use super::{CliError, Format, Result, existing_app, print_json};
-use crate::deploy::{self, Timing};
+use crate::deploy::{self, Commit, CommitError, Mode, Repo, Timing};
 use crate::engine::Engine;
 use crate::names::AppName;
 use crate::output::{Report, detail, heading, step};
@@ -20,6 +20,42 @@ pub fn restart(root: &Root, app: &AppName) -> Result<()> {
     step(format!("Restarting {app} with its current mounts"));
     report_url(deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
     Ok(())
+}
+
+/// `ps:rebuild <app> [--dry-run]`: the pipeline of a push, for the commit the app serves.
+pub fn rebuild(root: &Root, app: &AppName, dry_run: bool) -> Result<()> {
+    let state = existing_app(root, app)?;
+    let releases = root.read_releases(app)?;
+    let commit = state
+        .current_release
+        .and_then(|n| releases.get(n))
+        .map(|release| release.commit.clone())
+        .ok_or_else(|| deploy::DeployError::NoRelease(app.clone()))?;
+    let repo = || Repo::At(root.repo_dir(app));
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    step(format!("Rebuilding {app} ({}){}", deploy::short(&commit), if dry_run { ", dry run" } else { "" }));
+    let bytes = deploy::read_manifest(&repo(), &commit)?;
+    let lock = root.lock_app_announced(app)?;
+    let engine = Engine::connect()?;
+    let source = Commit { repo: repo(), app, commit: &commit, manifest: bytes.as_deref() };
+    match deploy::deploy_commit(root, &engine, source, &lock, mode) {
+        Ok((_, release)) => {
+            crate::hook::announce(app, &release);
+            Ok(())
+        }
+        Err(CommitError::DryRun) => {
+            step("Dry run: nothing was built, started or changed");
+            Ok(())
+        }
+        Err(error) => {
+            if let CommitError::Manifest(problems) = &error {
+                for problem in problems {
+                    crate::output::error_text(problem.to_string());
+                }
+            }
+            Err(error.into())
+        }
+    }
 }
 
 pub fn stop(root: &Root, app: &AppName) -> Result<()> {

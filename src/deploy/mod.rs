@@ -6,6 +6,7 @@
 //! [`Scheduler`](crate::scheduler::Scheduler), so the swap and its undo are unit-tested on a fake.
 
 mod apply;
+mod commit;
 mod fault;
 mod health;
 mod oneoff;
@@ -16,10 +17,11 @@ mod storage;
 mod swap;
 
 pub use apply::{apply, record_failure};
+pub use commit::{Commit, CommitError, Mode, Repo, deploy_commit, read_manifest, report_commit_failure};
 pub use fault::fault_point;
 pub use oneoff::run_oneoff;
 pub use ops::{restart, rollback, stop};
-pub use plan::{Plan, short};
+pub use plan::{HostPathFact, Plan, PlanInputs, plan, short};
 pub use specs::engine_mounts;
 pub use storage::{check_binds, check_mounts, ensure_storage};
 pub use swap::{recover, start_release};

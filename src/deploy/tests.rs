@@ -59,6 +59,7 @@ impl Bed {
             mounts_kept: Vec::new(),
             mounts: Vec::new(),
             volume_specs: Default::default(),
+            serving: None,
         }
     }
 

@@ -6,6 +6,7 @@ mod concurrency;
 mod deploy;
 mod docker_options;
 mod domains;
+mod dry_run;
 mod engine;
 mod faults;
 mod fuzz;

@@ -195,9 +195,20 @@ impl Repo {
 
     /// `git push <app repo> <refspec>`, with extra environment for the hooks.
     pub fn push_refspec(&self, app: &App, refspec: &str, env: &[(&str, &str)]) -> PushOutput {
+        self.push_with(app, &[], refspec, env)
+    }
+
+    /// `git push -o <option>... <app repo> main`.
+    pub fn push_options(&self, app: &App, options: &[&str]) -> PushOutput {
+        let args: Vec<&str> = options.iter().flat_map(|o| ["-o", o]).collect();
+        self.push_with(app, &args, "main", &[])
+    }
+
+    fn push_with(&self, app: &App, args: &[&str], refspec: &str, env: &[(&str, &str)]) -> PushOutput {
         let mut command = git(self.dir.path());
         command
             .args(["push", "--porcelain"])
+            .args(args)
             .arg(app.repo())
             .arg(refspec)
             // git hands its environment to the hooks: keep the checks short.
