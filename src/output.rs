@@ -11,6 +11,20 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A data line of a list: indented as a detail, or bare under `--quiet` (Dokku's
+/// `--quiet storage:list` prints just the mounts).
+pub fn item(message: impl AsRef<str>) {
+    if is_quiet() {
+        println!("{}", message.as_ref());
+    } else {
+        detail(message);
+    }
+}
+
 /// A step (`-----> x`) on stdout.
 pub fn step(message: impl AsRef<str>) {
     if !QUIET.load(Ordering::Relaxed) {

@@ -90,8 +90,9 @@ pub fn remove(root: &Root, args: ChangeArgs) -> Result<()> {
 fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
-    let keys = keys(&args.processes, &parse_phase_list(&args.phases)?)?;
-    let options = parse_options(&args.option.join(" "))?;
+    let (options, lifted) = crate::docker_options::lift_processes(parse_options(&args.option.join(" "))?)?;
+    let processes: Vec<String> = args.processes.iter().cloned().chain(lifted).collect();
+    let keys = keys(&processes, &parse_phase_list(&args.phases)?)?;
     if options.is_empty() {
         let verb = if verb == "add" { "add to" } else { verb };
         return Err(crate::docker_options::OptionsError::Empty(verb).into());
@@ -99,6 +100,7 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
     if verb == "add" {
         // Refuse what berth cannot hand to the engine now, not at the next deploy.
         crate::docker_options::RunOptions::parse(&options)?;
+        super::storage::warn_undeclared(root, &app, &processes)?;
     }
     root.update_app(&app, |state| {
         for key in &keys {
