@@ -25,7 +25,7 @@ pub enum OptionsError {
 }
 
 const SUPPORTED: &str = "-e/--env, -l/--label, -v/--volume, --mount, -m/--memory, --cpus, -u/--user, -w/--workdir, \
---hostname, --add-host, --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
+--hostname, --add-host, --link, --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
 --tmpfs, --shm-size, --init, --network, --log-driver, --log-opt, --restart";
 
 /// Capabilities every container berth creates goes without unless the admin adds them back
@@ -193,6 +193,8 @@ pub struct RunOptions {
     workdir: Option<String>,
     hostname: Option<String>,
     extra_hosts: Vec<String>,
+    /// Legacy container links (`--link postgres[:alias]`).
+    links: Vec<String>,
     cap_add: Vec<String>,
     cap_drop: Vec<String>,
     /// The admin turned off the default `no-new-privileges`.
@@ -277,6 +279,23 @@ fn mount_as_volume_spec(value: &str) -> Result<(Option<String>, String), Options
     };
     let spec = if options.is_empty() { spec } else { format!("{spec}:{}", options.join(",")) };
     Ok((Some(spec), target.to_string()))
+}
+
+/// `--link <container>[:<alias>]`, in the engine's `<container>:<alias>` form.
+fn link(value: &str) -> Result<String, OptionsError> {
+    let (container, alias) = value.split_once(':').unwrap_or((value, value));
+    let name = |n: &str| {
+        n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
+    if name(container) && name(alias) {
+        Ok(format!("{container}:{alias}"))
+    } else {
+        Err(OptionsError::BadValue {
+            option: "--link".into(),
+            reason: format!("\"{value}\" is not <container>[:<alias>]"),
+        })
+    }
 }
 
 /// `512m`, `1g`, `1024` (bytes) → bytes.
@@ -375,6 +394,7 @@ impl RunOptions {
                 "-w" | "--workdir" => run.workdir = Some(value()?),
                 "--hostname" => run.hostname = Some(value()?),
                 "--add-host" => run.extra_hosts.push(value()?),
+                "--link" => run.links.push(link(&value()?)?),
                 "--cap-add" => run.cap_add.push(value()?),
                 "--cap-drop" => run.cap_drop.push(value()?),
                 "--security-opt" => match value()?.as_str() {
@@ -422,6 +442,9 @@ impl RunOptions {
         host.nano_cpus = self.nano_cpus.or(host.nano_cpus);
         host.shm_size = self.shm_size.or(host.shm_size);
         host.extra_hosts.get_or_insert_with(Vec::new).extend(self.extra_hosts.iter().cloned());
+        if !self.links.is_empty() {
+            host.links.get_or_insert_with(Vec::new).extend(self.links.iter().cloned());
+        }
         self.apply_privileges(host);
         if self.read_only {
             host.readonly_rootfs = Some(true);
@@ -559,6 +582,9 @@ mod tests {
                 "{refused}"
             );
         }
+        let linked = host_after(&["--link postgres", "--link db:pg"]);
+        assert_eq!(linked.links.unwrap(), vec!["postgres:postgres", "db:pg"]);
+        assert!(RunOptions::parse(&["--link ../x".into()]).is_err());
         let tmpfs = RunOptions::parse(&["--mount type=tmpfs,target=/scratch".into()]).unwrap();
         assert_eq!(tmpfs.tmpfs, vec![("/scratch".to_string(), String::new())]);
     }

@@ -517,17 +517,31 @@ fn existing_app(root: &Root, app: &AppName) -> Result<AppState> {
 }
 
 /// Dokku's confirmation for destructive commands: the app's or entry's name, typed on a terminal
-/// or piped in (`echo demo | berth apps:destroy demo`). No input at all (closed stdin, CI)
-/// refuses unless forced, rather than block or guess.
-fn confirm_destructive(what: &str, command: &'static str, name: &str, force: bool) -> Result<()> {
+/// or piped in (`echo demo | berth apps:destroy demo`), after Dokku's warning (and `warning`,
+/// what else will go). No input at all (closed stdin, CI) refuses unless forced, rather than
+/// block or guess, and warns of nothing.
+fn confirm_destructive(
+    what: &str,
+    command: &'static str,
+    name: &str,
+    force: bool,
+    warning: Option<&str>,
+) -> Result<()> {
     if force {
         return Ok(());
     }
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    let terminal = stdin.is_terminal();
+    let warn_all = || {
+        if let Some(warning) = warning {
+            crate::output::warn(warning);
+        }
         crate::output::warn("WARNING: Potentially Destructive Action");
         crate::output::warn(format!("This command will destroy {what} {name}."));
         crate::output::warn(format!("To proceed, type \"{name}\""));
+    };
+    if terminal {
+        warn_all();
         eprint!("> ");
         std::io::stderr().flush().ok();
     }
@@ -542,6 +556,9 @@ fn confirm_destructive(what: &str, command: &'static str, name: &str, force: boo
             command,
             name: name.to_string(),
         });
+    }
+    if !terminal {
+        warn_all();
     }
     if answer.trim_end_matches(['\n', '\r']) == name {
         Ok(())

@@ -1,7 +1,6 @@
 //! `storage:*`: admin mounts, named entries, directories, grants and storage reports.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -747,17 +746,13 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
     if !mounted_by.is_empty() {
         return Err(still_mounted(&name, &mounted_by));
     }
-    // Without a terminal the confirmation refuses at once; the warning would only mislead.
-    if !force
-        && std::io::stdin().is_terminal()
-        && let Some(dir) = &remove_dir
-    {
-        warn(format!(
+    let warning = remove_dir.as_ref().map(|dir| {
+        format!(
             "Storage entry {name} is backed by {}, which will be removed along with its contents.",
             dir.display()
-        ));
-    }
-    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force)?;
+        )
+    });
+    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force, warning.as_deref())?;
     let lock = root.lock_entries()?;
     // Checked again under the lock: a mount may have been added while we asked.
     let mounted_by = root.apps_mounting(&name)?;

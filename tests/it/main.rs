@@ -2,9 +2,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod apps;
+mod bats;
 mod concurrency;
 mod deploy;
 mod docker_options;
+mod dokku_docker_options;
+mod dokku_storage;
 mod domains;
 mod engine;
 mod faults;

@@ -53,7 +53,11 @@ fn create_again() {
     --- stderr
     ");
     // Other settings converge the entry, as Dokku's re-run does, and say what changed.
-    std::fs::set_permissions(t.path("data/storage/data"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        t.path("data/storage/data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     insta::assert_snapshot!(t.ok(["storage:create", "data", "--mode", "0700", "--chown", "heroku"]), @r"
     exit: 0
     --- stdout
