@@ -25,7 +25,7 @@ pub enum OptionsError {
 }
 
 const SUPPORTED: &str = "-e/--env, -l/--label, -v/--volume, --mount, -m/--memory, --cpus, -u/--user, -w/--workdir, \
---hostname, --add-host, --link, --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
+--hostname, --add-host, --link, --build-arg (stored, not applied), --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
 --tmpfs, --shm-size, --init, --network, --log-driver, --log-opt, --restart";
 
 /// Capabilities every container berth creates goes without unless the admin adds them back
@@ -193,6 +193,8 @@ pub struct RunOptions {
     workdir: Option<String>,
     hostname: Option<String>,
     extra_hosts: Vec<String>,
+    /// `--build-arg` values: kept for Dokku's scripts, not yet handed to the image build.
+    build_args: Vec<String>,
     /// Legacy container links (`--link postgres[:alias]`).
     links: Vec<String>,
     cap_add: Vec<String>,
@@ -395,6 +397,9 @@ impl RunOptions {
                 "--hostname" => run.hostname = Some(value()?),
                 "--add-host" => run.extra_hosts.push(value()?),
                 "--link" => run.links.push(link(&value()?)?),
+                "--build-arg" => {
+                    run.build_args.push(split_pair(&flag, &value()?, '=').map(|(k, v)| format!("{k}={v}"))?)
+                }
                 "--cap-add" => run.cap_add.push(value()?),
                 "--cap-drop" => run.cap_drop.push(value()?),
                 "--security-opt" => match value()?.as_str() {
@@ -417,6 +422,13 @@ impl RunOptions {
             }
         }
         Ok(run)
+    }
+
+    /// What `docker-options:add` should say about options berth stores but does not apply.
+    pub fn unapplied_warning(&self) -> Option<String> {
+        (!self.build_args.is_empty()).then(|| {
+            "--build-arg is stored for Dokku's scripts, but berth does not pass build arguments to the image build yet".to_string()
+        })
     }
 
     /// Applies the options on top of what berth set.
@@ -582,6 +594,8 @@ mod tests {
                 "{refused}"
             );
         }
+        let build = RunOptions::parse(&["--build-arg X=Y".into()]).unwrap();
+        assert!(build.unapplied_warning().is_some() && host_after(&["--build-arg X=Y"]).links.is_none());
         let linked = host_after(&["--link postgres", "--link db:pg"]);
         assert_eq!(linked.links.unwrap(), vec!["postgres:postgres", "db:pg"]);
         assert!(RunOptions::parse(&["--link ../x".into()]).is_err());
