@@ -3,6 +3,7 @@
 
 mod apps;
 mod bats;
+mod compat;
 mod concurrency;
 mod deploy;
 mod docker_options;
