@@ -49,6 +49,18 @@ pub fn note(message: impl AsRef<str>) {
     eprintln!("       {}", message.as_ref());
 }
 
+/// Relays a container's output chunk: its stderr to ours, its stdout to ours, flushed so a
+/// slow command shows as it goes.
+pub fn relay(is_err: bool, text: &str) {
+    use std::io::Write;
+    if is_err {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+        std::io::stdout().flush().ok();
+    }
+}
+
 /// A warning (` !     x`) on stderr.
 pub fn warn(message: impl AsRef<str>) {
     eprintln!(" !     {}", message.as_ref());

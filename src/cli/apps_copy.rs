@@ -12,7 +12,7 @@ use crate::output::{detail, step, warn};
 use crate::proxy::records::Records;
 use crate::state::{Lock, Root, StateError};
 use crate::storage::Origin;
-use crate::{deploy, git, hostfs};
+use crate::{git, hostfs};
 
 #[derive(Debug, clap::Args)]
 pub struct RenameArgs {
@@ -100,7 +100,7 @@ pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
     let was_running = !engine.app_containers(old.as_str())?.is_empty();
     if was_running {
         step(format!("Stopping {old} to rename it"));
-        deploy::stop(root, &old)?;
+        super::ps::stop(root, &old)?;
     }
     {
         let _locks = lock_both(root, &old, &new)?;

@@ -2,7 +2,6 @@
 //! mounted at `/data` in a short-lived helper container; its exit status is berth's.
 
 use std::collections::HashMap;
-use std::io::Write;
 
 use super::{CliError, Result};
 use crate::engine::{ContainerSpec, Engine, EngineMount, MountKind};
@@ -77,14 +76,7 @@ pub fn exec(root: &Root, args: ExecArgs) -> Result<i32> {
         ..ContainerSpec::default()
     };
     engine.create_container(&spec)?;
-    let status = engine.run_attached(&container, &mut |is_err, text| {
-        if is_err {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-            std::io::stdout().flush().ok();
-        }
-    });
+    let status = engine.run_attached(&container, &mut crate::output::relay);
     engine.remove_container(&container)?;
     Ok(i32::try_from(status?).unwrap_or(1))
 }
