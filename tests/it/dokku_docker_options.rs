@@ -297,3 +297,42 @@ fn docker_options_rename() {
         .assert_output_contains("-v /logs:/logs");
     b.run("test ! -d $DOKKU_LIB_ROOT/apps/$TEST_APP").assert_success();
 }
+
+/// docker-options-2 "(docker-options:remove) --process removes from a single process".
+/// Adapted: `--cpus 1` / `--cpus 2` stand for `-p 8080:5000` / `-p 9000:9000`.
+#[test]
+fn docker_options_remove_one_process() {
+    let b = Bats::new("do-rm-proc");
+    b.run("berth docker-options:add --process web $TEST_APP deploy '--cpus 1'").assert_success();
+    b.run("berth docker-options:add --process worker $TEST_APP deploy '--cpus 2'").assert_success();
+    b.run("berth docker-options:remove --process web $TEST_APP deploy '--cpus 1'").assert_success();
+    b.run("berth docker-options:list $TEST_APP --process web --phase deploy").assert_output("");
+    b.run("berth docker-options:list $TEST_APP --process worker --phase deploy").assert_output("--cpus 2");
+}
+
+/// docker-options-2 "(docker-options:clear) --process clears only that process". Adapted as
+/// the case above.
+#[test]
+fn docker_options_clear_one_process() {
+    let b = Bats::new("do-clear-proc");
+    b.run("berth docker-options:add --process web $TEST_APP deploy '--cpus 1'").assert_success();
+    b.run("berth docker-options:add --process worker $TEST_APP deploy '--cpus 2'").assert_success();
+    b.run("berth docker-options:clear --process web $TEST_APP deploy").assert_success();
+    b.run("berth docker-options:list $TEST_APP --process web --phase deploy").assert_output("");
+    b.run("berth docker-options:list $TEST_APP --process worker --phase deploy").assert_output("--cpus 2");
+}
+
+/// docker-options-2 "(docker-options:report) exposes dynamic per-process keys". Adapted:
+/// `--cpus 1` for `-p 8080:5000`.
+#[test]
+fn docker_options_report_per_process() {
+    let b = Bats::new("do-rpt-proc");
+    b.run("berth docker-options:add --process web $TEST_APP deploy '--cpus 1'").assert_success();
+    b.run("berth docker-options:report $TEST_APP --docker-options-deploy.web")
+        .assert_success()
+        .assert_output_contains("--cpus 1");
+    b.run("berth docker-options:report $TEST_APP")
+        .assert_success()
+        .assert_output_contains("Docker options deploy web")
+        .assert_output_contains("--cpus 1");
+}
