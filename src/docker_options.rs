@@ -24,8 +24,8 @@ pub enum OptionsError {
     BadValue { option: String, reason: String },
 }
 
-const SUPPORTED: &str = "-e/--env, -l/--label, -v/--volume, -m/--memory, --cpus, -u/--user, -w/--workdir, \
---hostname, --add-host, --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
+const SUPPORTED: &str = "-e/--env, -l/--label, -v/--volume, --mount, -m/--memory, --cpus, -u/--user, -w/--workdir, \
+--hostname, --add-host, --link, --build-arg (stored, not applied), --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
 --tmpfs, --shm-size, --init, --network, --log-driver, --log-opt, --restart";
 
 /// Capabilities every container berth creates goes without unless the admin adds them back
@@ -139,21 +139,41 @@ pub fn parse_options(text: &str) -> Result<Vec<String>, OptionsError> {
     Ok(options.into_iter().map(|words| words.join(" ")).collect())
 }
 
+/// Takes `--process <type>` out of parsed options, as Dokku lifts one typed after the options
+/// (`docker-options:add app deploy --link foo --process web`): (the options, the types).
+pub fn lift_processes(options: Vec<String>) -> Result<(Vec<String>, Vec<String>), OptionsError> {
+    let mut kept = Vec::new();
+    let mut processes = Vec::new();
+    for option in options {
+        let words = shell_words(&option)?;
+        match words.as_slice() {
+            [flag, process] if flag == "--process" => processes.push(process.clone()),
+            [flag] if flag.starts_with("--process=") => {
+                processes.push(flag["--process=".len()..].to_string())
+            }
+            _ => kept.push(option),
+        }
+    }
+    Ok((kept, processes))
+}
+
 /// An option back as the words to hand to the engine.
 pub fn option_words(option: &str) -> Result<Vec<String>, OptionsError> {
     shell_words(option)
 }
 
-/// The host:container spec of a `-v`/`--volume` option, for showing it in storage reports.
+/// A `-v`/`--volume`/`--mount` option as the `-v` flag it amounts to, for storage reports
+/// (a tmpfs `--mount` is not storage and shows nowhere).
 pub fn volume_flag(option: &str) -> Option<String> {
     let words = shell_words(option).ok()?;
-    match words.as_slice() {
-        [flag, spec] if flag == "-v" || flag == "--volume" => Some(format!("-v {spec}")),
-        [flag, spec] if flag == "--mount" => Some(format!("--mount {spec}")),
-        [flag] => flag
-            .strip_prefix("--volume=")
-            .map(|spec| format!("-v {spec}"))
-            .or_else(|| flag.strip_prefix("--mount=").map(|spec| format!("--mount {spec}"))),
+    let (flag, value) = match words.as_slice() {
+        [flag, value] => (flag.as_str(), value.clone()),
+        [flag] => flag.split_once('=').map(|(f, v)| (f, v.to_string()))?,
+        _ => return None,
+    };
+    match flag {
+        "-v" | "--volume" => Some(format!("-v {value}")),
+        "--mount" => mount_as_volume_spec(&value).ok()?.0.map(|spec| format!("-v {spec}")),
         _ => None,
     }
 }
@@ -165,12 +185,18 @@ pub struct RunOptions {
     env: Vec<String>,
     labels: Vec<(String, String)>,
     binds: Vec<String>,
+    /// Anonymous volumes (`-v /tmp`): a fresh engine volume at each path, as `docker run` does.
+    volumes: Vec<String>,
     memory: Option<i64>,
     nano_cpus: Option<i64>,
     user: Option<String>,
     workdir: Option<String>,
     hostname: Option<String>,
     extra_hosts: Vec<String>,
+    /// `--build-arg` values: kept for Dokku's scripts, not yet handed to the image build.
+    build_args: Vec<String>,
+    /// Legacy container links (`--link postgres[:alias]`).
+    links: Vec<String>,
     cap_add: Vec<String>,
     cap_drop: Vec<String>,
     /// The admin turned off the default `no-new-privileges`.
@@ -183,6 +209,95 @@ pub struct RunOptions {
     log_driver: Option<String>,
     log_opts: Vec<(String, String)>,
     restart: Option<String>,
+}
+
+/// The value of a `-v` option: `<host-dir|volume>:<container-dir>[:<options>]` checked as
+/// `storage:mount` checks its colon form, or a container path alone (an anonymous volume).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VolumeSpec {
+    Bind(String),
+    Anonymous(String),
+}
+
+fn volume_spec(flag: &str, spec: &str) -> Result<VolumeSpec, OptionsError> {
+    let bad = |reason: String| OptionsError::BadValue { option: flag.to_string(), reason };
+    if spec.starts_with('/') && !spec.contains(':') {
+        let path = crate::storage::normalize_container_path(spec).map_err(|e| bad(e.to_string()))?;
+        return Ok(VolumeSpec::Anonymous(path));
+    }
+    let mount = crate::storage::LegacyMount::parse(spec).map_err(|e| bad(e.to_string()))?;
+    if let Some(option) = mount
+        .volume_options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .find(|o| crate::storage::RESTRICTIVE_OPTIONS.contains(o))
+    {
+        return Err(bad(format!(
+            "\"{option}\" is not a -v option the engine accepts; mount a storage entry with --volume-options {option} instead"
+        )));
+    }
+    Ok(VolumeSpec::Bind(spec.to_string()))
+}
+
+/// `--mount type=bind,source=/h,target=/c,readonly` as the `-v` spec it means, so it is checked
+/// exactly as `-v` is; `None` with the target for a tmpfs mount.
+fn mount_as_volume_spec(value: &str) -> Result<(Option<String>, String), OptionsError> {
+    let bad = |reason: String| OptionsError::BadValue { option: "--mount".to_string(), reason };
+    let (mut typ, mut source, mut target, mut options) = ("volume", None, None, Vec::new());
+    for field in value.split(',') {
+        let (key, val) = field.split_once('=').map_or((field, None), |(k, v)| (k, Some(v)));
+        match (key, val) {
+            ("type", Some(t @ ("bind" | "volume" | "tmpfs"))) => typ = t,
+            ("source" | "src", Some(v)) if !v.is_empty() => source = Some(v),
+            ("target" | "destination" | "dst", Some(v)) if !v.is_empty() => target = Some(v),
+            ("readonly" | "ro", None | Some("true" | "1")) => options.push("ro"),
+            ("readonly" | "ro", Some("false" | "0")) => {}
+            ("volume-nocopy", None | Some("true" | "1")) => options.push("nocopy"),
+            ("bind-propagation", Some(p)) => options.push(p),
+            _ => {
+                return Err(bad(format!(
+                    "\"{field}\" is not understood (type, source, target, readonly, volume-nocopy, bind-propagation are)"
+                )));
+            }
+        }
+    }
+    let target = target.ok_or_else(|| bad("a target is required".into()))?;
+    if typ == "tmpfs" {
+        return match (source, options.is_empty()) {
+            (None, true) => Ok((None, target.to_string())),
+            _ => Err(bad("a tmpfs mount takes only a target".into())),
+        };
+    }
+    let spec = match source {
+        Some(source) if typ == "bind" && !source.starts_with('/') => {
+            return Err(bad(format!("bind source \"{source}\" must be an absolute path")));
+        }
+        Some(source) if typ == "volume" && source.starts_with('/') => {
+            return Err(bad(format!("volume source \"{source}\" must be a volume name (use type=bind)")));
+        }
+        Some(source) => format!("{source}:{target}"),
+        None if typ == "volume" && options.is_empty() => target.to_string(),
+        None => return Err(bad("a source is required".into())),
+    };
+    let spec = if options.is_empty() { spec } else { format!("{spec}:{}", options.join(",")) };
+    Ok((Some(spec), target.to_string()))
+}
+
+/// `--link <container>[:<alias>]`, in the engine's `<container>:<alias>` form.
+fn link(value: &str) -> Result<String, OptionsError> {
+    let (container, alias) = value.split_once(':').unwrap_or((value, value));
+    let name = |n: &str| {
+        n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
+    if name(container) && name(alias) {
+        Ok(format!("{container}:{alias}"))
+    } else {
+        Err(OptionsError::BadValue {
+            option: "--link".into(),
+            reason: format!("\"{value}\" is not <container>[:<alias>]"),
+        })
+    }
 }
 
 /// `512m`, `1g`, `1024` (bytes) → bytes.
@@ -219,6 +334,27 @@ fn split_pair(option: &str, value: &str, separator: char) -> Result<(String, Str
 }
 
 impl RunOptions {
+    fn add_volume(&mut self, flag: &str, spec: &str) -> Result<(), OptionsError> {
+        match volume_spec(flag, spec)? {
+            VolumeSpec::Bind(spec) => self.binds.push(spec),
+            VolumeSpec::Anonymous(path) => self.volumes.push(path),
+        }
+        Ok(())
+    }
+
+    fn add_mount(&mut self, value: &str) -> Result<(), OptionsError> {
+        match mount_as_volume_spec(value)? {
+            (Some(spec), _) => self.add_volume("--mount", &spec),
+            (None, target) => {
+                let path = crate::storage::normalize_container_path(&target).map_err(|e| {
+                    OptionsError::BadValue { option: "--mount".into(), reason: e.to_string() }
+                })?;
+                self.tmpfs.push((path, String::new()));
+                Ok(())
+            }
+        }
+    }
+
     /// Parses stored options (each `flag [value]`, or `--flag=value`).
     pub fn parse(options: &[String]) -> Result<RunOptions, OptionsError> {
         let mut run = RunOptions::default();
@@ -238,17 +374,8 @@ impl RunOptions {
             match flag.as_str() {
                 "-e" | "--env" => run.env.push(value()?),
                 "-l" | "--label" => run.labels.push(split_pair(&flag, &value()?, '=')?),
-                "-v" | "--volume" => {
-                    let spec = value()?;
-                    let parts: Vec<&str> = spec.split(':').collect();
-                    if parts.len() < 2 || !parts[1].starts_with('/') {
-                        return Err(OptionsError::BadValue {
-                            option: flag,
-                            reason: "expected <host>:<container>[:<options>]".into(),
-                        });
-                    }
-                    run.binds.push(spec);
-                }
+                "-v" | "--volume" => run.add_volume(&flag, &value()?)?,
+                "--mount" => run.add_mount(&value()?)?,
                 "-m" | "--memory" => run.memory = Some(parse_size(&flag, &value()?)?),
                 "--shm-size" => run.shm_size = Some(parse_size(&flag, &value()?)?),
                 "--cpus" => {
@@ -269,6 +396,10 @@ impl RunOptions {
                 "-w" | "--workdir" => run.workdir = Some(value()?),
                 "--hostname" => run.hostname = Some(value()?),
                 "--add-host" => run.extra_hosts.push(value()?),
+                "--link" => run.links.push(link(&value()?)?),
+                "--build-arg" => {
+                    run.build_args.push(split_pair(&flag, &value()?, '=').map(|(k, v)| format!("{k}={v}"))?)
+                }
                 "--cap-add" => run.cap_add.push(value()?),
                 "--cap-drop" => run.cap_drop.push(value()?),
                 "--security-opt" => match value()?.as_str() {
@@ -293,6 +424,13 @@ impl RunOptions {
         Ok(run)
     }
 
+    /// What `docker-options:add` should say about options berth stores but does not apply.
+    pub fn unapplied_warning(&self) -> Option<String> {
+        (!self.build_args.is_empty()).then(|| {
+            "--build-arg is stored for Dokku's scripts, but berth does not pass build arguments to the image build yet".to_string()
+        })
+    }
+
     /// Applies the options on top of what berth set.
     pub fn apply(&self, body: &mut bollard::models::ContainerCreateBody) {
         use bollard::models::{HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
@@ -309,10 +447,16 @@ impl RunOptions {
         }
         let host: &mut HostConfig = body.host_config.get_or_insert_with(Default::default);
         host.binds.get_or_insert_with(Vec::new).extend(self.binds.iter().cloned());
+        if !self.volumes.is_empty() {
+            body.volumes.get_or_insert_with(Vec::new).extend(self.volumes.iter().cloned());
+        }
         host.memory = self.memory.or(host.memory);
         host.nano_cpus = self.nano_cpus.or(host.nano_cpus);
         host.shm_size = self.shm_size.or(host.shm_size);
         host.extra_hosts.get_or_insert_with(Vec::new).extend(self.extra_hosts.iter().cloned());
+        if !self.links.is_empty() {
+            host.links.get_or_insert_with(Vec::new).extend(self.links.iter().cloned());
+        }
         self.apply_privileges(host);
         if self.read_only {
             host.readonly_rootfs = Some(true);
@@ -351,6 +495,7 @@ impl RunOptions {
     /// Whether one of the admin's `-v` options mounts something at `path`.
     pub fn mounts_at(&self, path: &str) -> bool {
         self.binds.iter().any(|spec| spec.split(':').nth(1).is_some_and(|t| t.trim_end_matches('/') == path))
+            || self.volumes.iter().any(|v| v == path)
     }
 
     /// berth's hardening defaults, minus what the admin added back: a `--cap-add` wins over the
@@ -411,13 +556,51 @@ mod tests {
     fn volume_flags() {
         assert_eq!(volume_flag("-v /h:/c").as_deref(), Some("-v /h:/c"));
         assert_eq!(volume_flag("--volume=/h:/c:ro").as_deref(), Some("-v /h:/c:ro"));
-        assert_eq!(
-            volume_flag("--mount type=bind,src=/h,dst=/c").as_deref(),
-            Some("--mount type=bind,src=/h,dst=/c")
-        );
+        assert_eq!(volume_flag("--mount type=bind,src=/h,dst=/c").as_deref(), Some("-v /h:/c"));
+        assert_eq!(volume_flag("--mount=type=volume,dst=/c,readonly").as_deref(), None);
+        assert_eq!(volume_flag("-v /tmp").as_deref(), Some("-v /tmp"));
         assert_eq!(volume_flag("--memory 1g"), None);
         let run = RunOptions::parse(&["-v /srv/x:/data/:ro".into()]).unwrap();
         assert!(run.mounts_at("/data") && !run.mounts_at("/srv/x"));
+    }
+
+    #[test]
+    fn anonymous_volumes_and_mounts() {
+        let options: Vec<String> =
+            ["-v /tmp", "-v /var/tmp/", "--mount type=bind,source=/srv/x,target=/x,readonly"]
+                .map(String::from)
+                .to_vec();
+        let run = RunOptions::parse(&options).unwrap();
+        let mut body = bollard::models::ContainerCreateBody::default();
+        run.apply(&mut body);
+        assert_eq!(body.volumes.unwrap(), vec!["/tmp", "/var/tmp"]);
+        assert_eq!(body.host_config.unwrap().binds.unwrap(), vec!["/srv/x:/x:ro"]);
+        assert!(run.mounts_at("/tmp") && run.mounts_at("/x"));
+        for refused in [
+            "-v /",
+            "-v ./rel:/x",
+            "-v /h:/c:noexec",
+            "-v /h:/c:bogus",
+            "--mount type=bind,src=rel,dst=/x",
+            "--mount type=volume,src=/h,dst=/x",
+            "--mount type=bind,dst=/x",
+            "--mount type=bind,src=/h",
+            "--mount type=npipe,src=/h,dst=/x",
+            "--mount type=bind,src=/h,dst=/x,bind-nonrecursive",
+            "--mount type=tmpfs,src=/h,dst=/x",
+        ] {
+            assert!(
+                matches!(RunOptions::parse(&[refused.into()]), Err(OptionsError::BadValue { .. })),
+                "{refused}"
+            );
+        }
+        let build = RunOptions::parse(&["--build-arg X=Y".into()]).unwrap();
+        assert!(build.unapplied_warning().is_some() && host_after(&["--build-arg X=Y"]).links.is_none());
+        let linked = host_after(&["--link postgres", "--link db:pg"]);
+        assert_eq!(linked.links.unwrap(), vec!["postgres:postgres", "db:pg"]);
+        assert!(RunOptions::parse(&["--link ../x".into()]).is_err());
+        let tmpfs = RunOptions::parse(&["--mount type=tmpfs,target=/scratch".into()]).unwrap();
+        assert_eq!(tmpfs.tmpfs, vec![("/scratch".to_string(), String::new())]);
     }
 
     fn host_after(options: &[&str]) -> bollard::models::HostConfig {
@@ -445,6 +628,14 @@ mod tests {
         for refused in ["--security-opt seccomp=unconfined", "--security-opt no-new-privileges"] {
             assert!(matches!(RunOptions::parse(&[refused.into()]), Err(OptionsError::BadValue { .. })));
         }
+    }
+
+    #[test]
+    fn lifts_process_flags() {
+        let options = parse_options("--cpus 1 --process web --process=worker").unwrap();
+        let (kept, processes) = lift_processes(options).unwrap();
+        assert_eq!(kept, vec!["--cpus 1"]);
+        assert_eq!(processes, vec!["web", "worker"]);
     }
 
     #[test]

@@ -144,6 +144,16 @@ impl Engine {
             .map_err(api_error(format!("create volume {name}")))
     }
 
+    /// Creates a `local` volume with these labels unless it exists; true when created (an
+    /// existing volume keeps its labels: the engine cannot change them).
+    pub fn ensure_labelled_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<bool> {
+        self.ensure_volume(VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        })
+    }
+
     /// Names of the volumes labelled with the app, sorted.
     pub fn app_volumes(&self, app: &str) -> Result<Vec<String>> {
         let volumes = self.volumes_labelled(vec![format!("{APP_LABEL}={app}")])?;
@@ -443,7 +453,14 @@ impl Engine {
             // SELinux relabelling exists only in the `-v` form; paths were checked free of `:`
             // and `,`, so rendering them cannot smuggle options.
             if mount.options.iter().any(|o| o == "z" || o == "Z") {
-                let mut options = mount.options.clone();
+                // The engine refuses these in the `-v` form; they hold by other means (see
+                // `storage::RESTRICTIVE_OPTIONS`).
+                let mut options: Vec<String> = mount
+                    .options
+                    .iter()
+                    .filter(|o| !crate::storage::RESTRICTIVE_OPTIONS.contains(&o.as_str()))
+                    .cloned()
+                    .collect();
                 if mount.read_only {
                     options.insert(0, "ro".into());
                 }

@@ -74,6 +74,23 @@ pub fn init_bare(path: &Path) -> Result<(), GitError> {
         .map_err(|e| GitError::Init { path: path.to_path_buf(), message: e.message().to_string() })
 }
 
+/// Copies every ref (and the objects they reach) of one local repository into another, as
+/// `git fetch <from> '+refs/*:refs/*'` does.
+pub fn copy_refs(from: &Path, to: &Path) -> Result<(), GitError> {
+    let open = |path: &Path| {
+        git2::Repository::open_bare(path)
+            .map_err(|e| GitError::Open { path: path.to_path_buf(), message: e.message().to_string() })
+    };
+    open(from)?;
+    let target = open(to)?;
+    let url = from.to_str().ok_or_else(|| GitError::Open {
+        path: from.to_path_buf(),
+        message: "the path is not UTF-8".to_string(),
+    })?;
+    let mut remote = target.remote_anonymous(url).map_err(read_error(format!("the refs of {url}")))?;
+    remote.fetch(&["+refs/*:refs/*"], None, None).map_err(read_error(format!("the refs of {url}")))
+}
+
 /// An app's repository, opened to read pushed commits.
 pub struct PushedRepo {
     repo: git2::Repository,

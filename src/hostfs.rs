@@ -180,11 +180,61 @@ pub fn remove_tree(path: &Path) -> Result<bool, HostFsError> {
     }
 }
 
+/// Copies the tree at `from` to `to` (which must not exist): directories, regular files and
+/// symlinks (as links, never followed), with their modes and owners. Anything else (a device
+/// node, a socket, a fifo) is refused rather than copied or skipped silently.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<(), HostFsError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::symlink_metadata(from).map_err(io_error("inspect", from))?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        let target = fs::read_link(from).map_err(io_error("read the link", from))?;
+        std::os::unix::fs::symlink(&target, to).map_err(io_error("create the link", to))?;
+    } else if kind.is_dir() {
+        fs::create_dir(to).map_err(io_error("create", to))?;
+        for child in fs::read_dir(from).map_err(io_error("list", from))? {
+            let child = child.map_err(io_error("list", from))?;
+            copy_tree(&child.path(), &to.join(child.file_name()))?;
+        }
+        fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(io_error("change the mode of", to))?;
+    } else if kind.is_file() {
+        fs::copy(from, to).map_err(io_error("copy", from))?;
+    } else {
+        return Err(HostFsError::Io {
+            action: "copy",
+            path: from.to_path_buf(),
+            source: io::Error::other("not a directory, regular file or symlink"),
+        });
+    }
+    if crate::state::running_as_root() {
+        std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(io_error("chown", to))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn copy_tree_keeps_links_and_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        fs::create_dir_all(from.join("sub")).unwrap();
+        fs::write(from.join("sub/file"), "data").unwrap();
+        fs::set_permissions(from.join("sub"), fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", from.join("link")).unwrap();
+        let to = dir.path().join("to");
+        copy_tree(&from, &to).unwrap();
+        assert_eq!(fs::read_to_string(to.join("sub/file")).unwrap(), "data");
+        assert_eq!(fs::metadata(to.join("sub")).unwrap().mode() & 0o777, 0o750);
+        assert_eq!(fs::read_link(to.join("link")).unwrap(), Path::new("/etc/passwd"));
+        assert!(copy_tree(&from, &to).is_err(), "an existing target is not overwritten");
+    }
 
     #[test]
     fn chown_does_not_follow_symlinks() {

@@ -11,6 +11,20 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A data line of a list: indented as a detail, or bare under `--quiet` (Dokku's
+/// `--quiet storage:list` prints just the mounts).
+pub fn item(message: impl AsRef<str>) {
+    if is_quiet() {
+        println!("{}", message.as_ref());
+    } else {
+        detail(message);
+    }
+}
+
 /// A step (`-----> x`) on stdout.
 pub fn step(message: impl AsRef<str>) {
     if !QUIET.load(Ordering::Relaxed) {
@@ -43,6 +57,18 @@ pub fn error_text(text: impl AsRef<str>) {
 /// A detail line on stderr, for commands whose stdout belongs to someone else (`berth run`).
 pub fn note(message: impl AsRef<str>) {
     eprintln!("       {}", message.as_ref());
+}
+
+/// Relays a container's output chunk: its stderr to ours, its stdout to ours, flushed so a
+/// slow command shows as it goes.
+pub fn relay(is_err: bool, text: &str) {
+    use std::io::Write;
+    if is_err {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+        std::io::stdout().flush().ok();
+    }
 }
 
 /// A warning (` !     x`) on stderr.

@@ -465,6 +465,14 @@ impl Root {
         Ok(read_toml(&self.releases_file(app))?.unwrap_or_default())
     }
 
+    /// The process types the app's current release declares, sorted; `None` before its first
+    /// deploy (nothing to check a `--process-type` against yet).
+    pub fn declared_process_types(&self, app: &AppName) -> Result<Option<Vec<String>>, StateError> {
+        let Some(number) = self.read_app(app)?.current_release else { return Ok(None) };
+        let releases = self.read_releases(app)?;
+        Ok(releases.get(number).map(|release| release.run.processes.keys().cloned().collect()))
+    }
+
     /// Writes the release history; the caller holds the app's lock.
     pub fn write_releases(&self, app: &AppName, releases: &Releases, _lock: &Lock) -> Result<(), StateError> {
         write_toml(&self.releases_file(app), releases)

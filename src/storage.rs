@@ -1,9 +1,12 @@
 //! The storage model: named entries, attachments (how an app mounts a source at a container
 //! path, in which phases, for which process type), ownership presets, and rendering an
 //! attachment to the `-v` form shown in reports and to the structured mount the engine gets.
-//! [`binds`] holds the rule every bind source on the server must follow.
+//! [`binds`] holds the rule every bind source on the server must follow; [`metadata`] the
+//! entries' labels and annotations; [`migrate`] turns `-v` docker-options into mounts.
 
 pub mod binds;
+pub mod metadata;
+pub mod migrate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -53,12 +56,14 @@ pub enum StorageError {
         "host path \"{0}\" is relative; use an absolute path (such as one made with `berth storage:ensure-directory`) or a Docker volume name"
     )]
     RelativeHostPath(String),
-    #[error("host path \"{0}\" does not exist; create it first (berth storage:ensure-directory or mkdir)")]
+    #[error(
+        "host path \"{0}\" does not exist; add --create (and --chown <owner>) to make it, or mkdir it first (the engine would make it owned by root)"
+    )]
     MissingHostPath(String),
     #[error("host path \"{0}\" exists but is not a directory or file")]
     OddHostPath(String),
     #[error(
-        "unsupported mount option \"{0}\" (supported: ro, rw, z, Z, nocopy, shared, slave, private, rshared, rslave, rprivate, delegated, cached, consistent)"
+        "unsupported mount option \"{0}\" (supported: ro, rw, z, Z, nocopy, shared, slave, private, rshared, rslave, rprivate, delegated, cached, consistent, noexec, nosuid, nodev)"
     )]
     UnknownMountOption(String),
     #[error("volume subpath \"{0}\" must be relative and must not contain \"..\"")]
@@ -71,6 +76,37 @@ pub enum StorageError {
     BadEntryHostPath(String, String),
     #[error("unsupported reclaim policy \"{0}\" (supported: Retain, Delete)")]
     BadReclaimPolicy(String),
+    #[error("storage entry name \"{0}\" is too long (max {MAX_NEW_ENTRY_NAME} characters)")]
+    EntryNameTooLong(String),
+    #[error("storage entry name \"{0}\" must not start with reserved prefix \"{RESERVED_ENTRY_PREFIX}\"")]
+    ReservedEntryPrefix(String),
+    #[error(
+        "storage entry \"{name}\" already exists at {old}; re-creating it at {new} would move its data (destroy it and create it again, or omit the path)"
+    )]
+    EntryPathChange { name: String, old: String, new: String },
+    #[error("No {0} key specified")]
+    NoMetadataKey(&'static str),
+    #[error("{kind} key \"{key}\" must be non-empty, without \"=\", spaces or control characters")]
+    BadMetadataKey { kind: &'static str, key: String },
+    #[error("expected key=value, got \"{0}\"")]
+    NotKeyValue(String),
+}
+
+/// Longest name `storage:create` gives a new entry (Dokku's budget; older entries still load).
+pub const MAX_NEW_ENTRY_NAME: usize = 45;
+
+/// Prefix Dokku keeps for the entries its migration makes; berth keeps it free too.
+pub const RESERVED_ENTRY_PREFIX: &str = "legacy-";
+
+/// Dokku's rules for a new entry's name, on top of the DNS label every entry name is.
+pub fn check_new_entry_name(name: &EntryName) -> Result<(), StorageError> {
+    if name.as_str().len() > MAX_NEW_ENTRY_NAME {
+        return Err(StorageError::EntryNameTooLong(name.to_string()));
+    }
+    if name.as_str().starts_with(RESERVED_ENTRY_PREFIX) {
+        return Err(StorageError::ReservedEntryPrefix(name.to_string()));
+    }
+    Ok(())
 }
 
 /// When a mount applies: while building (`[build].command`), to long-running processes, or to
@@ -344,7 +380,22 @@ impl Attachment {
         app_dir: &Path,
         entries: &BTreeMap<EntryName, Entry>,
     ) -> Option<MountSource> {
-        let base = match &self.source {
+        let base = self.resolve_base(app, app_dir, entries)?;
+        Some(match (base, &self.subpath) {
+            (MountSource::Bind(path), Some(sub)) => MountSource::Bind(path.join(sub)),
+            (base, _) => base,
+        })
+    }
+
+    /// The source without the subpath: the entry's own path, which Dokku's reports and lists
+    /// show as `host-path` (the subpath has a key of its own).
+    pub fn resolve_base(
+        &self,
+        app: &AppName,
+        app_dir: &Path,
+        entries: &BTreeMap<EntryName, Entry>,
+    ) -> Option<MountSource> {
+        Some(match &self.source {
             Source::Entry(name) => match &entries.get(name)?.host_path {
                 EntryBacking::Dir(path) => MountSource::Bind(path.clone()),
                 EntryBacking::Volume(volume) => MountSource::Volume(volume.clone()),
@@ -353,10 +404,6 @@ impl Attachment {
             Source::Volume(name) => MountSource::Volume(name.clone()),
             Source::AppDir(rel) => MountSource::Bind(app_dir.join(rel)),
             Source::AppVolume(name) => MountSource::Volume(app_volume_name(app, name)),
-        };
-        Some(match (base, &self.subpath) {
-            (MountSource::Bind(path), Some(sub)) => MountSource::Bind(path.join(sub)),
-            (base, _) => base,
         })
     }
 
@@ -376,6 +423,20 @@ impl Attachment {
                 || self.process_type == DEFAULT_PROCESS_TYPE
                 || other.process_type == DEFAULT_PROCESS_TYPE)
     }
+}
+
+/// Dokku's warning for a `--process-type`/`--process` the app does not declare (a typo, most
+/// likely); the setting is recorded anyway, as Dokku does. `None` when it is declared, is the
+/// default, or nothing is known yet.
+pub fn undeclared_process_type(app: &AppName, process: &str, declared: Option<&[String]>) -> Option<String> {
+    let declared = declared?;
+    if process == DEFAULT_PROCESS_TYPE || declared.iter().any(|p| p == process) {
+        return None;
+    }
+    Some(format!(
+        "Process type \"{process}\" is not declared in the Procfile for {app}: its current release declares {}; recorded anyway",
+        declared.join(", ")
+    ))
 }
 
 /// Checks a process type name: letters, digits, `-` and `_`.
@@ -402,7 +463,23 @@ const MOUNT_OPTIONS: &[&str] = &[
     "delegated",
     "cached",
     "consistent",
+    "noexec",
+    "nosuid",
+    "nodev",
 ];
+
+/// The mount options that only take rights away. The engine's API has no way to set them on a
+/// bind or volume mount; `nosuid` and `nodev` hold in every container berth makes anyway
+/// (`no-new-privileges`, the engine's device cgroup and the dropped `MKNOD`), `noexec` does not.
+pub const RESTRICTIVE_OPTIONS: [&str; 3] = ["noexec", "nosuid", "nodev"];
+
+/// The warning for a restrictive option the engine cannot apply to a bind or volume mount:
+/// `noexec` is recorded and shown but not enforced (`nosuid` and `nodev` hold anyway).
+pub fn unenforced_option_warning(volume_options: Option<&str>) -> Option<String> {
+    volume_options?.split(',').any(|o| o == "noexec").then(|| {
+        "noexec is recorded, but the engine's API cannot make a mount noexec: files on it stay executable (nosuid and nodev hold in every berth container)".to_string()
+    })
+}
 
 /// Splits `<opts>` of the legacy form into (readonly, other options), checking each.
 pub fn parse_mount_options(options: &str) -> Result<(bool, Option<String>), StorageError> {
@@ -497,6 +574,21 @@ impl LegacyMount {
         let container_path = normalize_container_path(container)?;
         let (readonly, volume_options) = parse_mount_options(parts.next().unwrap_or(""))?;
         Ok(LegacyMount { source, container_path, readonly, volume_options })
+    }
+
+    /// The admin attachment this mount is, for every process, in these phases.
+    pub fn attachment(self, phases: BTreeSet<Phase>) -> Attachment {
+        Attachment {
+            source: self.source,
+            container_path: self.container_path,
+            phases,
+            process_type: DEFAULT_PROCESS_TYPE.to_string(),
+            subpath: None,
+            readonly: self.readonly,
+            volume_options: self.volume_options,
+            volume_chown: None,
+            made_by: Origin::Admin,
+        }
     }
 }
 
@@ -627,6 +719,39 @@ pub struct Entry {
     pub mode: Option<Mode>,
     #[serde(default)]
     pub reclaim_policy: ReclaimPolicy,
+    /// Dokku's entry annotations: free metadata, shown by `storage:info`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Dokku's entry labels: also set as Docker labels on the volume berth makes for the entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Entry {
+    /// What re-creating the entry with `self`'s settings changes in `old`, one phrase each
+    /// (`mode 0755 -> 0700`). A different host path is refused: it would move the data.
+    pub fn changes_from(&self, old: &Entry) -> Result<Vec<String>, StorageError> {
+        if self.host_path != old.host_path {
+            return Err(StorageError::EntryPathChange {
+                name: self.name.to_string(),
+                old: old.host_path.to_string(),
+                new: self.host_path.to_string(),
+            });
+        }
+        let shown = |value: Option<String>| value.unwrap_or_else(|| "unset".to_string());
+        let mut changes = Vec::new();
+        let mut compare = |what: &str, before: String, after: String| {
+            if before != after {
+                changes.push(format!("{what} {before} -> {after}"));
+            }
+        };
+        compare("chown", shown(old.chown.map(|c| c.to_string())), shown(self.chown.map(|c| c.to_string())));
+        compare("mode", shown(old.mode.map(|m| m.to_string())), shown(self.mode.map(|m| m.to_string())));
+        compare("reclaim-policy", old.reclaim_policy.to_string(), self.reclaim_policy.to_string());
+        compare("annotations", format!("{:?}", old.annotations), format!("{:?}", self.annotations));
+        compare("labels", format!("{:?}", old.labels), format!("{:?}", self.labels));
+        Ok(changes)
+    }
 }
 
 /// The scheduler berth runs on; entries record it as Dokku does.

@@ -53,7 +53,7 @@ pub fn list(root: &Root, format: Format) -> Result<()> {
 
 pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> Result<()> {
     existing_app(root, app)?;
-    confirm_destructive("app", "apps:destroy", app.as_str(), force)?;
+    confirm_destructive("app", "apps:destroy", app.as_str(), force, None)?;
     let lock = root.lock_app(app)?;
     // Read again under the lock: another destroy may have won the race.
     let state = existing_app(root, app)?;

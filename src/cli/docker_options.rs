@@ -37,7 +37,7 @@ pub struct ListArgs {
     app: String,
     /// build, deploy or run
     #[arg(long)]
-    phase: String,
+    phase: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,15 +90,19 @@ pub fn remove(root: &Root, args: ChangeArgs) -> Result<()> {
 fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
-    let keys = keys(&args.processes, &parse_phase_list(&args.phases)?)?;
-    let options = parse_options(&args.option.join(" "))?;
+    let (options, lifted) = crate::docker_options::lift_processes(parse_options(&args.option.join(" "))?)?;
+    let processes: Vec<String> = args.processes.iter().cloned().chain(lifted).collect();
+    let keys = keys(&processes, &parse_phase_list(&args.phases)?)?;
     if options.is_empty() {
         let verb = if verb == "add" { "add to" } else { verb };
         return Err(crate::docker_options::OptionsError::Empty(verb).into());
     }
     if verb == "add" {
         // Refuse what berth cannot hand to the engine now, not at the next deploy.
-        crate::docker_options::RunOptions::parse(&options)?;
+        if let Some(warning) = crate::docker_options::RunOptions::parse(&options)?.unapplied_warning() {
+            crate::output::warn(warning);
+        }
+        super::storage::warn_undeclared(root, &app, &processes)?;
     }
     root.update_app(&app, |state| {
         for key in &keys {
@@ -156,7 +160,8 @@ pub fn list(root: &Root, args: ListArgs) -> Result<()> {
     let app = AppName::new(&args.app)?;
     let state = existing_app(root, &app)?;
     let processes: Vec<String> = args.process.into_iter().collect();
-    let keys = keys(&processes, &parse_phase_list(&args.phase)?)?;
+    let phase = args.phase.ok_or_else(|| CliError::Usage("--phase is required".into()))?;
+    let keys = keys(&processes, &parse_phase_list(&phase)?)?;
     let [key] = keys.as_slice() else {
         return Err(CliError::Usage("--phase takes one phase: build, deploy or run".into()));
     };

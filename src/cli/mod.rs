@@ -2,6 +2,7 @@
 //! Commands take Dokku's names (`storage:mount`), arguments and output shapes.
 
 mod apps;
+mod apps_copy;
 mod docker_options;
 mod domains;
 mod global;
@@ -11,6 +12,9 @@ mod ps;
 mod report;
 mod ssh;
 mod storage;
+mod storage_exec;
+mod storage_metadata;
+mod storage_migrate;
 
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Write};
@@ -23,7 +27,7 @@ use crate::git::GitError;
 use crate::hostfs::HostFsError;
 use crate::names::{AppName, NameError};
 use crate::state::{AppState, Root, StateError};
-use crate::storage::StorageError;
+use crate::storage::{StorageError, metadata};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -115,6 +119,12 @@ enum Command {
         #[arg(long)]
         purge_storage: bool,
     },
+    /// Rename an app: its state, repo, directories, mounts, docker-options and domains
+    #[command(name = "apps:rename")]
+    AppsRename(apps_copy::RenameArgs),
+    /// Create a new app with an app's mounts, docker-options and settings
+    #[command(name = "apps:clone")]
+    AppsClone(apps_copy::CloneArgs),
     /// Show an app's settings
     #[command(name = "apps:report")]
     AppsReport {
@@ -176,12 +186,25 @@ enum Command {
     },
     /// Set (or, without a value, unset) a property of a storage entry: chown, mode, reclaim-policy
     #[command(name = "storage:set")]
-    StorageSet {
-        name: String,
-        property: Option<String>,
-        #[arg(allow_hyphen_values = true)]
-        value: Option<String>,
-    },
+    StorageSet(storage::SetArgs),
+    /// Set (or, without a value, clear) one annotation of a storage entry
+    #[command(name = "storage:annotations:set")]
+    StorageAnnotationsSet(storage_metadata::SetArgs),
+    /// Show the annotations of one storage entry or every entry
+    #[command(name = "storage:annotations:report")]
+    StorageAnnotationsReport(storage_metadata::ReportArgs),
+    /// Set (or, without a value, clear) one label of a storage entry
+    #[command(name = "storage:labels:set")]
+    StorageLabelsSet(storage_metadata::SetArgs),
+    /// Show the labels of one storage entry or every entry
+    #[command(name = "storage:labels:report")]
+    StorageLabelsReport(storage_metadata::ReportArgs),
+    /// Run a command (default: a shell) on a storage entry's data, mounted at /data in a helper container
+    #[command(name = "storage:exec")]
+    StorageExec(storage_exec::ExecArgs),
+    /// Turn an app's -v docker-options into storage mounts (a second run does nothing)
+    #[command(name = "storage:migrate")]
+    StorageMigrate(storage_migrate::MigrateArgs),
     /// Allow an app's app.toml to mount a host path (and below) or an external Docker volume
     #[command(name = "storage:allow")]
     StorageAllow { app: String, source: String },
@@ -375,10 +398,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     }
     let cli = Cli::parse_from(args);
     let root = Root::from_env();
-    if let Command::Run { app, command } = &cli.command {
-        return ps::run(&root, &app_name(app)?, command);
+    match cli.command {
+        Command::Run { app, command } => ps::run(&root, &app_name(&app)?, &command),
+        Command::StorageExec(args) => storage_exec::exec(&root, args),
+        command => dispatch(&root, command).map(|()| 0),
     }
-    dispatch(&root, cli.command).map(|()| 0)
 }
 
 fn dispatch(root: &Root, command: Command) -> Result<()> {
@@ -402,9 +426,17 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         }
         Command::StorageInfo { name, format } => storage::info(root, &name, format),
         Command::StorageListEntries { format } => storage::list_entries(root, format),
-        Command::StorageSet { name, property, value } => {
-            storage::set(root, &name, property.as_deref(), value.as_deref())
+        Command::StorageSet(args) => storage::set(root, args),
+        Command::StorageAnnotationsSet(args) => storage_metadata::set(root, metadata::Kind::Annotation, args),
+        Command::StorageAnnotationsReport(args) => {
+            storage_metadata::report(root, metadata::Kind::Annotation, args)
         }
+        Command::StorageLabelsSet(args) => storage_metadata::set(root, metadata::Kind::Label, args),
+        Command::StorageLabelsReport(args) => storage_metadata::report(root, metadata::Kind::Label, args),
+        Command::StorageExec(args) => storage_exec::exec(root, args).map(drop),
+        Command::StorageMigrate(args) => storage_migrate::migrate(root, args),
+        Command::AppsRename(args) => apps_copy::rename(root, args),
+        Command::AppsClone(args) => apps_copy::clone(root, args),
         Command::StorageAllow { app, source } => storage::allow(root, &app_name(&app)?, &source, true),
         Command::StorageDisallow { app, source } => storage::allow(root, &app_name(&app)?, &source, false),
         Command::DockerOptionsAdd(args) => docker_options::add(root, args),
@@ -496,17 +528,31 @@ fn existing_app(root: &Root, app: &AppName) -> Result<AppState> {
 }
 
 /// Dokku's confirmation for destructive commands: the app's or entry's name, typed on a terminal
-/// or piped in (`echo demo | berth apps:destroy demo`). No input at all (closed stdin, CI)
-/// refuses unless forced, rather than block or guess.
-fn confirm_destructive(what: &str, command: &'static str, name: &str, force: bool) -> Result<()> {
+/// or piped in (`echo demo | berth apps:destroy demo`), after Dokku's warning (and `warning`,
+/// what else will go). No input at all (closed stdin, CI) refuses unless forced, rather than
+/// block or guess, and warns of nothing.
+fn confirm_destructive(
+    what: &str,
+    command: &'static str,
+    name: &str,
+    force: bool,
+    warning: Option<&str>,
+) -> Result<()> {
     if force {
         return Ok(());
     }
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    let terminal = stdin.is_terminal();
+    let warn_all = || {
+        if let Some(warning) = warning {
+            crate::output::warn(warning);
+        }
         crate::output::warn("WARNING: Potentially Destructive Action");
         crate::output::warn(format!("This command will destroy {what} {name}."));
         crate::output::warn(format!("To proceed, type \"{name}\""));
+    };
+    if terminal {
+        warn_all();
         eprint!("> ");
         std::io::stderr().flush().ok();
     }
@@ -521,6 +567,9 @@ fn confirm_destructive(what: &str, command: &'static str, name: &str, force: boo
             command,
             name: name.to_string(),
         });
+    }
+    if !terminal {
+        warn_all();
     }
     if answer.trim_end_matches(['\n', '\r']) == name {
         Ok(())

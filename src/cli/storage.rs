@@ -1,7 +1,6 @@
 //! `storage:*`: admin mounts, named entries, directories, grants and storage reports.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -14,6 +13,7 @@ use crate::hostfs;
 use crate::names::{AppName, EntryName, is_docker_volume_name};
 use crate::output::{Report, detail, step, warn};
 use crate::state::{AppState, Root, StateError};
+use crate::storage::metadata;
 use crate::storage::{
     Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, EntryBacking, LegacyMount, Mode, Origin, Phase,
     ReclaimPolicy, SCHEDULER, Source, StorageError, check_process_type, check_relative_subpath,
@@ -49,6 +49,12 @@ pub struct MountArgs {
     /// Re-create the app's containers now so the change applies
     #[arg(long)]
     restart: bool,
+    /// Colon form: create a missing host directory, owned as --chown says
+    #[arg(long)]
+    create: bool,
+    /// Owner of the directory --create makes: herokuish (default), heroku, paketo, root, false, uid
+    #[arg(long, allow_hyphen_values = true, requires = "create")]
+    chown: Option<String>,
 }
 
 impl MountArgs {
@@ -105,6 +111,45 @@ pub struct CreateArgs {
     /// Only docker-local is supported
     #[arg(long, default_value = SCHEDULER)]
     scheduler: String,
+    /// An annotation key=value (repeatable)
+    #[arg(long = "annotation")]
+    annotations: Vec<String>,
+    /// A label key=value (repeatable); also a Docker label on a volume berth makes for the entry
+    #[arg(long = "label")]
+    labels: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    name: String,
+    property: Option<String>,
+    #[arg(allow_hyphen_values = true)]
+    value: Option<String>,
+    /// Deprecated flag form of `storage:set <name> chown <value>`
+    #[arg(long, allow_hyphen_values = true)]
+    chown: Option<String>,
+    /// Deprecated flag form of `storage:set <name> mode <value>`
+    #[arg(long, allow_hyphen_values = true)]
+    mode: Option<String>,
+    /// Deprecated flag form of `storage:set <name> reclaim-policy <value>`
+    #[arg(long)]
+    reclaim_policy: Option<String>,
+    /// Deprecated: replaces every annotation (use storage:annotations:set)
+    #[arg(long = "annotation")]
+    annotations: Vec<String>,
+    /// Deprecated: replaces every label (use storage:labels:set)
+    #[arg(long = "label")]
+    labels: Vec<String>,
+}
+
+impl SetArgs {
+    /// The properties the deprecated flag form names, as (property, value) pairs.
+    fn flag_properties(&self) -> Vec<(&'static str, &str)> {
+        [("chown", &self.chown), ("mode", &self.mode), ("reclaim-policy", &self.reclaim_policy)]
+            .into_iter()
+            .filter_map(|(property, value)| value.as_deref().map(|v| (property, v)))
+            .collect()
+    }
 }
 
 pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()> {
@@ -147,31 +192,36 @@ pub fn mount(root: &Root, args: MountArgs) -> Result<()> {
                 args.mount.splitn(3, ':').take(2).collect::<Vec<_>>().join(":")
             )));
         }
-        mount_legacy(root, &app, &args.mount)?;
+        mount_legacy(root, &app, &args)?;
+    } else if args.create {
+        return Err(CliError::Usage(
+            "--create applies to the colon form (berth storage:mount <app> /srv/x:/data --create); an entry's directory is made by storage:create".into(),
+        ));
     } else {
         mount_entry(root, &app, &args)?;
     }
     super::apply_or_hint(root, &app, args.restart)
 }
 
-fn mount_legacy(root: &Root, app: &AppName, spec: &str) -> Result<()> {
-    let legacy = LegacyMount::parse(spec)?;
-    match &legacy.source {
+fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
+    let legacy = LegacyMount::parse(&args.mount)?;
+    let chown: Chown = args.chown.as_deref().unwrap_or("herokuish").parse()?;
+    let attachment = legacy.attachment([Phase::Deploy, Phase::Run].into());
+    if let Some(warning) = crate::storage::unenforced_option_warning(attachment.volume_options.as_deref()) {
+        warn(warning);
+    }
+    match &attachment.source {
+        Source::HostPath(path) if args.create && !path.exists() => {
+            // The mount rule first: nothing is created for a mount that would be refused.
+            let mut mounts = existing_app(root, app)?.mounts;
+            mounts.push(attachment.clone());
+            deploy::check_binds(root, app, &mounts, &root.entries_by_name()?)?;
+            create_host_dir(path, chown)?;
+        }
         Source::HostPath(path) => check_host_path(path)?,
         Source::Volume(name) => Engine::connect()?.require_volume(name)?,
         _ => {}
     }
-    let attachment = Attachment {
-        source: legacy.source,
-        container_path: legacy.container_path,
-        phases: [Phase::Deploy, Phase::Run].into(),
-        process_type: DEFAULT_PROCESS_TYPE.into(),
-        subpath: None,
-        readonly: legacy.readonly,
-        volume_options: legacy.volume_options,
-        volume_chown: None,
-        made_by: Origin::Admin,
-    };
     let entries = root.entries_by_name()?;
     root.update_app(app, |state| {
         if state.mounts.iter().any(|m| m.same_mount(&attachment)) {
@@ -183,7 +233,30 @@ fn mount_legacy(root: &Root, app: &AppName, spec: &str) -> Result<()> {
     })
 }
 
-fn check_host_path(path: &Path) -> Result<()> {
+/// `storage:mount --create`: the missing host directory, given to its owner (only it: parents
+/// made on the way stay root's, as `mkdir -p` leaves them).
+fn create_host_dir(path: &Path, chown: Chown) -> Result<()> {
+    hostfs::ensure_dir(path)?;
+    detail(format!("Created {}", path.display()));
+    if let Some(uid) = chown.uid() {
+        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        hostfs::chown_tree(path, uid, uid)?;
+    }
+    Ok(())
+}
+
+/// Warns about process types the app's current release does not declare.
+pub(super) fn warn_undeclared(root: &Root, app: &AppName, processes: &[String]) -> Result<()> {
+    let declared = root.declared_process_types(app)?;
+    for process in processes {
+        if let Some(warning) = crate::storage::undeclared_process_type(app, process, declared.as_deref()) {
+            warn(warning);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_host_path(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() || meta.is_file() => Ok(()),
         Ok(_) => Err(StorageError::OddHostPath(path.display().to_string()).into()),
@@ -191,7 +264,7 @@ fn check_host_path(path: &Path) -> Result<()> {
     }
 }
 
-fn check_collisions(app: &AppName, state: &AppState, attachment: &Attachment) -> Result<()> {
+pub(super) fn check_collisions(app: &AppName, state: &AppState, attachment: &Attachment) -> Result<()> {
     let taken = state.mounts.iter().find(|m| !m.same_mount(attachment) && m.collides_with(attachment));
     match taken {
         Some(other) => Err(CliError::Usage(format!(
@@ -213,6 +286,7 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     let phases = parse_phases(&args.phases)?;
     let process_type = args.process_type.clone().unwrap_or_else(|| DEFAULT_PROCESS_TYPE.to_string());
     check_process_type(&process_type)?;
+    warn_undeclared(root, app, std::slice::from_ref(&process_type))?;
     let subpath = match args.volume_subpath.as_deref() {
         None => None,
         Some(_) if matches!(entry.host_path, EntryBacking::Volume(_)) => {
@@ -228,6 +302,9 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
         None => None,
     };
     let volume_chown = args.volume_chown.as_deref().map(str::parse::<Chown>).transpose()?;
+    if let Some(warning) = crate::storage::unenforced_option_warning(volume_options.as_deref()) {
+        warn(warning);
+    }
     let attachment = Attachment {
         source: Source::Entry(name.clone()),
         container_path: container_path.clone(),
@@ -358,7 +435,7 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
     let mut rows: Vec<(&Attachment, String)> = state
         .mounts
         .iter()
-        .filter_map(|m| m.resolve(app, &root.app_storage_dir(app), &entries).map(|s| (m, s.to_string())))
+        .filter_map(|m| m.resolve_base(app, &root.app_storage_dir(app), &entries).map(|s| (m, s.to_string())))
         .collect();
     rows.sort_by(|a, b| (&a.1, &a.0.container_path).cmp(&(&b.1, &b.0.container_path)));
     // Only a deployed app can have them, and only the engine knows them.
@@ -413,14 +490,18 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                 if m.made_by == Origin::Repo {
                     notes.push("from app.toml".to_string());
                 }
-                if notes.is_empty() {
-                    detail(line);
+                if notes.is_empty() || crate::output::is_quiet() {
+                    crate::output::item(line);
                 } else {
                     detail(format!("{line}  ({})", notes.join("; ")));
                 }
             }
             for (volume, path) in anonymous {
-                detail(format!("{volume}:{path}  (anonymous: Dockerfile VOLUME, not in app.toml)"));
+                if crate::output::is_quiet() {
+                    crate::output::item(format!("{volume}:{path}"));
+                } else {
+                    detail(format!("{volume}:{path}  (anonymous: Dockerfile VOLUME, not in app.toml)"));
+                }
             }
             Ok(())
         }
@@ -445,7 +526,8 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
         let phases: Vec<&str> = m.phases.iter().map(|p| p.as_str()).collect();
         report.row(key("entry-name"), entry_name);
         report.row(key("source"), m.source.to_string());
-        report.row(key("host-path"), source.to_string());
+        let base = m.resolve_base(app, &root.app_storage_dir(app), entries).unwrap_or_else(|| source.clone());
+        report.row(key("host-path"), base.to_string());
         report.row(key("container-path"), m.container_path.clone());
         report.row(key("phases"), phases.join(","));
         report.row(key("process-type"), m.process_type.clone());
@@ -584,34 +666,43 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
             path.display()
         )));
     }
-    let entry = Entry {
+    let mut entry = Entry {
         name: name.clone(),
         scheduler: SCHEDULER.to_string(),
         host_path,
         chown: args.chown.as_deref().map(str::parse).transpose()?,
         mode: args.mode.as_deref().map(str::parse::<Mode>).transpose()?,
         reclaim_policy: args.reclaim_policy.as_deref().map(str::parse).transpose()?.unwrap_or_default(),
+        annotations: metadata::parse_pairs(metadata::Kind::Annotation, &args.annotations)?,
+        labels: metadata::parse_pairs(metadata::Kind::Label, &args.labels)?,
     };
-    if entry.chown.is_some() {
-        only_on_default_path(root, &entry, "--chown")?;
-    }
-    if entry.mode.is_some() {
-        only_on_default_path(root, &entry, "--mode")?;
-    }
-    if entry.reclaim_policy == ReclaimPolicy::Delete {
-        only_on_default_path(root, &entry, "--reclaim-policy Delete")?;
-    }
+    check_default_path_settings(root, &entry)?;
     let lock = root.lock_entries()?;
     if root.entry_exists(&name) {
         let existing = root.read_entry(&name)?;
-        if existing == entry {
-            step(format!("Storage entry {name} already exists, leaving in place"));
-            return Ok(());
+        // Metadata not named on this command line stays; Dokku's separate commands own it.
+        if args.annotations.is_empty() {
+            entry.annotations = existing.annotations.clone();
         }
-        return Err(CliError::Usage(format!(
-            "storage entry \"{name}\" already exists with other settings; change them with `berth storage:set {name} <property> <value>`"
-        )));
+        if args.labels.is_empty() {
+            entry.labels = existing.labels.clone();
+        }
+        let changes = entry.changes_from(&existing)?;
+        if changes.is_empty() {
+            step(format!("Storage entry {name} already exists, leaving in place"));
+        } else {
+            step(format!("Storage entry {name} already exists, updating {}", changes.join(", ")));
+        }
+        // Ownership and mode are applied again either way, as Dokku does: something else may
+        // have changed them since.
+        apply_entry_dir(root, &entry)?;
+        if !changes.is_empty() {
+            root.write_entry(&entry, &lock)?;
+            step(format!("Storage entry {name} updated"));
+        }
+        return Ok(());
     }
+    crate::storage::check_new_entry_name(&name)?;
     // A custom directory is created as Dokku does (never chowned: it may be anything on the host),
     // so a mount of the entry does not leave the engine to create it root-owned.
     if let EntryBacking::Dir(path) = &entry.host_path
@@ -621,8 +712,23 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
         detail(format!("Created {}", path.display()));
     }
     apply_entry_dir(root, &entry)?;
+    super::storage_metadata::ensure_entry_volume(&entry)?;
     root.write_entry(&entry, &lock)?;
     step(format!("Storage entry {name} created"));
+    Ok(())
+}
+
+/// `--chown`, `--mode` and `--reclaim-policy Delete` act on the default directory only.
+fn check_default_path_settings(root: &Root, entry: &Entry) -> Result<()> {
+    if entry.chown.is_some() {
+        only_on_default_path(root, entry, "--chown")?;
+    }
+    if entry.mode.is_some() {
+        only_on_default_path(root, entry, "--mode")?;
+    }
+    if entry.reclaim_policy == ReclaimPolicy::Delete {
+        only_on_default_path(root, entry, "--reclaim-policy Delete")?;
+    }
     Ok(())
 }
 
@@ -640,17 +746,13 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
     if !mounted_by.is_empty() {
         return Err(still_mounted(&name, &mounted_by));
     }
-    // Without a terminal the confirmation refuses at once; the warning would only mislead.
-    if !force
-        && std::io::stdin().is_terminal()
-        && let Some(dir) = &remove_dir
-    {
-        warn(format!(
+    let warning = remove_dir.as_ref().map(|dir| {
+        format!(
             "Storage entry {name} is backed by {}, which will be removed along with its contents.",
             dir.display()
-        ));
-    }
-    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force)?;
+        )
+    });
+    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force, warning.as_deref())?;
     let lock = root.lock_entries()?;
     // Checked again under the lock: a mount may have been added while we asked.
     let mounted_by = root.apps_mounting(&name)?;
@@ -719,16 +821,67 @@ pub fn list_entries(root: &Root, format: Format) -> Result<()> {
     Ok(())
 }
 
-pub fn set(root: &Root, name: &str, property: Option<&str>, value: Option<&str>) -> Result<()> {
-    let name = EntryName::new(name)?;
-    let property = property.ok_or_else(|| CliError::Usage("No property specified".into()))?;
+/// `storage:set <name> <property> [<value>]`, and Dokku's deprecated flag form
+/// (`storage:set <name> --mode 0770`, `--annotation k=v`, `--label k=v`) with its warning.
+pub fn set(root: &Root, args: SetArgs) -> Result<()> {
+    let name = EntryName::new(&args.name)?;
+    let flags = args.flag_properties();
+    let metadata_flags = !args.annotations.is_empty() || !args.labels.is_empty();
+    if args.property.is_some() && (!flags.is_empty() || metadata_flags) {
+        return Err(CliError::Usage(
+            "storage:set accepts either a property and a value or flags, not both".into(),
+        ));
+    }
+    let mut changes: Vec<(&str, Option<&str>)> = match args.property.as_deref() {
+        Some(property) => vec![(property, args.value.as_deref())],
+        None if flags.is_empty() && !metadata_flags => {
+            return Err(CliError::Usage("No property specified".into()));
+        }
+        None => flags.into_iter().map(|(p, v)| (p, Some(v))).collect(),
+    };
+    if args.property.is_none() && !changes.is_empty() {
+        warn("Deprecated: please use 'storage:set <name> <property> [<value>]' instead of flags");
+    }
+    if metadata_flags {
+        warn(
+            "Deprecated: please use 'storage:annotations:set' and 'storage:labels:set' instead of --annotation and --label",
+        );
+    }
     let lock = root.lock_entries()?;
-    let mut entry = root.read_entry(&name)?;
+    let before = root.read_entry(&name)?;
+    let mut entry = before.clone();
+    for (property, value) in changes.drain(..) {
+        set_property(root, &mut entry, property, value)?;
+    }
+    if !args.annotations.is_empty() {
+        entry.annotations = metadata::parse_pairs(metadata::Kind::Annotation, &args.annotations)?;
+    }
+    if !args.labels.is_empty() {
+        entry.labels = metadata::parse_pairs(metadata::Kind::Label, &args.labels)?;
+    }
+    if before != entry {
+        if before.chown != entry.chown || before.mode != entry.mode {
+            apply_entry_dir(root, &entry)?;
+        }
+        root.write_entry(&entry, &lock)?;
+    }
+    step(format!("Storage entry {name} updated"));
+    Ok(())
+}
+
+/// Sets (or, without a value, unsets) one property, checked before anything is saved.
+fn set_property(root: &Root, entry: &mut Entry, property: &str, value: Option<&str>) -> Result<()> {
+    let name = entry.name.clone();
     match property {
         "chown" => entry.chown = value.map(str::parse).transpose()?,
         "mode" => entry.mode = value.map(str::parse).transpose()?,
         "reclaim-policy" => entry.reclaim_policy = value.map(str::parse).transpose()?.unwrap_or_default(),
-        "access-mode" | "namespace" | "size" | "storage-class-name" => {
+        "access-mode" | "storage-class-name" => {
+            return Err(CliError::Usage(format!(
+                "storage:set cannot change {property} in place; recreate the entry (berth has no {property}: entries are {SCHEDULER})"
+            )));
+        }
+        "namespace" | "size" => {
             return Err(CliError::Usage(format!(
                 "storage entry \"{name}\" ({SCHEDULER}) does not accept {property}"
             )));
@@ -744,16 +897,8 @@ pub fn set(root: &Root, name: &str, property: Option<&str>, value: Option<&str>)
         || (property == "mode" && entry.mode.is_some())
         || (property == "reclaim-policy" && entry.reclaim_policy == ReclaimPolicy::Delete)
     {
-        only_on_default_path(root, &entry, &flag)?;
+        only_on_default_path(root, entry, &flag)?;
     }
-    let before = root.read_entry(&name)?;
-    if before != entry {
-        if property != "reclaim-policy" {
-            apply_entry_dir(root, &entry)?;
-        }
-        root.write_entry(&entry, &lock)?;
-    }
-    step(format!("Storage entry {name} updated"));
     Ok(())
 }
 

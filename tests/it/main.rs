@@ -2,9 +2,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod apps;
+mod bats;
+mod compat;
 mod concurrency;
 mod deploy;
 mod docker_options;
+mod dokku_docker_options;
+mod dokku_storage;
 mod domains;
 mod dry_run;
 mod engine;

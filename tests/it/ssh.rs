@@ -799,3 +799,26 @@ fn concurrent_first_pushes_create_the_app_once() {
     let list = server.berth(&["apps:list"]);
     assert_eq!(list.stdout.lines().filter(|l| *l == app.name).count(), 1, "{list}");
 }
+
+/// Dokku's docker-options.bats "(docker-options) docker-options:add (all phases over SSH)":
+/// `ssh dokku@host docker-options:add $TEST_APP build,deploy,run "-v /tmp"` (ssh joins the
+/// words, so the option arrives unquoted), then the report has `-v /tmp` three times. Literal.
+#[test]
+fn dokku_docker_options_add_over_ssh() {
+    let _gate = shared();
+    let server = server();
+    let app = App { server, name: format!("dk-ssh-options-{}", std::process::id()) };
+    assert_eq!(server.berth(&["apps:create", &app.name]).status, 0);
+    let mut ssh = timed(60, "ssh");
+    ssh.args(server.ssh_options(ADMIN_KEY, &[])).arg("berth@127.0.0.1").args([
+        "docker-options:add",
+        &app.name,
+        "build,deploy,run",
+        "-v /tmp",
+    ]);
+    let added = run(&mut ssh);
+    assert_eq!(added.status, 0, "{added}");
+    let report = server.berth(&["docker-options:report", &app.name]);
+    assert_eq!(report.status, 0, "{report}");
+    assert_eq!(report.stdout.matches("-v /tmp").count(), 3, "{report}");
+}

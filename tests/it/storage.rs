@@ -196,7 +196,7 @@ fn mount_missing_host_path() {
     exit: 1
     --- stdout
     --- stderr
-     !     host path "[ROOT]/nowhere" does not exist; create it first (berth storage:ensure-directory or mkdir)
+     !     host path "[ROOT]/nowhere" does not exist; add --create (and --chown <owner>) to make it, or mkdir it first (the engine would make it owned by root)
     "#);
     assert!(!t.path("nowhere").exists());
 }
@@ -291,7 +291,7 @@ fn mount_unknown_option() {
     exit: 1
     --- stdout
     --- stderr
-     !     unsupported mount option "bogus" (supported: ro, rw, z, Z, nocopy, shared, slave, private, rshared, rslave, rprivate, delegated, cached, consistent)
+     !     unsupported mount option "bogus" (supported: ro, rw, z, Z, nocopy, shared, slave, private, rshared, rslave, rprivate, delegated, cached, consistent, noexec, nosuid, nodev)
     "#);
 }
 
@@ -401,7 +401,7 @@ fn mount_entry_with_every_flag() {
     -----> Storage entry data mounted at /app/uploads on demo
     --- stderr
     ");
-    insta::assert_snapshot!(t.ok(["storage:report", "demo"]), @"
+    insta::assert_snapshot!(t.ok(["storage:report", "demo"]), @r"
     exit: 0
     --- stdout
     =====> demo storage information
@@ -410,7 +410,7 @@ fn mount_entry_with_every_flag() {
            Storage allowed volumes:             
            Storage attachment 1 container path: /app/uploads
            Storage attachment 1 entry name:     data
-           Storage attachment 1 host path:      [ROOT]/data/storage/data/uploads/photos
+           Storage attachment 1 host path:      [ROOT]/data/storage/data
            Storage attachment 1 made by:        admin
            Storage attachment 1 phases:         build,deploy,run
            Storage attachment 1 process type:   web
@@ -429,7 +429,7 @@ fn mount_entry_with_every_flag() {
     exit: 0
     --- stdout
     -----> demo volume bind-mounts:
-           [ROOT]/data/storage/data/uploads/photos:/app/uploads:ro,Z,nocopy  (phases: build,deploy,run; process: web)
+           [ROOT]/data/storage/data:/app/uploads:ro,Z,nocopy  (phases: build,deploy,run; process: web)
     --- stderr
     ");
 }
@@ -536,7 +536,7 @@ fn mount_entry_bad_container_dir_subpath_and_options() {
     exit: 1
     --- stdout
     --- stderr
-     !     unsupported mount option "exec" (supported: ro, rw, z, Z, nocopy, shared, slave, private, rshared, rslave, rprivate, delegated, cached, consistent)
+     !     unsupported mount option "exec" (supported: ro, rw, z, Z, nocopy, shared, slave, private, rshared, rslave, rprivate, delegated, cached, consistent, noexec, nosuid, nodev)
     "#);
     insta::assert_snapshot!(t.args(["storage:mount", "demo", "data", "--container-dir", "/data", "--process-type", "web.1"]).refuse(), @r#"
     exit: 1

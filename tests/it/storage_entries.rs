@@ -49,13 +49,33 @@ fn create_again() {
     exit: 0
     --- stdout
     -----> Storage entry data already exists, leaving in place
+           Setting directory mode to 0750
     --- stderr
     ");
-    insta::assert_snapshot!(t.args(["storage:create", "data"]).refuse(), @r#"
+    // Other settings converge the entry, as Dokku's re-run does, and say what changed.
+    std::fs::set_permissions(
+        t.path("data/storage/data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    insta::assert_snapshot!(t.ok(["storage:create", "data", "--mode", "0700", "--chown", "heroku"]), @r"
+    exit: 0
+    --- stdout
+    -----> Storage entry data already exists, updating chown unset -> heroku, mode 0750 -> 0700
+           Setting directory mode to 0700
+           Setting directory ownership to 1000:1000
+    -----> Storage entry data updated
+    --- stderr
+    ");
+    assert_eq!(mode_of(&t, "data/storage/data"), 0o700);
+    assert_eq!(uid_of(&t, "data/storage/data"), 1000);
+    // Only a different host path is refused: it would move the data.
+    let elsewhere = t.mkdir("elsewhere");
+    insta::assert_snapshot!(t.args(["storage:create", "data", &elsewhere]).refuse(), @r#"
     exit: 1
     --- stdout
     --- stderr
-     !     storage entry "data" already exists with other settings; change them with `berth storage:set data <property> <value>`
+     !     storage entry "data" already exists at [ROOT]/data/storage/data; re-creating it at [ROOT]/elsewhere would move its data (destroy it and create it again, or omit the path)
     "#);
 }
 
