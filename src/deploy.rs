@@ -40,6 +40,8 @@ pub enum DeployError {
     Helper(#[from] crate::helper_image::HelperImageError),
     #[error(transparent)]
     Options(#[from] OptionsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("storage entry \"{0}\" mounted by this app no longer exists; unmount it or re-create it")]
     MissingEntry(EntryName),
     #[error("[build].command exited with status {0}")]
@@ -390,6 +392,7 @@ fn process_specs(
         options.extend(state.docker_options.get(&format!("{process}.deploy")).cloned().unwrap_or_default());
         let is_web = process == "web";
         let mut env = vec![format!("BERTH_APP={app}"), format!("BERTH_RELEASE={}", release.number)];
+        env.extend(crate::config::environment(root, app, &release.run)?);
         if let (true, Some(port)) = (is_web, release.run.web_port) {
             env.push(format!("PORT={port}"));
         }
@@ -793,7 +796,11 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
         name: name.clone(),
         image: release.image.clone(),
         cmd: (!command.is_empty()).then(|| command.to_vec()),
-        env: vec![format!("BERTH_APP={app}"), format!("BERTH_RELEASE={number}")],
+        env: [
+            vec![format!("BERTH_APP={app}"), format!("BERTH_RELEASE={number}")],
+            crate::config::environment(root, app, &release.run)?,
+        ]
+        .concat(),
         user: release.run.user.clone(),
         labels: HashMap::from([
             (APP_LABEL.to_string(), app.to_string()),
@@ -890,7 +897,10 @@ pub fn apply(
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
     let labels = HashMap::from([(APP_LABEL.to_string(), app.to_string())]);
-    engine.build_image(&plan.image, &plan.dockerfile, &labels, write_context, &mut |line| detail(line))?;
+    let build_args = crate::config::build_args(root, app, &plan.run)?;
+    engine.build_image(&plan.image, &plan.dockerfile, &labels, &build_args, write_context, &mut |line| {
+        detail(line)
+    })?;
     fault_point("after-build");
     step("Ensuring storage");
     ensure_storage(root, engine, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
@@ -967,7 +977,11 @@ fn run_build_command(
         name: name.clone(),
         image: plan.image.clone(),
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_string()]),
-        env: vec![format!("BERTH_APP={app}"), format!("BERTH_RELEASE={}", plan.release)],
+        env: [
+            vec![format!("BERTH_APP={app}"), format!("BERTH_RELEASE={}", plan.release)],
+            crate::config::environment(root, app, &plan.run)?,
+        ]
+        .concat(),
         user: plan.run.user.clone(),
         labels: HashMap::from([
             (APP_LABEL.to_string(), app.to_string()),

@@ -172,7 +172,11 @@ fn the_reference_example_parses_to_the_expected_manifest() {
     let manifest = parse_ok(SPEC_EXAMPLE);
     let expected = Manifest {
         user: Some(AppUser { uid: 1000, gid: Some(1000) }),
-        build: Build { dockerfile: "Dockerfile".into(), command: Some("bin/compile-assets".into()) },
+        build: Build {
+            dockerfile: "Dockerfile".into(),
+            command: Some("bin/compile-assets".into()),
+            env_keys: Vec::new(),
+        },
         web: Some(Web { port: 5000, healthcheck: Some("/health".into()) }),
         processes: [("web".to_string(), "bin/server".to_string()), ("worker".into(), "bin/worker".into())]
             .into(),
@@ -191,6 +195,7 @@ fn the_reference_example_parses_to_the_expected_manifest() {
                 ..mount(Source::AppVolume("cache".into()), "/cache")
             },
         ],
+        ..Manifest::default()
     };
     assert_eq!(without_positions(manifest.clone()), expected);
 
@@ -646,7 +651,7 @@ fn app_user_forms() {
 #[test]
 fn build_rules() {
     let build = |body: &str| parse_ok(&format!("[build]\n{body}\n")).build;
-    assert_eq!(build(""), Build { dockerfile: "Dockerfile".into(), command: None });
+    assert_eq!(build(""), Build::default());
     assert_eq!(build("dockerfile = \"./docker//Dockerfile.prod\"").dockerfile, "docker/Dockerfile.prod");
     assert_eq!(build("command = \"bin/x\\nbin/y\"").command.as_deref(), Some("bin/x\nbin/y"));
     let cases = [
