@@ -9,6 +9,7 @@ use super::Cli;
 /// The namespaces, in Dokku's order, with Dokku's one-line descriptions where it has them.
 const NAMESPACES: &[(&str, &str)] = &[
     ("apps", "Manage apps"),
+    ("config", "Manage global and app-specific config vars"),
     ("docker-options", "Pass options to Docker the various stages of an app"),
     ("domains", "Manage vhost domains used by the proxy"),
     ("domains", "Manage vhost domains used by the proxy"),

@@ -3,6 +3,7 @@
 
 mod apps;
 mod concurrency;
+mod config;
 mod deploy;
 mod docker_options;
 mod domains;
