@@ -233,6 +233,7 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
             Some("add a Dockerfile at the repo root, or set [build].dockerfile".into()),
         ));
     }
+    problems.extend(crate::scale::admin_conflicts(app.as_str(), &state.scale, &manifest));
     if !problems.is_empty() {
         return Err(HookError::Manifest(problems));
     }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::manifest::{Diagnostic, Manifest};
 use crate::output::printable;
 use crate::state::{AppState, RunConfig};
 
@@ -67,6 +68,26 @@ fn check_exclusive(process: &str, count: u32, run: &RunConfig) -> Result<(), Sca
     Err(ScaleError::Exclusive { process: process.to_string(), count, mount })
 }
 
+/// A pushed app.toml's exclusive mounts against the admin's `ps:scale` (which wins over
+/// `[scale]`): one diagnostic at each exclusive mount of a process the admin scaled above 1.
+pub fn admin_conflicts(app: &str, admin: &BTreeMap<String, u32>, manifest: &Manifest) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (process, count) in admin.iter().filter(|(_, count)| **count > 1) {
+        for mount in manifest.mounts.iter().filter(|m| m.is_exclusive_for(process)) {
+            diagnostics.push(Diagnostic::new(
+                mount.pos(),
+                format!(
+                    "mount is exclusive (single writer), but the admin scaled process {process} to {count}"
+                ),
+                Some(format!(
+                    "ask the admin to run `berth ps:scale {app} {process}=1`, or remove `exclusive`"
+                )),
+            ));
+        }
+    }
+    diagnostics
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +130,21 @@ mod tests {
         }
         assert_eq!(parse(&args(&["web"]), &run()), Err(ScaleError::MissingCount("web".into())));
         insta::assert_snapshot!(parse(&args(&["cron=1"]), &run()).unwrap_err(), @"Process type cron is not in the current release (its process types: db, web, worker); scale one of those");
+    }
+
+    #[test]
+    fn a_push_may_not_make_a_process_the_admin_scaled_exclusive() {
+        let manifest = crate::manifest::parse(
+            b"[[storage.mounts]]\nsource = \"./db\"\ntarget = \"/db\"\nexclusive = true\n",
+        )
+        .unwrap();
+        let admin = [("web".to_string(), 3)].into();
+        let problems = admin_conflicts("demo", &admin, &manifest);
+        insta::assert_snapshot!(problems[0], @r"
+        app.toml:1:1: mount is exclusive (single writer), but the admin scaled process web to 3
+          hint: ask the admin to run `berth ps:scale demo web=1`, or remove `exclusive`
+        ");
+        assert!(admin_conflicts("demo", &[("web".to_string(), 1)].into(), &manifest).is_empty());
     }
 
     #[test]

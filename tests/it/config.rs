@@ -120,7 +120,17 @@ fn ps_scale_stores_the_admins_counts_and_refuses_an_exclusive_process_above_one(
     let t = Test::new();
     let app = App::create(&t, "cf-scale");
     let repo = Repo::from_template("web");
+    repo.push(&app).success();
+    app.berth("ps:scale", &["web=2"]).success();
     let toml = format!("{}exclusive = true\n", repo.read("app.toml"));
+    let admin_scaled = repo.write("app.toml", &toml).commit("exclusive").push(&app).rejected();
+    assert!(
+        admin_scaled.remote().iter().any(|l| l.contains(
+            "app.toml:9:1: mount is exclusive (single writer), but the admin scaled process web to 2"
+        )),
+        "{admin_scaled}"
+    );
+    app.berth("ps:scale", &["web=1"]).success();
     repo.write("app.toml", &format!("{toml}\n[scale]\nweb = 2\n")).commit("scaled");
     let rejected = repo.push(&app).rejected();
     assert!(
