@@ -287,13 +287,14 @@ fn output_text(output: bollard::container::LogOutput) -> String {
 }
 
 impl Engine {
-    /// Builds an image from a tar context produced by `write_context` on another thread,
-    /// passing each line of build output to `on_line`.
+    /// Builds an image from a tar context produced by `write_context` on another thread, with
+    /// `build_args` for the Dockerfile's `ARG`s, passing each line of build output to `on_line`.
     pub fn build_image(
         &self,
         tag: &str,
         dockerfile: &str,
         labels: &HashMap<String, String>,
+        build_args: &HashMap<String, String>,
         write_context: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<()> {
@@ -316,6 +317,7 @@ impl Engine {
             .rm(true)
             .forcerm(true)
             .labels(labels)
+            .buildargs(build_args)
             .build();
         let body = bollard::body_try_stream(tokio_stream_from(receiver));
         let build_result: Result<()> = self.runtime.block_on(async {

@@ -36,6 +36,7 @@ pub fn ensure(engine: &Engine) -> Result<String, HelperImageError> {
         &name,
         "Dockerfile",
         &HashMap::new(),
+        &HashMap::new(),
         move |out| write_context(out, &berth, &libraries),
         &mut |_| {},
     )?;

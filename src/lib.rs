@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
+pub mod config;
 pub mod deploy;
 pub mod docker_options;
 pub mod engine;
@@ -17,6 +18,7 @@ pub mod manifest;
 pub mod names;
 pub mod output;
 pub mod proxy;
+pub mod scale;
 pub mod scheduler;
 pub mod ssh;
 pub mod state;

@@ -81,6 +81,16 @@ impl Root {
         self.app_dir(app).join("state.toml")
     }
 
+    /// The app's config (`config:set`): secrets, mode 0600. Goes with the app's state.
+    pub fn app_config_file(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("config.toml")
+    }
+
+    /// The server-wide config every app inherits (`config:set --global`), mode 0600.
+    pub fn global_config_file(&self) -> PathBuf {
+        self.path.join("config.toml")
+    }
+
     /// The proxy's home: its config file, admin socket, certificates and log.
     pub fn proxy_dir(&self) -> PathBuf {
         self.path.join("proxy")
@@ -357,6 +367,9 @@ pub struct AppState {
     /// The domains the admin gave the app (`domains:*`), in the order given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<Domain>,
+    /// Instances per process type the admin set (`ps:scale`); wins over app.toml's `[scale]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scale: BTreeMap<String, u32>,
 }
 
 /// `global-domains.toml`: the domains every app answers under, as `<app>.<domain>`.
@@ -381,6 +394,18 @@ pub struct RunConfig {
     /// Processes whose single-writer mounts need the old container stopped first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclusive: Vec<String>,
+    /// Process type → its first exclusive mount, as app.toml wrote it, for messages.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exclusive_mounts: BTreeMap<String, String>,
+    /// app.toml's `[env]`: non-secret defaults, below the admin's config.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// app.toml's `[build].env_keys`: config keys the Docker build got as build args.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_env_keys: Vec<String>,
+    /// app.toml's `[scale]`: instances per process type, below the admin's `ps:scale`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scale: BTreeMap<String, u32>,
 }
 
 /// TOML has no null: a process that runs the image's CMD is written as `web = ""` (app.toml
@@ -586,17 +611,38 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateErr
 
 /// Writes a TOML state file atomically.
 pub fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
-    let text = toml::to_string_pretty(value)
-        .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), message: e.to_string() })?;
-    write_atomic(path, text.as_bytes())
+    write_atomic(path, toml_text(path, value)?.as_bytes())
+}
+
+/// Writes a TOML file of secrets atomically, readable only by its owner (mode 0600) from the
+/// first byte on: the temporary file gets the mode before anything is written to it.
+pub fn write_private_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    write_atomic_mode(path, toml_text(path, value)?.as_bytes(), Some(PRIVATE_MODE))
+}
+
+/// Mode of files holding secrets.
+pub const PRIVATE_MODE: u32 = 0o600;
+
+fn toml_text<T: Serialize>(path: &Path, value: &T) -> Result<String, StateError> {
+    toml::to_string_pretty(value)
+        .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Temp file in the same directory, fsync, rename over the target, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_atomic_mode(path, bytes, None)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     make_dir(dir)?;
     let mut temp =
         tempfile::NamedTempFile::new_in(dir).map_err(StateError::io("create temp file in", dir))?;
+    if let Some(mode) = mode {
+        temp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(StateError::io("change the mode of", path))?;
+    }
     // The file's own error, named after the target: NamedTempFile's would name the temporary
     // file twice ("write .tmpX: No space left on device ... at path .tmpX").
     temp.as_file_mut().write_all(bytes).map_err(StateError::io("write", path))?;

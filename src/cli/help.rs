@@ -9,13 +9,12 @@ use super::Cli;
 /// The namespaces, in Dokku's order, with Dokku's one-line descriptions where it has them.
 const NAMESPACES: &[(&str, &str)] = &[
     ("apps", "Manage apps"),
-    ("docker-options", "Manage docker options for an app"),
-    ("domains", "Manage vhost domains used by the proxy"),
+    ("config", "Manage global and app-specific config vars"),
+    ("docker-options", "Pass options to Docker the various stages of an app"),
     ("domains", "Manage vhost domains used by the proxy"),
     ("git", "Manage app deploys via git"),
     ("hooks", "Manage the git hooks of app repositories"),
     ("proxy", "Manage the proxy integration for an app"),
-    ("proxy", "Manage the proxy that serves apps"),
     ("ps", "List processes running in app container(s)"),
     ("ssh-keys", "Manage public ssh keys that are allowed to connect to berth"),
     ("storage", "Manage mounted volumes"),

@@ -3,6 +3,7 @@
 
 mod apps;
 mod apps_copy;
+mod config;
 mod docker_options;
 mod domains;
 mod global;
@@ -57,6 +58,10 @@ pub enum CliError {
     Proxy(#[from] crate::proxy::ProxyError),
     #[error(transparent)]
     Domain(#[from] crate::proxy::DomainError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Scale(#[from] crate::scale::ScaleError),
     #[error("{0}")]
     Usage(String),
     #[error("Confirmation did not match {0}. Aborted.")]
@@ -284,6 +289,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    #[command(flatten)]
+    Config(config::Command),
     /// Start the app's containers (current release, current mounts)
     #[command(name = "ps:start")]
     PsStart { app: String },
@@ -459,6 +466,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::DomainsReport { args, format } => domains::report(root, &args, format),
         Command::ProxyBuildConfig { wait } => proxy::build_config(root, wait),
         Command::ProxyReport { args, format } => proxy::report(root, &args, format),
+        Command::Config(command) => config::dispatch(root, command),
         Command::PsStart { app } => ps::start(root, &app_name(&app)?),
         Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
         Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),

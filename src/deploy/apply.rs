@@ -30,7 +30,15 @@ pub fn apply(
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
     let build_labels = [(APP_LABEL.to_string(), app.to_string())].into();
-    scheduler.build_image(&plan.image, &plan.dockerfile, &build_labels, context, &mut |line| detail(line))?;
+    let build_args = crate::config::build_args(root, app, &plan.run)?;
+    scheduler.build_image(
+        &plan.image,
+        &plan.dockerfile,
+        &build_labels,
+        &build_args,
+        context,
+        &mut |line| detail(line),
+    )?;
     fault_point("after-build");
     step("Ensuring storage");
     ensure_storage(root, scheduler, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
@@ -103,7 +111,7 @@ fn run_build_command(root: &Root, scheduler: &dyn Scheduler, plan: &Plan, comman
         name: name.clone(),
         image: plan.image.clone(),
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_string()]),
-        env: base_env(app, plan.release),
+        env: base_env(root, app, plan.release, &plan.run)?,
         user: plan.run.user.clone(),
         labels: labels(app, "build"),
         mounts: engine_mounts(root, app, &plan.mounts, &entries, Phase::Build, "build")?,

@@ -48,6 +48,8 @@ pub enum DeployError {
     Helper(#[from] crate::helper_image::HelperImageError),
     #[error(transparent)]
     Options(#[from] OptionsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("storage entry \"{0}\" mounted by this app no longer exists; unmount it or re-create it")]
     MissingEntry(EntryName),
     #[error("[build].command exited with status {0}")]

@@ -32,7 +32,7 @@ pub fn run_oneoff(
         name: name.clone(),
         image: release.image.clone(),
         cmd: (!command.is_empty()).then(|| command.to_vec()),
-        env: base_env(app, number),
+        env: base_env(root, app, number, &release.run)?,
         user: release.run.user.clone(),
         labels: labels(app, "run"),
         mounts: engine_mounts(root, app, &state.mounts, &entries, Phase::Run, "run")?,

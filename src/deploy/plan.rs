@@ -102,6 +102,7 @@ fn server_problems(inputs: &PlanInputs<'_>) -> Vec<Diagnostic> {
             }
         }
     }
+    problems.extend(crate::scale::admin_conflicts(inputs.app.as_str(), &inputs.state.scale, inputs.manifest));
     if !inputs.dockerfile_found {
         problems.push(Diagnostic::new(
             Pos { line: 1, column: 1 },
@@ -123,8 +124,12 @@ fn run_config(manifest: &Manifest) -> RunConfig {
     let exclusive = manifest
         .process_types()
         .into_iter()
-        .filter(|p| {
-            manifest.mounts.iter().any(|m| m.exclusive && (m.processes.is_empty() || m.processes.contains(p)))
+        .filter(|p| manifest.mounts.iter().any(|m| m.is_exclusive_for(p)))
+        .collect::<Vec<String>>();
+    let exclusive_mounts = exclusive
+        .iter()
+        .filter_map(|p| {
+            manifest.mounts.iter().find(|m| m.is_exclusive_for(p)).map(|m| (p.clone(), m.describe()))
         })
         .collect();
     RunConfig {
@@ -133,6 +138,10 @@ fn run_config(manifest: &Manifest) -> RunConfig {
         web_port: manifest.web.as_ref().map(|w| w.port),
         healthcheck: manifest.web.as_ref().and_then(|w| w.healthcheck.clone()),
         exclusive,
+        exclusive_mounts,
+        env: manifest.env.clone(),
+        build_env_keys: manifest.build.env_keys.clone(),
+        scale: manifest.scale.iter().map(|(p, s)| (p.clone(), s.count)).collect(),
     }
 }
 

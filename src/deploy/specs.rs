@@ -10,7 +10,7 @@ use crate::engine::{APP_LABEL, ContainerSpec, EngineMount, MountKind};
 use crate::names::{AppName, EntryName};
 use crate::output::warn;
 use crate::scheduler::Scheduler;
-use crate::state::{AppState, Release, Root};
+use crate::state::{AppState, Release, Root, RunConfig};
 use crate::storage::{Attachment, DEFAULT_PROCESS_TYPE, Entry, MountSource, Phase, Source, app_volume_name};
 
 /// Resolves an app's attachments for one phase and process into engine mounts.
@@ -54,9 +54,12 @@ pub(super) fn labels(app: &AppName, role: &str) -> HashMap<String, String> {
     HashMap::from([(APP_LABEL.to_string(), app.to_string()), (ROLE_LABEL.to_string(), role.to_string())])
 }
 
-/// The environment every container of a release starts with.
-pub(super) fn base_env(app: &AppName, release: u32) -> Vec<String> {
-    vec![format!("BERTH_APP={app}"), format!("BERTH_RELEASE={release}")]
+/// The environment every container of a release starts with: berth's own variables, then the
+/// app's config (global < `app.toml` `[env]` < the admin's `config:set`).
+pub(super) fn base_env(root: &Root, app: &AppName, release: u32, run: &RunConfig) -> Result<Vec<String>> {
+    let mut env = vec![format!("BERTH_APP={app}"), format!("BERTH_RELEASE={release}")];
+    env.extend(crate::config::environment(root, app, run)?);
+    Ok(env)
 }
 
 /// The admin's docker-options for a phase: those for every process, then the process's own.
@@ -91,7 +94,7 @@ pub(super) fn process_specs(
     let mut specs = Vec::new();
     for (process, command) in &release.run.processes {
         let is_web = process == "web";
-        let mut env = base_env(app, release.number);
+        let mut env = base_env(root, app, release.number, &release.run)?;
         if let (true, Some(port)) = (is_web, release.run.web_port) {
             env.push(format!("PORT={port}"));
         }

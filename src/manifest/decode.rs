@@ -23,7 +23,9 @@ use crate::storage::{
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<DeString<'i>>;
 
-const TOP_KEYS: &[&str] = &["app", "build", "web", "processes", "storage"];
+mod env;
+
+const TOP_KEYS: &[&str] = &["app", "build", "web", "processes", "storage", "env", "scale"];
 const TOP_ALIASES: &[(&str, &str)] = &[
     ("mounts", "[[storage.mounts]]"),
     ("mount", "[[storage.mounts]]"),
@@ -36,12 +38,25 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("command", "[build] command"),
     ("port", "[web] port"),
     ("healthcheck", "[web] healthcheck"),
+    ("environment", "env"),
+    ("vars", "env"),
+    ("config", "env"),
+    ("formation", "scale"),
+    ("instances", "scale"),
+    ("env_keys", "[build] env_keys"),
 ];
 const APP_KEYS: &[&str] = &["user"];
 const APP_ALIASES: &[(&str, &str)] =
     &[("uid", "user"), ("gid", "user"), ("owner", "user"), ("chown", "user")];
-const BUILD_KEYS: &[&str] = &["dockerfile", "command"];
-const BUILD_ALIASES: &[(&str, &str)] = &[("cmd", "command"), ("run", "command"), ("file", "dockerfile")];
+const BUILD_KEYS: &[&str] = &["dockerfile", "command", "env_keys"];
+const BUILD_ALIASES: &[(&str, &str)] = &[
+    ("cmd", "command"),
+    ("run", "command"),
+    ("file", "dockerfile"),
+    ("args", "env_keys"),
+    ("build_args", "env_keys"),
+    ("env", "env_keys"),
+];
 const WEB_KEYS: &[&str] = &["port", "healthcheck"];
 const WEB_ALIASES: &[(&str, &str)] = &[
     ("health", "healthcheck"),
@@ -321,6 +336,16 @@ impl<'s> Decoder<'s> {
                         manifest.mounts = self.storage(table);
                     }
                 }
+                "env" => {
+                    if let Some(table) = self.table("[env]", value, "[env] LOG_LEVEL = \"info\"") {
+                        manifest.env = self.env(table);
+                    }
+                }
+                "scale" => {
+                    if let Some(table) = self.table("[scale]", value, "[scale] web = 2") {
+                        manifest.scale = self.scale(table);
+                    }
+                }
                 _ => self.unknown_key(key, "app.toml's top level", TOP_KEYS, TOP_ALIASES),
             }
         }
@@ -415,6 +440,7 @@ impl<'s> Decoder<'s> {
                         }
                     }
                 }
+                "env_keys" => build.env_keys = self.env_keys(value),
                 _ => self.unknown_key(key, "[build]", BUILD_KEYS, BUILD_ALIASES),
             }
         }

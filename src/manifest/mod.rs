@@ -16,6 +16,11 @@
 //!   At most [`MAX_DIAGNOSTICS`] are returned, sorted by position; the last one then says how
 //!   many were left out.
 //! - **Limits.** At most [`MAX_MOUNTS`] mounts and [`MAX_PROCESSES`] process types.
+//! - **`[env]` and `[build].env_keys`.** Keys follow the config rule ([`crate::config::key`]):
+//!   `[A-Za-z_][A-Za-z0-9_]*`, not `BERTH_*`, not `PORT`. `[env]` values are strings (quote
+//!   numbers: `WORKERS = "4"`) without NUL. `env_keys` repeated are kept once.
+//! - **`[scale]`.** Process types `app.toml` declares (or `web`), counts from 0 to
+//!   [`crate::scale::MAX_SCALE`]; a process with an `exclusive` mount may not be above 1.
 //! - **`[app].user`.** A string `"uid"`, `"uid:gid"` or a preset, or an integer uid. Ids go from
 //!   0 to 65535, like `storage:ensure-directory --chown`. Presets set the gid to the uid (Dokku
 //!   chowns `32767:32767`). User names are refused: they mean nothing until the image runs.
@@ -150,12 +155,22 @@ pub struct Build {
     pub dockerfile: String,
     /// Runs in the built image with the build-phase mounts; its changes are committed.
     pub command: Option<String>,
+    /// Config keys the Docker build gets as build args (`ARG KEY` in the Dockerfile).
+    pub env_keys: Vec<String>,
 }
 
 impl Default for Build {
     fn default() -> Self {
-        Build { dockerfile: DEFAULT_DOCKERFILE.to_string(), command: None }
+        Build { dockerfile: DEFAULT_DOCKERFILE.to_string(), command: None, env_keys: Vec::new() }
     }
+}
+
+/// One entry of `[scale]`: how many instances of a process type the repo asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    pub count: u32,
+    /// Where the entry's key is.
+    pub at: Pos,
 }
 
 /// `[web]`.
@@ -175,6 +190,10 @@ pub struct Manifest {
     /// `[processes]`: process type to command. Empty means one `web` process with the image CMD.
     pub processes: BTreeMap<String, String>,
     pub mounts: Vec<DeclaredMount>,
+    /// `[env]`: non-secret defaults of the app's environment; the admin's config wins.
+    pub env: BTreeMap<String, String>,
+    /// `[scale]`: instances per process type; the admin's `ps:scale` wins.
+    pub scale: BTreeMap<String, Scale>,
 }
 
 impl Manifest {
@@ -228,6 +247,16 @@ pub struct DeclaredMount {
 impl DeclaredMount {
     pub fn pos(&self) -> Pos {
         Pos { line: self.line, column: self.column }
+    }
+
+    /// `source -> target (app.toml line N)`, for messages about the mount.
+    pub fn describe(&self) -> String {
+        format!("{} -> {} ({FILE_NAME} line {})", self.source, self.target, self.line)
+    }
+
+    /// Whether the mount is single-writer data of `process`.
+    pub fn is_exclusive_for(&self, process: &str) -> bool {
+        self.exclusive && (self.processes.is_empty() || self.processes.iter().any(|p| p == process))
     }
 
     /// One attachment per process type named (or one for every process type).

@@ -78,6 +78,40 @@ pub(super) fn mount_rules(manifest: &Manifest, known: Known) -> Vec<Diagnostic> 
         }
     }
     diagnostics.extend(unique_targets(&manifest.mounts));
+    diagnostics.extend(scale_rules(manifest, known));
+    diagnostics
+}
+
+/// `[scale]` names declared process types, and keeps a process with an exclusive mount at one.
+fn scale_rules(manifest: &Manifest, known: Known) -> Vec<Diagnostic> {
+    let declared = manifest.process_types();
+    let mut diagnostics = Vec::new();
+    for (process, scale) in &manifest.scale {
+        if !declared.contains(process) {
+            if known.processes {
+                diagnostics.push(Diagnostic::new(
+                    scale.at,
+                    format!("[scale] names process {}, which app.toml does not declare", quoted(process)),
+                    Some(format!("declared process types: {}", declared.join(", "))),
+                ));
+            }
+            continue;
+        }
+        if let Some(mount) =
+            manifest.mounts.iter().find(|m| m.is_exclusive_for(process)).filter(|_| scale.count > 1)
+        {
+            diagnostics.push(Diagnostic::new(
+                scale.at,
+                format!(
+                    "process {} cannot run {} instances: its mount {} is exclusive (single writer)",
+                    quoted(process),
+                    scale.count,
+                    mount.describe()
+                ),
+                Some(format!("set [scale] {process} = 1, or remove `exclusive` from the mount")),
+            ));
+        }
+    }
     diagnostics
 }
 

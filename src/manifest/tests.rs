@@ -172,7 +172,11 @@ fn the_reference_example_parses_to_the_expected_manifest() {
     let manifest = parse_ok(SPEC_EXAMPLE);
     let expected = Manifest {
         user: Some(AppUser { uid: 1000, gid: Some(1000) }),
-        build: Build { dockerfile: "Dockerfile".into(), command: Some("bin/compile-assets".into()) },
+        build: Build {
+            dockerfile: "Dockerfile".into(),
+            command: Some("bin/compile-assets".into()),
+            env_keys: Vec::new(),
+        },
         web: Some(Web { port: 5000, healthcheck: Some("/health".into()) }),
         processes: [("web".to_string(), "bin/server".to_string()), ("worker".into(), "bin/worker".into())]
             .into(),
@@ -191,6 +195,7 @@ fn the_reference_example_parses_to_the_expected_manifest() {
                 ..mount(Source::AppVolume("cache".into()), "/cache")
             },
         ],
+        ..Manifest::default()
     };
     assert_eq!(without_positions(manifest.clone()), expected);
 
@@ -646,7 +651,7 @@ fn app_user_forms() {
 #[test]
 fn build_rules() {
     let build = |body: &str| parse_ok(&format!("[build]\n{body}\n")).build;
-    assert_eq!(build(""), Build { dockerfile: "Dockerfile".into(), command: None });
+    assert_eq!(build(""), Build::default());
     assert_eq!(build("dockerfile = \"./docker//Dockerfile.prod\"").dockerfile, "docker/Dockerfile.prod");
     assert_eq!(build("command = \"bin/x\\nbin/y\"").command.as_deref(), Some("bin/x\nbin/y"));
     let cases = [
@@ -1655,4 +1660,69 @@ fn large_hostile_inputs_are_handled_quickly() {
         exercise(input);
     }
     assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// [env], [build].env_keys and [scale].
+
+#[test]
+fn env_env_keys_and_scale_parse() {
+    let manifest = parse_ok(
+        "[processes]\nweb = \"w\"\nworker = \"k\"\n[env]\nLOG_LEVEL = \"info\"\nEMPTY = \"\"\n\
+         [build]\nenv_keys = [\"NPM_TOKEN\", \"NPM_TOKEN\", \"ASSET_HOST\"]\n[scale]\nweb = 2\nworker = 0\n",
+    );
+    assert_eq!(
+        manifest.env,
+        [("EMPTY".to_string(), String::new()), ("LOG_LEVEL".into(), "info".into())].into()
+    );
+    assert_eq!(manifest.build.env_keys, ["NPM_TOKEN", "ASSET_HOST"]);
+    let counts: Vec<(&str, u32, usize)> =
+        manifest.scale.iter().map(|(p, s)| (p.as_str(), s.count, s.at.line)).collect();
+    assert_eq!(counts, [("web", 2, 10), ("worker", 0, 11)]);
+}
+
+#[test]
+fn bad_env_keys_and_values_point_at_app_toml() {
+    let rendered = render(&errors(
+        "[env]\n\"BAD-KEY\" = \"x\"\nBERTH_APP = \"x\"\nPORT = \"1\"\nWORKERS = 4\nOK = \"a\\u0000b\"\n\
+         [build]\nenv_keys = [\"9LIVES\", 3]\n",
+    ));
+    insta::assert_snapshot!(rendered, @r#"
+    app.toml:2:1: Invalid key name: 'BAD-KEY': keys are letters, digits and _, not starting with a digit
+      hint: keys look like DATABASE_URL: letters, digits and _, not starting with a digit; BERTH_* and PORT are set by berth
+    app.toml:3:1: Invalid key name: 'BERTH_APP': the BERTH_ prefix is reserved for the variables berth sets
+      hint: keys look like DATABASE_URL: letters, digits and _, not starting with a digit; BERTH_* and PORT are set by berth
+    app.toml:4:1: Invalid key name: 'PORT': berth sets PORT in web containers from app.toml's [web] port
+      hint: keys look like DATABASE_URL: letters, digits and _, not starting with a digit; BERTH_* and PORT are set by berth
+    app.toml:5:11: [env] `WORKERS` must be a string, not an integer
+      hint: for example: WORKERS = "value" (quote numbers and booleans too)
+    app.toml:6:6: [env] `OK` holds a NUL character
+      hint: no process environment can hold one: remove it
+    app.toml:8:23: each entry of `build.env_keys` must be a string, not an integer
+      hint: for example: env_keys = ["NPM_TOKEN", "ASSET_HOST"]
+    "#);
+}
+
+#[test]
+fn scale_counts_processes_and_exclusive_mounts_are_checked() {
+    let rendered = render(&errors(
+        "[processes]\nweb = \"w\"\ndb = \"d\"\n[[storage.mounts]]\nsource = \"./db\"\ntarget = \"/db\"\n\
+         processes = [\"db\"]\nexclusive = true\n[scale]\nweb = -1\nworker = 1\ndb = 2\ncron = \"2\"\n",
+    ));
+    insta::assert_snapshot!(rendered, @r#"
+    app.toml:10:7: [scale] `web` = "-1" is not a count of instances
+      hint: counts go from 0 to 100
+    app.toml:11:1: [scale] names process "worker", which app.toml does not declare
+      hint: declared process types: db, web
+    app.toml:12:1: process "db" cannot run 2 instances: its mount app-dir:db -> /db (app.toml line 4) is exclusive (single writer)
+      hint: set [scale] db = 1, or remove `exclusive` from the mount
+    app.toml:13:8: [scale] `cron` must be an integer, not a string
+      hint: for example: cron = 2
+    "#);
+    assert!(
+        parse(
+            b"[[storage.mounts]]\nsource = \"./db\"\ntarget = \"/db\"\nexclusive = true\n[scale]\nweb = 1\n"
+        )
+        .is_ok()
+    );
 }

@@ -15,10 +15,11 @@ impl Scheduler for Engine {
         tag: &str,
         dockerfile: &str,
         labels: &HashMap<String, String>,
+        build_args: &HashMap<String, String>,
         context: BuildContext,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        Engine::build_image(self, tag, dockerfile, labels, context, on_line)
+        Engine::build_image(self, tag, dockerfile, labels, build_args, context, on_line)
     }
 
     fn image_config(&self, image: &str) -> Result<ImageConfig> {

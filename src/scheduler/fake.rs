@@ -81,6 +81,7 @@ impl Scheduler for Fake {
         tag: &str,
         _dockerfile: &str,
         _labels: &HashMap<String, String>,
+        _build_args: &HashMap<String, String>,
         context: BuildContext,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<()> {

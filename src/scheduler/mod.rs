@@ -20,12 +20,13 @@ pub type BuildContext = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + 
 pub type OnOutput<'a> = &'a mut dyn FnMut(bool, &str);
 
 pub trait Scheduler {
-    /// Builds `tag` from a context, passing each line of build output to `on_line`.
+    /// Builds `tag` from a context with `build_args` for its `ARG`s, passing each line of build output to `on_line`.
     fn build_image(
         &self,
         tag: &str,
         dockerfile: &str,
         labels: &HashMap<String, String>,
+        build_args: &HashMap<String, String>,
         context: BuildContext,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<()>;

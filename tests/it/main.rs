@@ -5,6 +5,7 @@ mod apps;
 mod bats;
 mod compat;
 mod concurrency;
+mod config;
 mod deploy;
 mod docker_options;
 mod dokku_docker_options;
