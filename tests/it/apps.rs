@@ -173,13 +173,17 @@ fn destroy_reads_the_confirmation_from_a_pipe_and_refuses_without_one() {
      !     refusing to destroy app demo without confirmation: nothing on stdin; pipe the name in (echo demo | berth apps:destroy demo) or pass --force
     ");
     // The wrong name piped in: refused.
-    let out = t.args(["apps:destroy", "demo"]).stdin("deom\n").refuse();
-    insta::assert_snapshot!(out, @r"
+    // Dokku's warning comes first, for a piped name too.
+    let out = t.args(["apps:destroy", "demo"]).stdin("deom\n").warnings(3).refuse();
+    insta::assert_snapshot!(out, @r#"
     exit: 1
     --- stdout
     --- stderr
+     !     WARNING: Potentially Destructive Action
+     !     This command will destroy app demo.
+     !     To proceed, type "demo"
      !     Confirmation did not match demo. Aborted.
-    ");
+    "#);
     assert_eq!(snapshot_state(t.root()), before);
     // Dokku's `echo demo | dokku apps:destroy demo`.
     let out = t.args(["apps:destroy", "demo"]).stdin("demo\n").run().success();
@@ -291,7 +295,7 @@ fn namespace_help_lists_its_commands_as_dokku_does() {
     let t = Test::new();
     let out = t.args(["docker-options:help"]).run().success();
     assert!(out.stdout.starts_with("Usage: berth docker-options[:COMMAND]\n"), "{out}");
-    assert!(out.stdout.contains("Pass options to Docker the various stages of an app"), "{out}");
+    assert!(out.stdout.contains("Manage docker options for an app"), "{out}");
     assert!(out.stdout.contains("    docker-options:add "), "{out}");
     assert_eq!(t.args(["docker-options"]).run().success().stdout, out.stdout);
     let out = t.args(["help"]).run().success();

@@ -307,12 +307,15 @@ fn destroy_reads_the_confirmation_from_a_pipe_and_refuses_without_one() {
     --- stderr
      !     refusing to destroy storage entry data without confirmation: nothing on stdin; pipe the name in (echo data | berth storage:destroy data) or pass --force
     ");
-    insta::assert_snapshot!(t.args(["storage:destroy", "data"]).stdin("date\n").refuse(), @r"
+    insta::assert_snapshot!(t.args(["storage:destroy", "data"]).stdin("date\n").warnings(3).refuse(), @r#"
     exit: 1
     --- stdout
     --- stderr
+     !     WARNING: Potentially Destructive Action
+     !     This command will destroy storage entry data.
+     !     To proceed, type "data"
      !     Confirmation did not match data. Aborted.
-    ");
+    "#);
     let out = t.args(["storage:destroy", "data"]).stdin("data\n").run().success();
     assert!(out.stdout.ends_with("-----> Storage entry data destroyed\n"), "{out}");
     assert!(!t.path("entries/data.toml").exists());
