@@ -20,3 +20,4 @@ pub mod proxy;
 pub mod ssh;
 pub mod state;
 pub mod storage;
+pub mod swarm;
