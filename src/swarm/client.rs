@@ -136,9 +136,15 @@ impl Swarm {
         }
     }
 
-    /// Creates the service, or updates it to `def` (a rolling update as `def` says).
+    /// Creates the service, or updates it to `def` (a rolling update as `def` says). A service
+    /// pinned to a node that cannot run tasks now (drained, paused, down) is left as it is:
+    /// its data lives there, and an update would stop what still runs for a task that cannot
+    /// start.
     pub fn deploy(&self, def: &ServiceDef) -> Result<()> {
         let spec = spec::service_spec(def)?;
+        if let Some(node) = &def.pinned_to {
+            self.require_schedulable(node)?;
+        }
         let Some(current) = self.inspect(&def.name)? else {
             self.engine
                 .run(|d| d.create_service(spec, no_credentials()))
@@ -249,8 +255,7 @@ impl Swarm {
                     container_id: container.container_id,
                     exit_code: container.exit_code,
                     version: task.version.and_then(|v| v.index).unwrap_or_default(),
-                    // The engine's own test of an outdated task: its spec differs from the service's.
-                    current: task.spec.as_ref() == template,
+                    current: rollout::runs_template(task.spec.as_ref(), template),
                 }
             })
             .collect();

@@ -2,7 +2,7 @@
 //! the service serving what was asked, still on its way, rolled back (and why), or unable to
 //! place its tasks anywhere. Pure, so each verdict is unit-tested.
 
-use bollard::models::{ServiceUpdateStatusStateEnum, TaskState};
+use bollard::models::{ServiceUpdateStatusStateEnum, TaskSpec, TaskState};
 
 /// One task of a service, as berth reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,20 @@ pub enum Progress {
     Paused(String),
     /// A task the service wants running fits no node.
     Unschedulable(String),
+}
+
+/// Whether a task runs the service's task template: what the engine replaces a task for is a
+/// change of its spec, but it reports a task's spec without the stop grace period, the
+/// restart policy and the runtime, so the container and its placement are compared.
+pub fn runs_template(task: Option<&TaskSpec>, template: Option<&TaskSpec>) -> bool {
+    let container = |spec: Option<&TaskSpec>| {
+        spec.and_then(|s| s.container_spec.clone()).map(|mut c| {
+            c.stop_grace_period = None;
+            c
+        })
+    };
+    let placement = |spec: Option<&TaskSpec>| spec.and_then(|s| s.placement.clone());
+    container(task) == container(template) && placement(task) == placement(template)
 }
 
 fn wants_running(task: &TaskFacts) -> bool {
@@ -135,6 +149,28 @@ mod tests {
             task(2, TaskState::RUNNING, TaskState::RUNNING, 7),
         ];
         assert_eq!(judge(None, None, 2, &up), Progress::Converged);
+    }
+
+    #[test]
+    fn a_task_runs_its_template_whatever_the_engine_leaves_out_of_its_spec() {
+        // As engine 20.10 reports one service's template and one of its tasks.
+        let template: TaskSpec = serde_json::from_str(
+            r#"{"ContainerSpec":{"Image":"r/a@sha256:1","Args":["sleep","100"],"Env":["A=1"],"Init":false,
+            "StopGracePeriod":10000000000,"DNSConfig":{},"Isolation":"default"},"Resources":{"Limits":{},"Reservations":{}},
+            "RestartPolicy":{"Condition":"any","Delay":5000000000,"MaxAttempts":0},
+            "Placement":{"Platforms":[{"Architecture":"amd64","OS":"linux"}]},"ForceUpdate":0,"Runtime":"container"}"#,
+        )
+        .unwrap();
+        let task: TaskSpec = serde_json::from_str(
+            r#"{"ContainerSpec":{"Image":"r/a@sha256:1","Args":["sleep","100"],"Env":["A=1"],"Init":false,
+            "DNSConfig":{},"Isolation":"default"},"Resources":{"Limits":{},"Reservations":{}},
+            "Placement":{"Platforms":[{"Architecture":"amd64","OS":"linux"}]},"ForceUpdate":0}"#,
+        )
+        .unwrap();
+        assert!(runs_template(Some(&task), Some(&template)));
+        let mut changed = template.clone();
+        changed.container_spec.as_mut().unwrap().env = Some(vec!["A=2".into()]);
+        assert!(!runs_template(Some(&task), Some(&changed)));
     }
 
     #[test]

@@ -19,4 +19,5 @@ mod ssh;
 mod storage;
 mod storage_entries;
 mod survival;
+mod swarm;
 mod test;
