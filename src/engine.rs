@@ -29,7 +29,7 @@ pub enum EngineError {
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
-fn api_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+pub(crate) fn api_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
     let action = action.into();
     move |error| match error {
         bollard::errors::Error::DockerResponseServerError { message, .. } => {
@@ -58,7 +58,7 @@ fn lost_connection(error: &bollard::errors::Error) -> Option<&std::io::Error> {
     None
 }
 
-fn is_not_found(error: &bollard::errors::Error) -> bool {
+pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
@@ -85,6 +85,14 @@ impl Engine {
             })
             .map_err(|e| EngineError::Unreachable(e.to_string()))?;
         Ok(Engine { runtime, docker })
+    }
+
+    /// Runs a request of another domain's client (`swarm`) on this connection and runtime.
+    pub(crate) fn run<'a, T, F>(&'a self, request: impl FnOnce(&'a Docker) -> F) -> T
+    where
+        F: std::future::Future<Output = T> + 'a,
+    {
+        self.runtime.block_on(request(&self.docker))
     }
 
     pub fn volume_exists(&self, name: &str) -> Result<bool> {

@@ -23,3 +23,4 @@ pub mod scheduler;
 pub mod ssh;
 pub mod state;
 pub mod storage;
+pub mod swarm;

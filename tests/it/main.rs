@@ -25,4 +25,5 @@ mod ssh;
 mod storage;
 mod storage_entries;
 mod survival;
+mod swarm;
 mod test;
