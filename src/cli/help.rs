@@ -10,7 +10,7 @@ use super::Cli;
 const NAMESPACES: &[(&str, &str)] = &[
     ("apps", "Manage apps"),
     ("config", "Manage global and app-specific config vars"),
-    ("docker-options", "Pass options to Docker the various stages of an app"),
+    ("docker-options", "Manage docker options for an app"),
     ("domains", "Manage vhost domains used by the proxy"),
     ("git", "Manage app deploys via git"),
     ("hooks", "Manage the git hooks of app repositories"),
