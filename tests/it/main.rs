@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apps;
+mod backup;
 mod concurrency;
 mod deploy;
 mod docker_options;
