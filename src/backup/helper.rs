@@ -107,8 +107,14 @@ impl Pipe {
             .tempdir()
             .map_err(BackupError::io("create a directory for", &std::env::temp_dir()))?;
         let fifo = dir.path().join("pipe");
-        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0)
-            .map_err(|e| BackupError::io("create the fifo", &fifo)(e.into()))?;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .map_err(|e| BackupError::io("create the fifo", &fifo)(e.into()))?;
         Ok(Pipe { dir, fifo })
     }
 }
@@ -184,7 +190,8 @@ fn helper_options() -> Result<crate::docker_options::RunOptions, BackupError> {
         "--cap-add DAC_OVERRIDE",
         "--cap-add DAC_READ_SEARCH",
     ];
-    crate::docker_options::RunOptions::parse(&options.map(String::from)).map_err(|e| BackupError::Helper(e.to_string()))
+    crate::docker_options::RunOptions::parse(&options.map(String::from))
+        .map_err(|e| BackupError::Helper(e.to_string()))
 }
 
 /// Copies the stream; on a terminal, shows bytes and rate on stderr once a second.
@@ -216,9 +223,4 @@ fn copy(from: &mut impl Read, to: &mut dyn Write, progress: bool) -> io::Result<
 fn rate(bytes: u64, elapsed: Duration) -> String {
     let mib = bytes as f64 / f64::from(1 << 20);
     format!("{mib:.1} MiB, {:.1} MiB/s   ", mib / elapsed.as_secs_f64().max(0.001))
-}
-
-/// A path inside a directory the helper mounts.
-pub fn inside(dir: &str, rel: &Path) -> PathBuf {
-    Path::new(dir).join(rel)
 }

@@ -178,7 +178,9 @@ mod tests {
             Member::Data { id: "m3".into(), rel: PathBuf::from("a/b") }
         );
         assert_eq!(Member::parse(Path::new("berth-backup/sums/m0")).unwrap(), Member::Sums("m0".into()));
-        for bad in ["/data/m0/x", "data/m0/../x", "data/m0/a/../../x", "data/mx/a", "data/m0", "other/x", "./data"] {
+        for bad in
+            ["/data/m0/x", "data/m0/../x", "data/m0/a/../../x", "data/mx/a", "data/m0", "other/x", "./data"]
+        {
             assert!(Member::parse(Path::new(bad)).is_err(), "{bad}");
         }
     }

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 pub enum BackupError {
     #[error("refused the backup stream: {0}; nothing was restored and the live data is untouched")]
     Refused(String),
-    #[error("cannot read the backup stream ({0}): it is damaged or truncated; nothing was restored and the live data is untouched")]
+    #[error(
+        "cannot read the backup stream ({0}): it is damaged or truncated; nothing was restored and the live data is untouched"
+    )]
     Stream(#[source] io::Error),
     #[error("cannot write the backup stream: {0}")]
     Write(#[source] io::Error),

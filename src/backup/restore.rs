@@ -83,12 +83,35 @@ pub fn restore(input: impl Read, plan: &Plan) -> Result<Vec<Restored>, BackupErr
     mounts.swap(&plan.stamp)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(entry: &mut impl Read, what: &str) -> Result<T, BackupError> {
-    let mut bytes = Vec::new();
-    entry.take(manifest::MAX_META_BYTES + 1).read_to_end(&mut bytes).map_err(BackupError::Stream)?;
-    if bytes.len() as u64 > manifest::MAX_META_BYTES {
+/// A member must be read to its end: the tar reader reports a stream cut inside one only as a
+/// short member.
+fn whole(read: u64, size: u64, shown: &str) -> Result<(), BackupError> {
+    if read == size {
+        return Ok(());
+    }
+    Err(BackupError::Stream(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("it ends inside {shown}, after {read} of its {size} bytes"),
+    )))
+}
+
+/// A metadata member, whole and within the memory bound.
+fn read_meta(entry: &mut tar::Entry<impl Read>, what: &str) -> Result<Vec<u8>, BackupError> {
+    let size = entry.size();
+    if size > manifest::MAX_META_BYTES {
         return Err(refused(format!("{what} is larger than {} MiB", manifest::MAX_META_BYTES >> 20)));
     }
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).map_err(BackupError::Stream)?;
+    whole(bytes.len() as u64, size, what)?;
+    Ok(bytes)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    entry: &mut tar::Entry<impl Read>,
+    what: &str,
+) -> Result<T, BackupError> {
+    let bytes = read_meta(entry, what)?;
     serde_json::from_slice(&bytes).map_err(|e| refused(format!("{what} is not valid: {e}")))
 }
 
@@ -116,7 +139,15 @@ impl<'m> Mounts<'m> {
                 }
                 None => None,
             };
-            mounts.mounts.push(Mount { record, place, staging, sums: Vec::new(), bytes: 0, verified: false, dirs: Vec::new() });
+            mounts.mounts.push(Mount {
+                record,
+                place,
+                staging,
+                sums: Vec::new(),
+                bytes: 0,
+                verified: false,
+                dirs: Vec::new(),
+            });
         }
         Ok(mounts)
     }
@@ -131,9 +162,13 @@ impl<'m> Mounts<'m> {
     fn finish(&self, end: End) -> Result<(), BackupError> {
         let counts: Vec<(String, u64, u64)> =
             self.mounts.iter().map(|m| (m.record.id.clone(), m.sums.len() as u64, m.bytes)).collect();
-        let summary: Vec<(String, u64, u64)> = end.mounts.into_iter().map(|c| (c.id, c.files, c.bytes)).collect();
+        let summary: Vec<(String, u64, u64)> =
+            end.mounts.into_iter().map(|c| (c.id, c.files, c.bytes)).collect();
         if let Some(mount) = self.mounts.iter().find(|m| !m.verified) {
-            return Err(refused(format!("mount {} has no checksum list: the stream is truncated", mount.record.id)));
+            return Err(refused(format!(
+                "mount {} has no checksum list: the stream is truncated",
+                mount.record.id
+            )));
         }
         if counts != summary {
             return Err(refused(format!(
@@ -154,7 +189,12 @@ impl<'m> Mounts<'m> {
             set_meta(&staging, &mount.record.root)?;
             let replaced = place.swap(&staging, stamp)?;
             mount.staging = None;
-            done.push(Restored { id: mount.record.id.clone(), files: mount.sums.len() as u64, bytes: mount.bytes, replaced });
+            done.push(Restored {
+                id: mount.record.id.clone(),
+                files: mount.sums.len() as u64,
+                bytes: mount.bytes,
+                replaced,
+            });
         }
         Ok(done)
     }
@@ -172,7 +212,8 @@ impl Drop for Mounts<'_> {
 /// Free space for the mount's bytes and a block per file, before anything is written.
 fn check_space(record: &MountRecord, place: &Place) -> Result<(), BackupError> {
     let dir = place.file_system();
-    let stat = rustix::fs::statvfs(dir).map_err(|e| BackupError::io("measure free space on", dir)(e.into()))?;
+    let stat =
+        rustix::fs::statvfs(dir).map_err(|e| BackupError::io("measure free space on", dir)(e.into()))?;
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     let need = record.bytes.saturating_add(record.files.saturating_mul(4096)).saturating_add(1 << 20);
     if need > free {
@@ -224,7 +265,10 @@ impl Mount<'_> {
                 Ok(())
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name().map_err(BackupError::Stream)?.ok_or_else(|| refused(format!("symlink {shown} has no target")))?;
+                let target = entry
+                    .link_name()
+                    .map_err(BackupError::Stream)?
+                    .ok_or_else(|| refused(format!("symlink {shown} has no target")))?;
                 if let Some(path) = path {
                     std::os::unix::fs::symlink(&target, &path).map_err(|e| collision(&shown, e))?;
                     let (uid, gid) = ids(&meta);
@@ -236,16 +280,29 @@ impl Mount<'_> {
                 Ok(())
             }
             tar::EntryType::Link => {
-                let target = entry.link_name().map_err(BackupError::Stream)?.ok_or_else(|| refused(format!("hard link {shown} has no target")))?;
-                let first = match Member::parse(&target)? {
-                    Member::Data { id, rel } if id == self.record.id => rel,
-                    _ => return Err(refused(format!("hard link {shown} points outside its mount, to {}", target.display()))),
+                let target = entry
+                    .link_name()
+                    .map_err(BackupError::Stream)?
+                    .ok_or_else(|| refused(format!("hard link {shown} has no target")))?;
+                let first = match Member::parse(&target) {
+                    Ok(Member::Data { id, rel }) if id == self.record.id => rel,
+                    _ => {
+                        return Err(refused(format!(
+                            "hard link {shown} points outside its mount, to {}",
+                            target.display()
+                        )));
+                    }
                 };
                 if let (Some(path), Some(staging)) = (path, &self.staging) {
                     let first = staged_path(staging, &first)?;
                     match fs::symlink_metadata(&first) {
                         Ok(m) if m.file_type().is_file() => {}
-                        _ => return Err(refused(format!("hard link {shown} points to {}, which is no file of the backup", first.display()))),
+                        _ => {
+                            return Err(refused(format!(
+                                "hard link {shown} points to {}, which is no file of the backup",
+                                first.display()
+                            )));
+                        }
                     }
                     fs::hard_link(&first, &path).map_err(|e| collision(&shown, e))?;
                 }
@@ -287,11 +344,13 @@ impl Mount<'_> {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(path)
                     .map_err(|e| collision(&shown, e))?;
-                write_sparse(&file, &mut data).map_err(BackupError::Stream)?;
+                let written = write_sparse(&file, &mut data).map_err(BackupError::Stream)?;
+                whole(written, size, &shown)?;
                 set_file_meta(&file, path, meta)?;
             }
             None => {
-                io::copy(&mut data, &mut io::sink()).map_err(BackupError::Stream)?;
+                let read = io::copy(&mut data, &mut io::sink()).map_err(BackupError::Stream)?;
+                whole(read, size, &shown)?;
             }
         }
         let hasher = data.hasher;
@@ -301,15 +360,13 @@ impl Mount<'_> {
     }
 
     /// Compares the stream's checksum list with what was read.
-    fn verify(&mut self, entry: &mut impl Read) -> Result<(), BackupError> {
+    fn verify(&mut self, entry: &mut tar::Entry<impl Read>) -> Result<(), BackupError> {
         let id = &self.record.id;
         if self.verified {
             return Err(refused(format!("a second checksum list for mount {id}")));
         }
-        let mut text = String::new();
-        entry
-            .take(manifest::MAX_META_BYTES + 1)
-            .read_to_string(&mut text)
+        let bytes = read_meta(entry, &format!("the checksum list of mount {id}"))?;
+        let text = String::from_utf8(bytes)
             .map_err(|e| refused(format!("the checksum list of mount {id} is not text: {e}")))?;
         let listed: Vec<Sum> = text
             .lines()

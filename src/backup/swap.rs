@@ -71,7 +71,9 @@ impl Place {
                 let mut moved = false;
                 for name in children(root)? {
                     let text = name.to_string_lossy();
-                    if text.starts_with(STAGING_PREFIX) || text.starts_with(&format!(".berth-{REPLACED_MARK}")) {
+                    if text.starts_with(STAGING_PREFIX)
+                        || text.starts_with(&format!(".berth-{REPLACED_MARK}"))
+                    {
                         continue;
                     }
                     rename(&root.join(&name), &replaced.join(&name))?;
@@ -128,7 +130,7 @@ mod tests {
     #[test]
     fn stamps() {
         assert_eq!(stamp(0), "19700101T000000Z");
-        assert_eq!(stamp(1_796_223_600), "20261203T150000Z");
+        assert_eq!(stamp(1_796_223_600), "20261202T150000Z");
         assert_eq!(stamp(951_782_400), "20000229T000000Z");
     }
 

@@ -26,7 +26,8 @@ pub fn write(mut manifest: Manifest, dirs: &[PathBuf], out: impl Write) -> Resul
     append_json(&mut tar, manifest::MANIFEST, &manifest)?;
     let mut end = End::default();
     for (mount, dir) in manifest.mounts.iter().zip(dirs) {
-        let mut tree = Tree { tar: &mut tar, id: &mount.id, sums: Vec::new(), links: HashMap::new(), bytes: 0 };
+        let mut tree =
+            Tree { tar: &mut tar, id: &mount.id, sums: Vec::new(), links: HashMap::new(), bytes: 0 };
         tree.walk(dir, Path::new(""))?;
         let (sums, bytes) = (tree.sums, tree.bytes);
         let mut lines = Vec::new();
@@ -109,7 +110,10 @@ impl<W: Write> Tree<'_, W> {
                 self.file(&path, &meta, &member, &rel, header)?;
             } else {
                 let what = if kind.is_fifo() || kind.is_socket() { "fifo or socket" } else { "device" };
-                crate::output::warn(format!("left out {} ({what}): only files, directories and links are backed up", path.display()));
+                crate::output::warn(format!(
+                    "left out {} ({what}): only files, directories and links are backed up",
+                    path.display()
+                ));
             }
         }
         Ok(())
@@ -147,7 +151,11 @@ impl<W: Write> Tree<'_, W> {
         let mut hashing = Hashing { inner: data, hasher: Sha256::new() };
         self.tar.append_data(&mut header, member, &mut hashing).map_err(BackupError::Write)?;
         self.bytes += size;
-        self.sums.push(Sum { path: rel.to_string_lossy().into_owned(), size, sha256: hex(&hashing.hasher.finalize()) });
+        self.sums.push(Sum {
+            path: rel.to_string_lossy().into_owned(),
+            size,
+            sha256: hex(&hashing.hasher.finalize()),
+        });
         Ok(())
     }
 }
@@ -180,7 +188,11 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn append_json<W: Write>(tar: &mut tar::Builder<W>, name: &str, value: &impl serde::Serialize) -> Result<(), BackupError> {
+fn append_json<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    value: &impl serde::Serialize,
+) -> Result<(), BackupError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| BackupError::Format(e.to_string()))?;
     append_bytes(tar, name, &bytes)
 }

@@ -107,7 +107,13 @@ impl Selected {
 
 /// The app's mounts a backup covers: each source once, host paths and external volumes only
 /// when asked, only the `--mount` paths when given.
-fn select(root: &Root, app: &AppName, state: &AppState, only: &[String], host_paths: bool) -> Result<Vec<Selected>> {
+fn select(
+    root: &Root,
+    app: &AppName,
+    state: &AppState,
+    only: &[String],
+    host_paths: bool,
+) -> Result<Vec<Selected>> {
     let entries = root.entries_by_name()?;
     let mut selected: Vec<Selected> = Vec::new();
     for attachment in &state.mounts {
@@ -122,16 +128,23 @@ fn select(root: &Root, app: &AppName, state: &AppState, only: &[String], host_pa
             continue;
         }
         if matches!(attachment.source, Source::HostPath(_) | Source::Volume(_)) && !host_paths {
-            warn(format!("Skipping {} at {}: pass --include-host-paths to include it", attachment.source, attachment.container_path));
+            warn(format!(
+                "Skipping {} at {}: pass --include-host-paths to include it",
+                attachment.source, attachment.container_path
+            ));
             continue;
         }
         selected.push(Selected { attachment: attachment.clone(), source });
     }
     if let Some(path) = only.iter().find(|p| !state.mounts.iter().any(|m| &m.container_path == *p)) {
-        return Err(CliError::Usage(format!("app {app} has no mount at {path}; see `berth storage:list {app}`")));
+        return Err(CliError::Usage(format!(
+            "app {app} has no mount at {path}; see `berth storage:list {app}`"
+        )));
     }
     if selected.is_empty() {
-        return Err(CliError::Usage(format!("app {app} has no storage to back up; see `berth storage:list {app}`")));
+        return Err(CliError::Usage(format!(
+            "app {app} has no storage to back up; see `berth storage:list {app}`"
+        )));
     }
     Ok(selected)
 }
@@ -190,12 +203,26 @@ pub fn backup(root: &Root, args: BackupArgs) -> Result<()> {
     let mut sink = Sink::open(args.output.as_deref())?;
     let live = running(&engine, &app)?;
     if live && !args.stop {
-        warn(format!("{app} is running: files it writes during the copy may be inconsistent; pass --stop for a consistent copy"));
+        warn(format!(
+            "{app} is running: files it writes during the copy may be inconsistent; pass --stop for a consistent copy"
+        ));
     }
-    let mounts = manifest.mounts.iter().zip(&selected).map(|(r, s)| s.engine_mount(format!("{SOURCES_DIR}/{}", r.id), true)).collect();
+    let mounts = manifest
+        .mounts
+        .iter()
+        .zip(&selected)
+        .map(|(r, s)| s.engine_mount(format!("{SOURCES_DIR}/{}", r.id), true))
+        .collect();
     let plan = serde_json::to_string(&manifest).map_err(|e| CliError::Usage(e.to_string()))?;
-    let job = Job { engine: &engine, app: &app, command: helper::READ_COMMAND, mounts, args: vec![helper::pipe_path(), plan] };
-    let bytes = with_stopped(root, &app, args.stop && live, || Ok(helper::read_into(job, sink.writer(), true)?))?;
+    let job = Job {
+        engine: &engine,
+        app: &app,
+        command: helper::READ_COMMAND,
+        mounts,
+        args: vec![helper::pipe_path(), plan],
+    };
+    let bytes =
+        with_stopped(root, &app, args.stop && live, || Ok(helper::read_into(job, sink.writer(), true)?))?;
     sink.commit()?;
     step(format!("Backed up {} mount(s) of {app}: {bytes} bytes", selected.len()));
     Ok(())
@@ -218,7 +245,9 @@ impl Sink {
                         "refusing to write a backup to a terminal: redirect it (> backup.tar), pipe it, or pass -o <file>".into(),
                     ));
                 }
-                let usage = |e: rustix::io::Errno| CliError::Usage(format!("cannot set up stdout for the stream: {e}"));
+                let usage = |e: rustix::io::Errno| {
+                    CliError::Usage(format!("cannot set up stdout for the stream: {e}"))
+                };
                 let stream = rustix::io::dup(&stdout).map_err(usage)?;
                 stdout.lock().flush().ok();
                 rustix::stdio::dup2_stdout(std::io::stderr()).map_err(usage)?;
@@ -277,8 +306,11 @@ pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
         )));
     }
     let selected = select(root, &to, &state, &args.mounts, args.include_host_paths)?;
-    let chosen: Vec<&MountRecord> =
-        manifest.mounts.iter().filter(|m| args.mounts.is_empty() || args.mounts.contains(&m.target)).collect();
+    let chosen: Vec<&MountRecord> = manifest
+        .mounts
+        .iter()
+        .filter(|m| args.mounts.is_empty() || args.mounts.contains(&m.target))
+        .collect();
     if chosen.is_empty() {
         return Err(CliError::Usage("the backup has none of the mounts asked for".into()));
     }
@@ -286,7 +318,10 @@ pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
     for record in chosen {
         let mount = selected
             .iter()
-            .find(|s| s.attachment.source.to_string() == record.source && s.attachment.container_path == record.target)
+            .find(|s| {
+                s.attachment.source.to_string() == record.source
+                    && s.attachment.container_path == record.target
+            })
             .ok_or_else(|| {
                 BackupError::Refused(format!(
                     "the backup has {} at {}, a mount app {to} does not have (see `berth storage:list {to}`)",
@@ -298,7 +333,9 @@ pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
     let engine = Engine::connect()?;
     let live = running(&engine, &to)?;
     if live && !args.stop {
-        return Err(CliError::Usage(format!("{to} is running; stop it first (berth ps:stop {to}) or pass --stop")));
+        return Err(CliError::Usage(format!(
+            "{to} is running; stop it first (berth ps:stop {to}) or pass --stop"
+        )));
     }
     for (_, mount) in &pairs {
         prepare_target(root, &engine, &to, mount)?;
@@ -307,12 +344,23 @@ pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
     let (targets, mounts) = targets(&pairs);
     let plan = Plan { targets, stamp };
     let plan_text = serde_json::to_string(&plan).map_err(|e| CliError::Usage(e.to_string()))?;
-    let job = Job { engine: &engine, app: &to, command: helper::RESTORE_COMMAND, mounts, args: vec![helper::pipe_path(), plan_text] };
-    let output = with_stopped(root, &to, args.stop && live, || Ok(helper::restore_from(job, &prefix, &mut input)?))?;
+    let job = Job {
+        engine: &engine,
+        app: &to,
+        command: helper::RESTORE_COMMAND,
+        mounts,
+        args: vec![helper::pipe_path(), plan_text],
+    };
+    let output =
+        with_stopped(root, &to, args.stop && live, || Ok(helper::restore_from(job, &prefix, &mut input)?))?;
     let restored: Vec<Restored> = serde_json::from_str(output.trim())
         .map_err(|e| CliError::Usage(format!("the restore helper answered {output:?}: {e}")))?;
     record_restores(root, &to, &pairs, &restored)?;
-    step(format!("Restored {to} from the backup of {} (release {})", manifest.app, manifest.release.map_or("none".into(), |r| r.to_string())));
+    step(format!(
+        "Restored {to} from the backup of {} (release {})",
+        manifest.app,
+        manifest.release.map_or("none".into(), |r| r.to_string())
+    ));
     for (done, (record, _)) in restored.iter().zip(&pairs) {
         detail(format!("{} -> {}: {} files, {} bytes", record.source, record.target, done.files, done.bytes));
     }
@@ -327,7 +375,10 @@ fn read_manifest(input: &mut dyn Read) -> Result<(Vec<u8>, Manifest)> {
     let header = tar::Header::from_byte_slice(&prefix);
     let refused = |m: &str| BackupError::Refused(m.to_string());
     if header.path_bytes().as_ref() != manifest::MANIFEST.as_bytes() {
-        return Err(refused("the stream does not start with berth-backup/manifest.json (is it a berth backup, uncompressed?)").into());
+        return Err(refused(
+            "the stream does not start with berth-backup/manifest.json (is it a berth backup, uncompressed?)",
+        )
+        .into());
     }
     let size = header.size().map_err(BackupError::Stream)?;
     if size > manifest::MAX_META_BYTES {
@@ -391,7 +442,12 @@ fn targets(pairs: &[(&MountRecord, &Selected)]) -> (Vec<Target>, Vec<EngineMount
 }
 
 /// Lists the replaced data for `storage:report` and `storage:prune-restores`.
-fn record_restores(root: &Root, app: &AppName, pairs: &[(&MountRecord, &Selected)], restored: &[Restored]) -> Result<()> {
+fn record_restores(
+    root: &Root,
+    app: &AppName,
+    pairs: &[(&MountRecord, &Selected)],
+    restored: &[Restored],
+) -> Result<()> {
     let lock = root.lock_app(app)?;
     let mut kept = KeptRestores::read(root, app)?;
     for done in restored {
@@ -427,7 +483,12 @@ pub fn prune_restores(root: &Root, args: PruneArgs) -> Result<()> {
         step(format!("No replaced data kept for {app}"));
         return Ok(());
     }
-    confirm_destructive("the data earlier restores replaced in", "storage:prune-restores", app.as_str(), args.force)?;
+    confirm_destructive(
+        "the data earlier restores replaced in",
+        "storage:prune-restores",
+        app.as_str(),
+        args.force,
+    )?;
     let engine = Engine::connect()?;
     let mut mounts = Vec::new();
     let mut paths = Vec::new();
@@ -437,10 +498,22 @@ pub fn prune_restores(root: &Root, args: PruneArgs) -> Result<()> {
             Kind::Bind => MountKind::Bind,
             Kind::Volume => MountKind::Volume,
         };
-        mounts.push(EngineMount { kind, source: k.host.clone(), target: dir.clone(), read_only: false, options: Vec::new() });
+        mounts.push(EngineMount {
+            kind,
+            source: k.host.clone(),
+            target: dir.clone(),
+            read_only: false,
+            options: Vec::new(),
+        });
         paths.push(format!("{dir}/{}", k.name));
     }
-    helper::run_plain(Job { engine: &engine, app: &app, command: helper::PRUNE_COMMAND, mounts, args: paths })?;
+    helper::run_plain(Job {
+        engine: &engine,
+        app: &app,
+        command: helper::PRUNE_COMMAND,
+        mounts,
+        args: paths,
+    })?;
     let lock = root.lock_app(&app)?;
     for k in &kept.kept {
         detail(format!("Removed {}", Kept::show(k.kind, &k.host, &k.name)));
@@ -451,7 +524,8 @@ pub fn prune_restores(root: &Root, args: PruneArgs) -> Result<()> {
 
 /// `internal:backup-read <fifo> <manifest>`: writes the stream of the trees under SOURCES_DIR.
 pub fn internal_read(pipe: &Path, plan: &str) -> Result<()> {
-    let manifest: Manifest = serde_json::from_str(plan).map_err(|e| CliError::Usage(format!("bad plan: {e}")))?;
+    let manifest: Manifest =
+        serde_json::from_str(plan).map_err(|e| CliError::Usage(format!("bad plan: {e}")))?;
     let dirs: Vec<PathBuf> = manifest.mounts.iter().map(|m| Path::new(SOURCES_DIR).join(&m.id)).collect();
     let out = File::options().write(true).open(pipe).map_err(BackupError::io("open", pipe))?;
     Ok(writer::write(manifest, &dirs, BufWriter::with_capacity(1 << 20, out))?)

@@ -7,6 +7,7 @@ mod docker_options;
 mod domains;
 mod global;
 mod help;
+mod inventory;
 mod proxy;
 mod ps;
 mod report;

@@ -56,25 +56,29 @@ fn walk(root: &Path) -> BTreeMap<PathBuf, Seen> {
             } else {
                 "file"
             };
-            let sha256 = if kind == "file" { hex(&Sha256::digest(fs::read(&path).unwrap())) } else { String::new() };
+            let sha256 =
+                if kind == "file" { hex(&Sha256::digest(fs::read(&path).unwrap())) } else { String::new() };
             let same_as = if kind == "file" && meta.nlink() > 1 {
                 let first = inodes.entry(meta.ino()).or_insert_with(|| rel.clone()).clone();
                 (first != rel).then_some(first)
             } else {
                 None
             };
-            seen.insert(rel, Seen {
-                kind,
-                mode: meta.mode() & 0o7777,
-                uid: meta.uid(),
-                gid: meta.gid(),
-                mtime: if kind == "dir" { 0 } else { meta.mtime() },
-                size: if kind == "dir" { 0 } else { meta.len() },
-                sha256,
-                link: (kind == "symlink").then(|| fs::read_link(&path).unwrap()),
-                same_as,
-                sparse: kind == "file" && meta.len() > 1 << 20 && meta.blocks() * 512 < meta.len() / 2,
-            });
+            seen.insert(
+                rel,
+                Seen {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    mtime: if kind == "dir" { 0 } else { meta.mtime() },
+                    size: if kind == "dir" { 0 } else { meta.len() },
+                    sha256,
+                    link: (kind == "symlink").then(|| fs::read_link(&path).unwrap()),
+                    same_as,
+                    sparse: kind == "file" && meta.len() > 1 << 20 && meta.blocks() * 512 < meta.len() / 2,
+                },
+            );
         }
     }
     seen
@@ -119,7 +123,11 @@ fn fill(dir: &Path, bytes: u64) {
 
 /// Runs berth and returns its stdout as bytes (a stream, not text); it must succeed.
 fn stdout_bytes(t: &Test, args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new(crate::test::BERTH).args(args).env("BERTH_ROOT", t.root()).output().unwrap();
+    let out = std::process::Command::new(crate::test::BERTH)
+        .args(args)
+        .env("BERTH_ROOT", t.root())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "berth {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
@@ -137,7 +145,10 @@ fn round_trip_bytes() -> u64 {
 fn deployed<'t>(t: &'t Test, tag: &str, entry: &str) -> (App<'t>, Repo) {
     let app = bk_app(t, tag);
     let repo = Repo::from_template("web");
-    repo.write("app.toml", &format!("{}\n[[storage.mounts]]\nsource = \"vol\"\ntarget = \"/app/vol\"\n", repo.read("app.toml")));
+    repo.write(
+        "app.toml",
+        &format!("{}\n[[storage.mounts]]\nsource = \"vol\"\ntarget = \"/app/vol\"\n", repo.read("app.toml")),
+    );
     repo.commit("an app volume");
     repo.push(&app).success();
     t.ok(["storage:create", entry]);
@@ -177,7 +188,13 @@ fn round_trip_restores_every_byte_owner_mode_and_link() {
     assert!(out.stdout.contains("The data it replaced is kept at"), "{out}");
     let after: Vec<_> = dirs.iter().map(|d| walk(d)).collect();
     for (i, (before, after)) in before.iter().zip(&after).enumerate() {
-        let after: BTreeMap<_, _> = after.iter().filter(|(p, _)| !p.starts_with(".berth-replaced-") && !p.to_string_lossy().starts_with(".berth-replaced-")).map(|(p, s)| (p.clone(), s.clone())).collect();
+        let after: BTreeMap<_, _> = after
+            .iter()
+            .filter(|(p, _)| {
+                !p.starts_with(".berth-replaced-") && !p.to_string_lossy().starts_with(".berth-replaced-")
+            })
+            .map(|(p, s)| (p.clone(), s.clone()))
+            .collect();
         assert_eq!(before, &after, "tree {i} ({}) differs after the round trip", dirs[i].display());
         assert!(after[Path::new("sparse.img")].sparse, "the sparse file stays sparse");
         assert_eq!(after[Path::new("sub/hello-link.txt")].same_as.as_deref(), Some(Path::new("hello.txt")));
@@ -186,7 +203,11 @@ fn round_trip_restores_every_byte_owner_mode_and_link() {
     assert_eq!((uploads.uid(), uploads.gid()), (1000, 1000), "the top directory keeps its owner");
 
     // The replaced data is kept, listed, and pruned on request.
-    let kept: Vec<_> = fs::read_dir(app.dir("")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with("uploads.replaced-")).collect();
+    let kept: Vec<_> = fs::read_dir(app.dir(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("uploads.replaced-"))
+        .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(app.dir(&kept[0]).join("hello.txt").exists() && !app.dir(&kept[0]).join("sub").exists());
     let report = t.ok(["storage:report", &app.name]);
@@ -205,7 +226,8 @@ fn restore_as_another_app_migrates_the_data() {
     fill(&volume_dir(&format!("{}_vol", from.name)), 1 << 20);
     let to = bk_app(&t, "to");
     repo.push(&to).success();
-    let stream = stdout_bytes(&t, &["storage:backup", &from.name, "--mount", "/app/storage", "--mount", "/app/vol"]);
+    let stream =
+        stdout_bytes(&t, &["storage:backup", &from.name, "--mount", "/app/storage", "--mount", "/app/vol"]);
     // The stream went to stdout: berth's own lines went to stderr.
     assert!(stream.starts_with(b"berth-backup/manifest.json"), "{}", String::from_utf8_lossy(&stream[..64]));
 
@@ -213,6 +235,224 @@ fn restore_as_another_app_migrates_the_data() {
     assert!(wrong.stderr.contains(&format!("this backup is of app {}", from.name)), "{wrong}");
     t.args(["storage:restore", &from.name, "--as", &to.name, "--stop"]).stdin(&stream).run().success();
     assert_eq!(walk(&from.dir("uploads")), walk(&to.dir("uploads")));
-    assert_eq!(walk(&volume_dir(&format!("{}_vol", from.name))), walk(&volume_dir(&format!("{}_vol", to.name))));
+    assert_eq!(
+        walk(&volume_dir(&format!("{}_vol", from.name))),
+        walk(&volume_dir(&format!("{}_vol", to.name)))
+    );
     assert_eq!(to.ps("ps-running"), "true");
+}
+
+/// An app mounting one entry (no push needed) whose directory holds `live.txt`; returns the
+/// app and the entry's source name.
+fn entry_app<'t>(t: &'t Test, tag: &str) -> (App<'t>, String) {
+    let app = bk_app(t, tag);
+    let entry = format!("bk-h-{tag}-{}", std::process::id());
+    t.ok(["storage:create", &entry]);
+    t.ok(["storage:mount", &app.name, &entry, "--container-dir", "/data"]);
+    fs::write(t.path(format!("data/storage/{entry}/live.txt")), "live-content\n").unwrap();
+    (app, format!("entry:{entry}"))
+}
+
+/// A hand-made stream with one mount, member by member, with no checks on names.
+struct Crafted {
+    tar: tar::Builder<Vec<u8>>,
+}
+
+impl Crafted {
+    fn new(app: &str, source: &str, target: &str, files: u64, bytes: u64) -> Crafted {
+        let manifest = serde_json::json!({
+            "format": 1, "app": app, "release": null, "created_at": 0, "berth_version": "test",
+            "mounts": [{"id": "m0", "source": source, "target": target, "kind": "bind", "host": "/x",
+                        "root": {"uid": 0, "gid": 0, "mode": 493, "mtime": 0}, "files": files, "bytes": bytes}],
+        });
+        let crafted = Crafted { tar: tar::Builder::new(Vec::new()) };
+        crafted.raw(
+            "berth-backup/manifest.json",
+            tar::EntryType::Regular,
+            manifest.to_string().as_bytes(),
+            None,
+        )
+    }
+
+    fn raw(mut self, name: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>) -> Crafted {
+        let mut header = tar::Header::new_gnu();
+        let gnu = header.as_gnu_mut().unwrap();
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(link) = link {
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_entry_type(kind);
+        header.set_cksum();
+        self.tar.append(&header, data).unwrap();
+        self
+    }
+
+    fn file(self, name: &str, data: &[u8]) -> Crafted {
+        self.raw(name, tar::EntryType::Regular, data, None)
+    }
+
+    /// The checksum list of mount m0, for these (path, data).
+    fn sums(self, files: &[(&str, &[u8])]) -> Crafted {
+        let lines: String = files
+            .iter()
+            .map(|(path, data)| {
+                let sum = serde_json::json!({"path": path, "size": data.len(), "sha256": hex(&Sha256::digest(data))});
+                format!("{sum}\n")
+            })
+            .collect();
+        self.file("berth-backup/sums/m0", lines.as_bytes())
+    }
+
+    fn end(self, files: u64, bytes: u64) -> Vec<u8> {
+        let end = serde_json::json!({"mounts": [{"id": "m0", "files": files, "bytes": bytes}]});
+        self.file("berth-backup/end.json", end.to_string().as_bytes()).tar.into_inner().unwrap()
+    }
+}
+
+/// Restores `stream` into the app: it must be refused with `reason`, nothing changed under the
+/// root (the entry's live data included), no staging left.
+fn refused(t: &Test, app: &App, stream: &[u8], reason: &str) {
+    let out = t.args(["storage:restore", &app.name]).stdin(stream).refuse();
+    assert!(out.stderr.contains(reason), "expected {reason:?}\n{out}");
+}
+
+/// A stream whose one data member is `name` (of `kind`, linking to `link`), otherwise whole.
+fn one_member(app: &App, source: &str, name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {
+    Crafted::new(&app.name, source, "/data", 1, 1).raw(name, kind, b"", link).sums(&[]).end(0, 0)
+}
+
+#[test]
+fn hostile_dotdot_member_is_refused() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "dotdot");
+    let stream = Crafted::new(&app.name, &source, "/data", 1, 4)
+        .file("data/m0/../../evil", b"evil")
+        .sums(&[("evil", b"evil")])
+        .end(1, 4);
+    refused(&t, &app, &stream, "is not a plain relative path");
+}
+
+#[test]
+fn hostile_absolute_member_is_refused() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "absolute");
+    let stream = Crafted::new(&app.name, &source, "/data", 1, 4)
+        .file("/data/m0/evil", b"evil")
+        .sums(&[("evil", b"evil")])
+        .end(1, 4);
+    refused(&t, &app, &stream, "is not a plain relative path");
+}
+
+#[test]
+fn hostile_member_through_a_symlink_is_refused() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "through");
+    let stream = Crafted::new(&app.name, &source, "/data", 1, 4)
+        .raw("data/m0/up", tar::EntryType::Symlink, b"", Some(".."))
+        .file("data/m0/up/evil", b"evil")
+        .sums(&[("up/evil", b"evil")])
+        .end(1, 4);
+    refused(&t, &app, &stream, "would be written through up, which is not a directory");
+}
+
+#[test]
+fn hostile_device_file_is_refused() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "device");
+    let stream = one_member(&app, &source, "data/m0/sda", tar::EntryType::Block, None);
+    refused(&t, &app, &stream, "sda is a device file: device files and fifos are never restored");
+}
+
+#[test]
+fn hostile_fifo_is_refused() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "fifo");
+    let stream = one_member(&app, &source, "data/m0/pipe", tar::EntryType::Fifo, None);
+    refused(&t, &app, &stream, "pipe is a fifo");
+}
+
+#[test]
+fn hostile_hard_link_outside_is_refused() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "hardlink");
+    for target in ["/etc/shadow", "data/m0/../../../etc/shadow", "data/m1/x"] {
+        let stream = one_member(&app, &source, "data/m0/pw", tar::EntryType::Link, Some(target));
+        refused(&t, &app, &stream, "points outside its mount");
+    }
+}
+
+#[test]
+fn hostile_manifest_that_does_not_match_the_data_is_refused() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "mismatch");
+    // The checksum list names a file the stream does not hold.
+    let stream = Crafted::new(&app.name, &source, "/data", 2, 8)
+        .file("data/m0/a", b"aaaa")
+        .sums(&[("a", b"aaaa"), ("b", b"bbbb")])
+        .end(2, 8);
+    refused(&t, &app, &stream, "the manifest does not match the data");
+    // More data than the manifest declares.
+    let stream = Crafted::new(&app.name, &source, "/data", 1, 4)
+        .file("data/m0/a", b"aaaa")
+        .file("data/m0/b", b"bbbb")
+        .sums(&[])
+        .end(2, 8);
+    refused(&t, &app, &stream, "larger than its manifest says");
+}
+
+#[test]
+fn hostile_mount_the_app_does_not_have_is_refused() {
+    let t = Test::new();
+    let (app, _) = entry_app(&t, "nomount");
+    let stream = Crafted::new(&app.name, "entry:somebody-else", "/elsewhere", 0, 0).sums(&[]).end(0, 0);
+    refused(&t, &app, &stream, "entry:somebody-else at /elsewhere, a mount app");
+}
+
+#[test]
+fn hostile_size_beyond_free_space_is_refused_before_writing() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "huge");
+    let stream = Crafted::new(&app.name, &source, "/data", 1, 1 << 60)
+        .file("data/m0/a", b"aaaa")
+        .sums(&[("a", b"aaaa")])
+        .end(1, 4);
+    refused(&t, &app, &stream, "make room or restore it elsewhere");
+}
+
+/// A real backup of the entry app.
+fn real_backup(t: &Test, app: &App) -> Vec<u8> {
+    stdout_bytes(t, &["storage:backup", &app.name])
+}
+
+#[test]
+fn broken_truncated_stream_is_refused() {
+    let t = Test::new();
+    let (app, _) = entry_app(&t, "truncated");
+    let stream = real_backup(&t, &app);
+    // Cut inside a member, and cut cleanly between members (the summary is missing).
+    refused(&t, &app, &stream[..stream.len() / 2 + 100], "truncated");
+    let end = find(&stream, b"berth-backup/end.json");
+    refused(&t, &app, &stream[..end], "truncated");
+}
+
+#[test]
+fn broken_checksum_is_refused() {
+    let t = Test::new();
+    let (app, _) = entry_app(&t, "checksum");
+    let mut stream = real_backup(&t, &app);
+    let at = find(&stream, b"live-content");
+    stream[at] = b'L';
+    refused(&t, &app, &stream, "checksum mismatch in mount m0: live.txt");
+    // And the untouched stream restores.
+    stream[at] = b'l';
+    t.args(["storage:restore", &app.name]).stdin(&stream).run().success();
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len()).position(|w| w == needle).unwrap()
 }
