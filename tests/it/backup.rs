@@ -456,3 +456,36 @@ fn broken_checksum_is_refused() {
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
     haystack.windows(needle.len()).position(|w| w == needle).unwrap()
 }
+
+#[test]
+fn restic_pipe_round_trip() {
+    let t = Test::new();
+    let (app, entry) = entry_app(&t, "restic");
+    let entry_dir = t.path(format!("data/storage/{}", entry.trim_start_matches("entry:")));
+    fill(&entry_dir, 1 << 20);
+    let before = walk(&entry_dir);
+    let repo = tempfile::tempdir().unwrap();
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-ec", script])
+            .env("BERTH", crate::test::BERTH)
+            .env("BERTH_ROOT", t.root())
+            .env("APP", &app.name)
+            .env("RESTIC_REPOSITORY", repo.path())
+            .env("RESTIC_PASSWORD", "bk-test")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh("restic init -q");
+    sh(r#""$BERTH" storage:backup "$APP" | restic backup -q --stdin --stdin-filename "$APP.tar""#);
+    fs::remove_dir_all(entry_dir.join("data")).unwrap();
+    sh(r#"restic dump -q latest "/$APP.tar" | "$BERTH" storage:restore "$APP""#);
+    let after: BTreeMap<_, _> = walk(&entry_dir);
+    assert_eq!(before, after);
+}
