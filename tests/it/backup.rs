@@ -489,3 +489,54 @@ fn restic_pipe_round_trip() {
     let after: BTreeMap<_, _> = walk(&entry_dir);
     assert_eq!(before, after);
 }
+
+/// MariaDB from Debian's packages on the local debootstrapped base
+/// (`scripts/ensure-debian-image.sh`): rows survive backup, `apps:destroy --purge-storage`,
+/// re-create, restore. Slow (it installs the packages): only with `BERTH_DB=1`.
+#[test]
+fn database_rows_survive_destroy_and_restore() {
+    if std::env::var_os("BERTH_DB").is_none() {
+        return;
+    }
+    let status = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ensure-debian-image.sh"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/ensure-debian-image.sh failed");
+    let t = Test::new();
+    let app = bk_app(&t, "db");
+    let repo = Repo::from_template("web");
+    repo.write(
+        "Dockerfile",
+        "FROM berth-debian:bookworm\nRUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server >/dev/null && rm -rf /var/lib/apt/lists/*\n",
+    );
+    repo.write(
+        "app.toml",
+        "[app]\nuser = \"0\"\n\n[processes]\ndb = \"[ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=root --datadir=/var/lib/mysql >/dev/null; mkdir -p /run/mysqld; exec mariadbd --user=root --datadir=/var/lib/mysql\"\n\n[[storage.mounts]]\nsource = \"db\"\ntarget = \"/var/lib/mysql\"\n",
+    );
+    repo.commit("mariadb");
+    let sql = |query: &str| -> String {
+        for _ in 0..120 {
+            let out = std::process::Command::new("docker")
+                .args(["exec", &app.container("db"), "mariadb", "-N", "-e", query])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).trim().to_string();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("mariadb did not answer {query}");
+    };
+    repo.push(&app).success();
+    sql("CREATE DATABASE keep; CREATE TABLE keep.rows (n INT); INSERT INTO keep.rows VALUES (1),(2),(3)");
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = scratch.path().join("db.tar");
+    t.ok(["storage:backup", &app.name, "--stop", "-o", archive.to_str().unwrap()]);
+    t.ok(["apps:destroy", &app.name, "--force", "--purge-storage"]);
+    t.app(&app.name);
+    repo.push(&app).success();
+    assert_eq!(sql("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'keep'"), "0");
+    t.ok(["storage:restore", &app.name, "--stop", "-i", archive.to_str().unwrap()]);
+    assert_eq!(sql("SELECT GROUP_CONCAT(n ORDER BY n) FROM keep.rows"), "1,2,3");
+}
