@@ -540,3 +540,23 @@ fn database_rows_survive_destroy_and_restore() {
     t.ok(["storage:restore", &app.name, "--stop", "-i", archive.to_str().unwrap()]);
     assert_eq!(sql("SELECT GROUP_CONCAT(n ORDER BY n) FROM keep.rows"), "1,2,3");
 }
+
+#[test]
+fn report_sizes_and_detached_storage() {
+    let t = Test::new();
+    let (app, source) = entry_app(&t, "inventory");
+    let entry = source.trim_start_matches("entry:").to_string();
+    fs::write(t.path(format!("data/storage/{entry}/big")), vec![7u8; 3 << 20]).unwrap();
+    let size = t.ok(["storage:report", &app.name, "--size"]);
+    assert!(size.stdout.contains("size:") && size.stdout.contains(" MiB"), "{size}");
+    let detached = t.ok(["storage:report", "--detached"]);
+    assert!(!detached.stdout.contains(&entry), "a mounted entry is not detached\n{detached}");
+    t.ok(["storage:unmount", &app.name, &entry]);
+    let detached = t.ok(["storage:report", "--detached", "--format", "json"]);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&detached.stdout).unwrap();
+    let item = items
+        .iter()
+        .find(|i| i["source"].as_str().unwrap().ends_with(&entry))
+        .unwrap_or_else(|| panic!("{detached}"));
+    assert!(item["size"].as_str().unwrap().ends_with("MiB"), "{item}");
+}
