@@ -11,6 +11,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "install ok installed" || need+=(libc6-dev)
 # tests/it/proxy.rs drives a real Caddy (scripts/ensure-proxy.sh starts it).
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
+# tests/it/backup.rs pipes a backup through Debian's restic.
+command -v restic >/dev/null 2>&1 || need+=(restic)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v make >/dev/null 2>&1 || need+=(make)

@@ -195,6 +195,29 @@ impl Engine {
         Ok(response.volumes.unwrap_or_default())
     }
 
+    /// Every volume labelled with an app, as (name, app), sorted.
+    pub fn labelled_volumes(&self) -> Result<Vec<(String, String)>> {
+        let volumes = self.volumes_labelled(vec![APP_LABEL.to_string()])?;
+        let mut pairs: Vec<(String, String)> = volumes
+            .into_iter()
+            .map(|v| {
+                let app = v.labels.get(APP_LABEL).cloned().unwrap_or_default();
+                (v.name, app)
+            })
+            .collect();
+        pairs.sort();
+        Ok(pairs)
+    }
+
+    /// Where a volume's data is on the host (for a size walk), when the engine says.
+    pub fn volume_mountpoint(&self, name: &str) -> Result<Option<String>> {
+        match self.runtime.block_on(self.docker.inspect_volume(name)) {
+            Ok(volume) => Ok(Some(volume.mountpoint).filter(|m| !m.is_empty())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api_error(format!("inspect volume {name}"))(e)),
+        }
+    }
+
     pub fn remove_volume(&self, name: &str) -> Result<()> {
         self.runtime
             .block_on(self.docker.remove_volume(name, None::<RemoveVolumeOptions>))

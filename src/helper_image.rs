@@ -43,6 +43,30 @@ pub fn ensure(engine: &Engine) -> Result<String, HelperImageError> {
     Ok(name)
 }
 
+/// The helper image with a bare `/berth` entrypoint, for the helper's other jobs
+/// (`internal:backup-*`), built on [`ensure`]'s image.
+pub fn ensure_exec(engine: &Engine) -> Result<String, HelperImageError> {
+    let base = ensure(engine)?;
+    let name = format!("{base}-exec");
+    if engine.image_exists(&name)? {
+        return Ok(name);
+    }
+    let dockerfile = format!("FROM {base}\nENTRYPOINT [\"/berth\"]\n");
+    engine.build_image(
+        &name,
+        "Dockerfile",
+        &HashMap::new(),
+        &HashMap::new(),
+        move |out| {
+            let mut tar = tar::Builder::new(out);
+            append(&mut tar, "Dockerfile", dockerfile.as_bytes())?;
+            tar.finish()
+        },
+        &mut |_| {},
+    )?;
+    Ok(name)
+}
+
 /// The `berth` binary: this process's, or the one beside the hook binary that is running
 /// (they are installed together), which has the helper's subcommand.
 fn berth_binary() -> Result<PathBuf, HelperImageError> {

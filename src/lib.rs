@@ -5,6 +5,7 @@
 //! `engine` are the only writers of host directories and containers.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod deploy;

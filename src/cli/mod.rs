@@ -3,11 +3,13 @@
 
 mod apps;
 mod apps_copy;
+mod backup;
 mod config;
 mod docker_options;
 mod domains;
 mod global;
 mod help;
+mod inventory;
 mod proxy;
 mod ps;
 mod report;
@@ -56,6 +58,8 @@ pub enum CliError {
     Ssh(#[from] crate::ssh::SshError),
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
     Domain(#[from] crate::proxy::DomainError),
     #[error(transparent)]
@@ -163,6 +167,15 @@ enum Command {
     /// Report storage of one app, all apps, or (--global) every storage entry
     #[command(name = "storage:report")]
     StorageReport(storage::ReportArgs),
+    /// Write a backup of an app's storage (a tar stream) to stdout or a file
+    #[command(name = "storage:backup")]
+    StorageBackup(backup::BackupArgs),
+    /// Verify a backup and restore an app's storage from it, keeping the data it replaces
+    #[command(name = "storage:restore")]
+    StorageRestore(backup::RestoreArgs),
+    /// Remove the data earlier restores of an app replaced and kept
+    #[command(name = "storage:prune-restores")]
+    StoragePruneRestores(backup::PruneArgs),
     /// Create a named storage entry
     #[command(name = "storage:create")]
     StorageCreate(storage::CreateArgs),
@@ -381,6 +394,15 @@ enum Command {
     /// Gives directories to uid:gid through handles; the helper image's entrypoint
     #[command(name = "internal:chown", hide = true)]
     InternalChown { owner: String, dirs: Vec<std::path::PathBuf> },
+    /// Writes a backup stream of the mounted trees; run by the helper image
+    #[command(name = "internal:backup-read", hide = true)]
+    InternalBackupRead { pipe: std::path::PathBuf, plan: String },
+    /// Verifies and restores a backup stream; run by the helper image
+    #[command(name = "internal:backup-restore", hide = true)]
+    InternalBackupRestore { pipe: std::path::PathBuf, plan: String },
+    /// Removes data restores replaced; run by the helper image
+    #[command(name = "internal:backup-prune", hide = true)]
+    InternalBackupPrune { paths: Vec<std::path::PathBuf> },
 }
 
 /// `internal:chown <uid>:<gid> <dir>...`, run as root inside berth's helper image.
@@ -428,6 +450,9 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::StorageList { app, format } => storage::list(root, &app_name(&app)?, format),
         Command::StorageReport(args) => storage::report(root, args),
         Command::StorageCreate(args) => storage::create(root, args),
+        Command::StorageBackup(args) => backup::backup(root, args),
+        Command::StorageRestore(args) => backup::restore(root, args),
+        Command::StoragePruneRestores(args) => backup::prune_restores(root, args),
         Command::StorageDestroy { name, force, destroy_host_dir } => {
             storage::destroy(root, &name, force, destroy_host_dir)
         }
@@ -487,6 +512,9 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::SshKeysList { format } => ssh::list(root, format),
         Command::GitShell { key } => ssh::git_shell(root, &key),
         Command::InternalChown { owner, dirs } => internal_chown(&owner, &dirs),
+        Command::InternalBackupRead { pipe, plan } => backup::internal_read(&pipe, &plan),
+        Command::InternalBackupRestore { pipe, plan } => backup::internal_restore(&pipe, &plan),
+        Command::InternalBackupPrune { paths } => backup::internal_prune(&paths),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut script);

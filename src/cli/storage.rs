@@ -90,6 +90,12 @@ pub struct ReportArgs {
     /// Report every storage entry and the apps that mount it
     #[arg(long)]
     global: bool,
+    /// Also show each mount's size on disk (walks the data)
+    #[arg(long)]
+    size: bool,
+    /// Report every app directory, entry directory and app volume no app mounts
+    #[arg(long)]
+    detached: bool,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -567,8 +573,21 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
 }
 
 pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
-    let global = args.global || args.args.iter().any(|w| w == "--global");
-    let words: Vec<String> = args.args.into_iter().filter(|w| w != "--global").collect();
+    let has = |flag: &str| args.args.iter().any(|w| w == flag);
+    let (global, size, detached) =
+        (args.global || has("--global"), args.size || has("--size"), args.detached || has("--detached"));
+    let words: Vec<String> = args
+        .args
+        .into_iter()
+        .filter(|w| !["--global", "--size", "--detached"].contains(&w.as_str()))
+        .collect();
+    if detached {
+        let (rest, format) = super::report::take_format(&words, args.format)?;
+        if !rest.is_empty() {
+            return Err(CliError::Usage("--detached takes no app and no info flag".into()));
+        }
+        return super::inventory::report_detached(root, format);
+    }
     if global {
         let (rest, format) = super::report::take_format(&words, args.format)?;
         if !rest.is_empty() {
@@ -578,7 +597,11 @@ pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
     }
     let request = super::report::Request::parse(root, "storage:report", &words, args.format)?;
     let entries = root.entries_by_name()?;
-    request.print("storage", "storage", |app| storage_report(root, app, &entries))
+    request.print("storage", "storage", |app| {
+        let mut report = storage_report(root, app, &entries)?;
+        super::inventory::app_rows(root, app, &entries, size, &mut report)?;
+        Ok(report)
+    })
 }
 
 fn report_global(root: &Root, format: Format) -> Result<()> {

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apps;
+mod backup;
 mod bats;
 mod compat;
 mod concurrency;

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Measures storage:backup and storage:restore against GNU tar on the same data, in one run,
+# and writes the table into the "Measure: backup and restore" section of BENCHMARKS.md
+# (between its markers). Needs root and the engine (like scripts/test.sh). Only measures: a
+# missed target is written down, never an exit status.
+#
+#   bash scripts/bench-backup.sh        # BENCH_BYTES (default 1 GiB) in BENCH_FILES (10000)
+#
+# Backup: `berth storage:backup <app> | cat >/dev/null` vs `tar -cf - -C <dir> . | cat
+# >/dev/null` (GNU tar writing straight to /dev/null skips reading the files, so both go
+# through a pipe). Restore: `berth storage:restore <app> -i <backup>` vs `tar -xf <backup>` into
+# an empty directory. Each side runs BENCH_RUNS (3) times, warm cache, alternating; the median
+# is reported. Peak memory is the highest VmHWM of berth's processes (the CLI and the helper
+# container's process), sampled every 20 ms, and GNU time's for tar.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC=$PWD
+BYTES="${BENCH_BYTES:-1073741824}"
+FILES="${BENCH_FILES:-10000}"
+RUNS="${BENCH_RUNS:-3}"
+OUT="${BENCH_OUT:-BENCHMARKS.md}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SRC/target}"
+cargo build --release --bins -q
+BERTH="$CARGO_TARGET_DIR/release/berth"
+bash scripts/ensure-engine.sh >/dev/null
+mkdir -p /var/lib/berth-test-tmp
+WORK="$(mktemp -d /var/lib/berth-test-tmp/bench-backup.XXXXXX)"
+trap 'BERTH_ROOT=$WORK/root "$BERTH" apps:destroy bench-bk --force >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+export BERTH_ROOT="$WORK/root"
+"$BERTH" apps:create bench-bk >/dev/null
+"$BERTH" storage:create bench-bk-data >/dev/null
+"$BERTH" storage:mount bench-bk bench-bk-data --container-dir /data >/dev/null
+DATA="$BERTH_ROOT/data/storage/bench-bk-data"
+echo "-----> Writing $BYTES bytes in $FILES files"
+per=$((BYTES / FILES))
+head -c "$per" /dev/urandom >"$WORK/seed"
+for ((i = 0; i < FILES; i++)); do
+  d="$DATA/d$((i % 100))"
+  [ -d "$d" ] || mkdir -p "$d"
+  cp "$WORK/seed" "$d/f$i"
+  printf '%08d' "$i" | dd of="$d/f$i" conv=notrunc status=none
+done
+
+# Peak VmHWM (KiB) of processes whose command line matches $1, while $2... runs.
+peak() {
+  local pattern="$1"; shift
+  local max=0 file="$WORK/peak"
+  ( while :; do
+      for pid in $(pgrep -f "$pattern" || true); do
+        hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        [ "${hwm:-0}" -gt "$max" ] && max=$hwm && echo "$max" >"$file"
+      done
+      sleep 0.02
+    done ) &
+  local sampler=$!
+  "$@"
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  cat "$file" 2>/dev/null || echo 0
+  rm -f "$file"
+}
+seconds() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+berth_backup() { "$BERTH" storage:backup bench-bk 2>/dev/null | cat >/dev/null; }
+tar_backup() { tar -cf - -C "$DATA" . | cat >/dev/null; }
+"$BERTH" storage:backup bench-bk -o "$WORK/backup.tar" 2>/dev/null
+berth_restore() { "$BERTH" storage:restore bench-bk -i "$WORK/backup.tar" >/dev/null; }
+tar_restore() { rm -rf "$WORK/x"; mkdir "$WORK/x"; tar -xf "$WORK/backup.tar" -C "$WORK/x"; }
+
+: >"$WORK/times"
+for ((r = 0; r < RUNS; r++)); do
+  echo "-----> Round $((r + 1))/$RUNS"
+  echo "bb $(seconds berth_backup)" >>"$WORK/times"
+  echo "tb $(seconds tar_backup)" >>"$WORK/times"
+  echo "tr $(seconds tar_restore)" >>"$WORK/times"
+  echo "br $(seconds berth_restore)" >>"$WORK/times"
+  # Each restore keeps what it replaced: drop it so the disk does not fill.
+  "$BERTH" storage:prune-restores bench-bk --force >/dev/null
+done
+med() { awk -v k="$1" '$1 == k {print $2}' "$WORK/times" | median; }
+bb=$(med bb); tb=$(med tb); br=$(med br); tr=$(med tr)
+mem_bb=$(peak "storage:backup bench-bk|internal:backup-read" berth_backup)
+mem_br=$(peak "storage:restore bench-bk|internal:backup-restore" berth_restore)
+"$BERTH" storage:prune-restores bench-bk --force >/dev/null
+mem_tb=$( { /usr/bin/time -f %M tar -cf - -C "$DATA" . | cat >/dev/null; } 2>&1 | tail -1)
+rm -rf "$WORK/x"; mkdir "$WORK/x"
+mem_tr=$( { /usr/bin/time -f %M tar -xf "$WORK/backup.tar" -C "$WORK/x"; } 2>&1 | tail -1)
+mib=$(echo "scale=1; $BYTES / 1048576" | bc)
+rate() { echo "scale=0; $mib / $1" | bc; }
+ratio() { echo "scale=2; $2 / $1" | bc; }
+verdict() { if [ "$(echo "$1 >= $2" | bc)" = 1 ]; then echo "met"; else echo "**missed**"; fi; }
+rb=$(ratio "$bb" "$tb"); rr=$(ratio "$br" "$tr")
+table="| $mib MiB in $FILES files, median of $RUNS | berth | GNU tar | berth ÷ tar throughput | target |
+|---|---|---|---|---|
+| backup (to a pipe) | ${bb}s, $(rate "$bb") MiB/s | ${tb}s, $(rate "$tb") MiB/s | $rb | ≥ 0.9: $(verdict "$rb" 0.9) |
+| restore (verify + stage + swap) | ${br}s, $(rate "$br") MiB/s | ${tr}s, $(rate "$tr") MiB/s | $rr | ≥ 0.8: $(verdict "$rr" 0.8) |
+| peak memory, backup | $((mem_bb / 1024)) MiB | $((mem_tb / 1024)) MiB | | ≤ 64 MiB: $(verdict "64" "$((mem_bb / 1024))") |
+| peak memory, restore | $((mem_br / 1024)) MiB | $((mem_tr / 1024)) MiB | | ≤ 64 MiB: $(verdict "64" "$((mem_br / 1024))") |
+
+Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -r)."
+echo "$table"
+python3 - "$OUT" "$table" <<'PY'
+import sys
+path, table = sys.argv[1], sys.argv[2]
+start, end = "<!-- backup-bench:start -->", "<!-- backup-bench:end -->"
+text = open(path).read()
+if start not in text:
+    text += "\n## Measure: backup and restore\n\n`bash scripts/bench-backup.sh` (see its header for what each side runs).\n\n" + start + "\n" + end + "\n"
+head, rest = text.split(start, 1)
+_, tail = rest.split(end, 1)
+open(path, "w").write(head + start + "\n" + table + "\n" + end + tail)
+PY

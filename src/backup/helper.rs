@@ -1,0 +1,226 @@
+//! Runs a backup job in a root container of berth's own helper image (never the app's), with
+//! the trees it reads or restores mounted and a fifo from the host as its data channel: the
+//! stream passes through it byte for byte, with no engine log framing in between.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::engine::{APP_LABEL, ContainerSpec, Engine, EngineMount, MountKind};
+use crate::names::AppName;
+
+use super::BackupError;
+
+/// The hidden subcommands the helper runs.
+pub const READ_COMMAND: &str = "internal:backup-read";
+pub const RESTORE_COMMAND: &str = "internal:backup-restore";
+pub const PRUNE_COMMAND: &str = "internal:backup-prune";
+
+/// Where the data channel is inside the helper.
+const PIPE_DIR: &str = "/berth-pipe";
+const ROLE_LABEL: &str = "berth.role";
+
+/// A helper job: the mounts it needs and its arguments after the subcommand.
+pub struct Job<'a> {
+    pub engine: &'a Engine,
+    pub app: &'a AppName,
+    pub command: &'static str,
+    pub mounts: Vec<EngineMount>,
+    pub args: Vec<String>,
+}
+
+/// Runs a `READ_COMMAND` job, copying the stream it writes to `out`; returns the bytes copied.
+pub fn read_into(job: Job, out: &mut (dyn Write + Send), progress: bool) -> Result<u64, BackupError> {
+    let pipe = Pipe::new()?;
+    let opened = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let copier = scope.spawn(|| -> io::Result<u64> {
+            let mut fifo = File::open(&pipe.fifo)?;
+            opened.store(true, Ordering::SeqCst);
+            copy(&mut fifo, out, progress)
+        });
+        let run = run(&job, &pipe);
+        // A helper that failed before opening the fifo leaves the copier waiting: open the
+        // other end once so it sees the end of the stream.
+        while !copier.is_finished() {
+            if !opened.load(Ordering::SeqCst) {
+                let _ = File::options().write(true).custom_flags_nonblock().open(&pipe.fifo);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let copied = copier.join().map_err(|_| BackupError::Helper("the stream copier failed".into()))?;
+        run?;
+        copied.map_err(BackupError::Write)
+    })
+}
+
+/// Runs a `RESTORE_COMMAND` job feeding it `prefix` then `input`; returns the helper's stdout.
+pub fn restore_from(job: Job, prefix: &[u8], input: &mut (dyn Read + Send)) -> Result<String, BackupError> {
+    let pipe = Pipe::new()?;
+    std::thread::scope(|scope| {
+        let feeder = scope.spawn(|| -> io::Result<u64> {
+            let mut fifo = File::options().write(true).open(&pipe.fifo)?;
+            fifo.write_all(prefix)?;
+            io::copy(input, &mut fifo)
+        });
+        let run = run(&job, &pipe);
+        while !feeder.is_finished() {
+            // The helper is gone: a feeder still waiting for a reader must not wait forever
+            // (its writes then fail, which is fine: the helper's verdict stands).
+            let _ = File::options().read(true).custom_flags_nonblock().open(&pipe.fifo);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = feeder.join();
+        run
+    })
+}
+
+/// Runs a job without a data channel; returns its stdout.
+pub fn run_plain(job: Job) -> Result<String, BackupError> {
+    run(&job, &Pipe::new()?)
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+    }
+}
+
+/// A private directory holding the fifo, removed with it.
+struct Pipe {
+    dir: tempfile::TempDir,
+    fifo: PathBuf,
+}
+
+impl Pipe {
+    fn new() -> Result<Pipe, BackupError> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-backup-")
+            .tempdir()
+            .map_err(BackupError::io("create a directory for", &std::env::temp_dir()))?;
+        let fifo = dir.path().join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .map_err(|e| BackupError::io("create the fifo", &fifo)(e.into()))?;
+        Ok(Pipe { dir, fifo })
+    }
+}
+
+/// The helper container's path of the fifo.
+pub fn pipe_path() -> String {
+    format!("{PIPE_DIR}/pipe")
+}
+
+fn run(job: &Job, pipe: &Pipe) -> Result<String, BackupError> {
+    let image = crate::helper_image::ensure_exec(job.engine)?;
+    let name = format!("{}.backup.{}", job.app, std::process::id());
+    let mut mounts = job.mounts.clone();
+    mounts.push(EngineMount {
+        kind: MountKind::Bind,
+        source: pipe.dir.path().display().to_string(),
+        target: PIPE_DIR.into(),
+        read_only: false,
+        options: Vec::new(),
+    });
+    let mut cmd = vec![job.command.to_string()];
+    cmd.extend(job.args.iter().cloned());
+    let spec = ContainerSpec {
+        name: name.clone(),
+        image,
+        cmd: Some(cmd),
+        user: Some("0:0".into()),
+        options: helper_options()?,
+        labels: HashMap::from([
+            (APP_LABEL.to_string(), job.app.to_string()),
+            (ROLE_LABEL.to_string(), "backup".into()),
+        ]),
+        mounts,
+        ..ContainerSpec::default()
+    };
+    job.engine.remove_container(&name)?;
+    job.engine.create_container(&spec)?;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let status = job.engine.run_attached(&name, &mut |is_err, text| {
+        if is_err { stderr.push_str(text) } else { stdout.push_str(text) }
+    });
+    job.engine.remove_container(&name)?;
+    let errors: Vec<&str> = stderr.lines().collect();
+    match status? {
+        0 => {
+            // Warnings (files a backup leaves out) reach the admin as they were printed.
+            for line in errors {
+                eprintln!("{line}");
+            }
+            Ok(stdout)
+        }
+        code => {
+            let last = errors.iter().rev().find(|l| !l.trim().is_empty()).copied().unwrap_or("");
+            let message = last.trim_start_matches(" !     ").trim();
+            Err(BackupError::Helper(if message.is_empty() {
+                format!("the backup helper container exited {code}")
+            } else {
+                message.to_string()
+            }))
+        }
+    }
+}
+
+/// No network, and of root's powers only those reading and restoring owners, modes and times
+/// take.
+fn helper_options() -> Result<crate::docker_options::RunOptions, BackupError> {
+    let options = [
+        "--network none",
+        "--cap-drop ALL",
+        "--cap-add CHOWN",
+        "--cap-add FOWNER",
+        "--cap-add FSETID",
+        "--cap-add DAC_OVERRIDE",
+        "--cap-add DAC_READ_SEARCH",
+    ];
+    crate::docker_options::RunOptions::parse(&options.map(String::from))
+        .map_err(|e| BackupError::Helper(e.to_string()))
+}
+
+/// Copies the stream; on a terminal, shows bytes and rate on stderr once a second.
+fn copy(from: &mut impl Read, to: &mut dyn Write, progress: bool) -> io::Result<u64> {
+    let show = progress && io::stderr().is_terminal();
+    let mut buf = vec![0u8; 1 << 20];
+    let (start, mut shown, mut total) = (Instant::now(), Instant::now(), 0u64);
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+        if show && shown.elapsed() >= Duration::from_secs(1) {
+            shown = Instant::now();
+            eprint!("\r       {}", rate(total, start.elapsed()));
+        }
+    }
+    to.flush()?;
+    if show {
+        eprintln!("\r       {}", rate(total, start.elapsed()));
+    }
+    Ok(total)
+}
+
+fn rate(bytes: u64, elapsed: Duration) -> String {
+    let mib = bytes as f64 / f64::from(1 << 20);
+    format!("{mib:.1} MiB, {:.1} MiB/s   ", mib / elapsed.as_secs_f64().max(0.001))
+}
