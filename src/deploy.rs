@@ -409,6 +409,7 @@ fn process_specs(
                 ]),
                 mounts: engine_mounts(root, app, &state.mounts, entries, Phase::Deploy, process)?,
                 publish: if is_web { release.run.web_port } else { None },
+                address: None,
                 restart: true,
                 options: RunOptions::parse(&options)?,
             },
@@ -801,6 +802,7 @@ pub fn run_oneoff(root: &Root, app: &AppName, command: &[String]) -> Result<i64>
         ]),
         mounts: engine_mounts(root, app, &state.mounts, &entries, Phase::Run, "run")?,
         publish: None,
+        address: None,
         restart: false,
         options: RunOptions::parse(&options)?,
     };
@@ -909,6 +911,7 @@ pub fn apply(
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,
+        web_upstream: None,
     };
     let mut state = root.read_app(app)?;
     state.mounts.clone_from(&plan.mounts);
@@ -975,6 +978,7 @@ fn run_build_command(
         ]),
         mounts: engine_mounts(root, app, &plan.mounts, entries, Phase::Build, "build")?,
         publish: None,
+        address: None,
         restart: false,
         // The admin's build-phase docker-options apply to the build command's container.
         options: RunOptions::parse(
@@ -1018,6 +1022,7 @@ pub fn record_failure(root: &Root, plan: &Plan, reason: &str, lock: &crate::stat
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,
+        web_upstream: None,
     });
     root.write_releases(&plan.app, &releases, lock)?;
     Ok(())

@@ -352,6 +352,9 @@ fn run_config(manifest: &Manifest) -> RunConfig {
         web_port: manifest.web.as_ref().map(|w| w.port),
         healthcheck: manifest.web.as_ref().and_then(|w| w.healthcheck.clone()),
         exclusive,
+        stop_timeout: manifest.stop_timeout,
+        drain_seconds: manifest.web.as_ref().and_then(|w| w.drain_seconds),
+        hold_seconds: manifest.web.as_ref().and_then(|w| w.hold_seconds),
     }
 }
 

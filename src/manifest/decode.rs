@@ -11,8 +11,8 @@ use toml::de::{DeInteger, DeString, DeTable, DeValue};
 use super::rules::{self, Known};
 use super::text::{self, Locator, describe_char, quoted, suggest, ticked};
 use super::{
-    AppUser, Build, DEFAULT_WEB_PORT, DeclaredMount, Diagnostic, MAX_MOUNTS, MAX_PROCESSES, MAX_SECONDS, Manifest,
-    MountPositions, Pos, Web,
+    AppUser, Build, DEFAULT_WEB_PORT, DeclaredMount, Diagnostic, MAX_MOUNTS, MAX_PROCESSES, MAX_SECONDS,
+    Manifest, MountPositions, Pos, Web,
 };
 use crate::names::is_docker_volume_name;
 use crate::storage::{
@@ -38,8 +38,13 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("healthcheck", "[web] healthcheck"),
 ];
 const APP_KEYS: &[&str] = &["user", "stop_timeout"];
-const APP_ALIASES: &[(&str, &str)] =
-    &[("uid", "user"), ("gid", "user"), ("owner", "user"), ("chown", "user"), ("stop_grace_period", "stop_timeout")];
+const APP_ALIASES: &[(&str, &str)] = &[
+    ("uid", "user"),
+    ("gid", "user"),
+    ("owner", "user"),
+    ("chown", "user"),
+    ("stop_grace_period", "stop_timeout"),
+];
 const BUILD_KEYS: &[&str] = &["dockerfile", "command"];
 const BUILD_ALIASES: &[(&str, &str)] = &[("cmd", "command"), ("run", "command"), ("file", "dockerfile")];
 const WEB_KEYS: &[&str] = &["port", "healthcheck", "drain_seconds", "hold_seconds"];

@@ -703,14 +703,34 @@ fn stop_drain_and_hold_are_whole_seconds() {
     assert_eq!((web.drain_seconds, web.hold_seconds), (Some(0), Some(3600)));
     assert_eq!(parse_ok("[app]\nuser = \"1000\"\n").stop_timeout, None);
     let cases = [
-        ("[app]\nstop_timeout = -1", "`app.stop_timeout` \"-1\" is out of range", "a number of seconds from 0 to 3600"),
-        ("[web]\ndrain_seconds = 3601", "`web.drain_seconds` \"3601\" is out of range", "a number of seconds from 0 to 3600"),
-        ("[web]\nhold_seconds = \"30\"", "`web.hold_seconds` must be an integer, not a string", "for example: hold_seconds = 30 (seconds)"),
-        ("[web]\nhold_seconds = 1.5", "`web.hold_seconds` must be an integer, not a float", "for example: hold_seconds = 30 (seconds)"),
+        (
+            "[app]\nstop_timeout = -1",
+            "`app.stop_timeout` \"-1\" is out of range",
+            "a number of seconds from 0 to 3600",
+        ),
+        (
+            "[web]\ndrain_seconds = 3601",
+            "`web.drain_seconds` \"3601\" is out of range",
+            "a number of seconds from 0 to 3600",
+        ),
+        (
+            "[web]\nhold_seconds = \"30\"",
+            "`web.hold_seconds` must be an integer, not a string",
+            "for example: hold_seconds = 30 (seconds)",
+        ),
+        (
+            "[web]\nhold_seconds = 1.5",
+            "`web.hold_seconds` must be an integer, not a float",
+            "for example: hold_seconds = 30 (seconds)",
+        ),
     ];
     for (text, message, hint) in cases {
         let diagnostic = error(&format!("{text}\n"));
-        assert_eq!((diagnostic.message.as_str(), diagnostic.hint.as_deref()), (message, Some(hint)), "{text}");
+        assert_eq!(
+            (diagnostic.message.as_str(), diagnostic.hint.as_deref()),
+            (message, Some(hint)),
+            "{text}"
+        );
         assert_eq!(diagnostic.line, 2);
     }
     assert!(error("[web]\ndrain = 5\n").hint.unwrap().starts_with("did you mean `drain_seconds`?"));
