@@ -277,11 +277,11 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
     print!("{plan}");
     let engine = Engine::connect().map_err(DeployError::from)?;
     let context_commit = commit.to_string();
-    let write_context = move |out: &mut dyn std::io::Write| {
+    let write_context: crate::scheduler::BuildContext = Box::new(move |out: &mut dyn std::io::Write| {
         PushedRepo::open_from_env()
             .and_then(|repo| repo.write_tree_tar(&context_commit, out))
             .map_err(|e| std::io::Error::other(e.to_string()))
-    };
+    });
     match deploy::apply(root, &engine, &plan, write_context, &lock, Timing::from_env()) {
         Ok(release) => {
             let pending = format!("{} {commit} {}\n", update.name, std::os::unix::process::parent_id());

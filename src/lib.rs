@@ -18,6 +18,7 @@ pub mod names;
 pub mod network;
 pub mod output;
 pub mod proxy;
+pub mod scheduler;
 pub mod ssh;
 pub mod state;
 pub mod storage;

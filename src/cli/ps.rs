@@ -11,20 +11,20 @@ use crate::state::{Outcome, Root};
 pub fn start(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     step(format!("Starting {app}"));
-    report_url(deploy::restart(root, app, Timing::from_env())?);
+    report_url(deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
     Ok(())
 }
 
 pub fn restart(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     step(format!("Restarting {app} with its current mounts"));
-    report_url(deploy::restart(root, app, Timing::from_env())?);
+    report_url(deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
     Ok(())
 }
 
 pub fn stop(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
-    deploy::stop(root, app)?;
+    deploy::stop(root, &Engine::connect()?, app, Timing::from_env())?;
     Ok(())
 }
 
@@ -76,7 +76,14 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
 /// Runs a one-off command; returns its exit status for the binary to pass through.
 pub fn run(root: &Root, app: &AppName, command: &[String]) -> Result<i32> {
     existing_app(root, app)?;
-    let status = deploy::run_oneoff(root, app, command)?;
+    let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut |is_err, text| {
+        if is_err {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+            std::io::Write::flush(&mut std::io::stdout()).ok();
+        }
+    })?;
     Ok(i32::try_from(status).unwrap_or(1))
 }
 
@@ -147,7 +154,7 @@ pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
 
 pub fn rollback(root: &Root, app: &AppName, release: Option<u32>) -> Result<()> {
     existing_app(root, app)?;
-    let number = deploy::rollback(root, app, release, Timing::from_env())?;
+    let number = deploy::rollback(root, &Engine::connect()?, app, release, Timing::from_env())?;
     step(format!("Rolled {app} back to release {number}"));
     Ok(())
 }

@@ -1,0 +1,106 @@
+//! The operations on a deployed app that re-create its containers from a recorded release:
+//! `ps:restart` (today's mounts and docker-options), `ps:stop`, and `rollback`.
+
+use super::storage::{VolumeSpecs, check_mounts, ensure_storage};
+use super::swap::start_release;
+use super::{DeployError, Result, Timing, parse_user};
+use crate::names::AppName;
+use crate::output::step;
+use crate::scheduler::Scheduler;
+use crate::state::{AppState, Lock, Outcome, Release, Root};
+use crate::storage::{Attachment, Origin};
+
+/// Re-creates the containers of the current release with the app's current mounts and
+/// docker-options (how admin mount changes take effect).
+pub fn restart(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<Option<u16>> {
+    let lock = root.lock_app_announced(app)?;
+    let mut state = root.read_app(app)?;
+    let mut releases = root.read_releases(app)?;
+    let number = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
+    let release =
+        releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
+    let port = serve(root, scheduler, app, &state, &release, timing)?;
+    if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
+        record.web_host_port = port;
+        record.mounts.clone_from(&state.mounts);
+        // A deploy interrupted after making this release current ends here.
+        record.outcome = Outcome::Deployed;
+    }
+    state.current_release = Some(number);
+    root.write_releases(app, &releases, &lock)?;
+    Ok(port)
+}
+
+/// Checks the app's mounts again, ensures its storage and swaps to `release`'s containers.
+fn serve(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    state: &AppState,
+    release: &Release,
+    timing: Timing,
+) -> Result<Option<u16>> {
+    let entries = root.entries_by_name()?;
+    check_mounts(root, app, release.number, &state.mounts, &entries)?;
+    let owner = release.run.user.as_deref().and_then(parse_user);
+    ensure_storage(root, scheduler, app, &state.mounts, &entries, owner, &VolumeSpecs::new())?;
+    start_release(root, scheduler, app, state, release, timing)
+}
+
+/// Stops (and removes) the app's process containers; data and images stay.
+pub fn stop(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<()> {
+    let _lock: Lock = root.lock_app_announced(app)?;
+    root.read_app(app)?;
+    for name in scheduler.app_containers(app.as_str())? {
+        step(format!("Stopping {name}"));
+        scheduler.stop_container(&name, timing.stop_timeout)?;
+        scheduler.remove_container(&name)?;
+    }
+    Ok(())
+}
+
+/// Serves an earlier release again: its image and its repo mounts, with today's admin mounts.
+/// Without a number, the newest deployed release before the current one.
+pub fn rollback(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    number: Option<u32>,
+    timing: Timing,
+) -> Result<u32> {
+    let lock = root.lock_app_announced(app)?;
+    let mut state = root.read_app(app)?;
+    let mut releases = root.read_releases(app)?;
+    let current = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
+    let target = match number {
+        Some(n) => n,
+        None => releases
+            .releases
+            .iter()
+            .filter(|r| r.outcome == Outcome::Deployed && r.number < current)
+            .map(|r| r.number)
+            .max()
+            .ok_or_else(|| DeployError::NothingToRollBackTo(app.clone()))?,
+    };
+    let release = releases
+        .get(target)
+        .filter(|r| r.outcome == Outcome::Deployed)
+        .cloned()
+        .ok_or_else(|| DeployError::NoSuchRelease(app.clone(), target))?;
+    if !scheduler.image_exists(&release.image)? {
+        return Err(DeployError::ImagePruned { release: target, image: release.image.clone() });
+    }
+    let mut mounts: Vec<Attachment> =
+        state.mounts.iter().filter(|m| m.made_by == Origin::Admin).cloned().collect();
+    mounts.extend(release.mounts.iter().filter(|m| m.made_by == Origin::Repo).cloned());
+    state.mounts = mounts;
+    let port = serve(root, scheduler, app, &state, &release, timing)?;
+    // The new container has a new host port; ps:report reads it from the release.
+    if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {
+        record.web_host_port = port;
+    }
+    root.write_releases(app, &releases, &lock)?;
+    state.current_release = Some(target);
+    root.write_app(app, &state, &lock)?;
+    Ok(target)
+}

@@ -1,0 +1,192 @@
+//! Container specs: what each container of a release is created with — image, command, user,
+//! env, labels, the mounts of its phase, docker-options — and the app volumes kept for an
+//! image's `VOLUME` paths.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{DeployError, PROCESS_LABEL, RELEASE_LABEL, ROLE_LABEL, Result, container_name};
+use crate::docker_options::RunOptions;
+use crate::engine::{APP_LABEL, ContainerSpec, EngineMount, MountKind};
+use crate::names::{AppName, EntryName};
+use crate::output::warn;
+use crate::scheduler::Scheduler;
+use crate::state::{AppState, Release, Root};
+use crate::storage::{Attachment, DEFAULT_PROCESS_TYPE, Entry, MountSource, Phase, Source, app_volume_name};
+
+/// Resolves an app's attachments for one phase and process into engine mounts.
+pub fn engine_mounts(
+    root: &Root,
+    app: &AppName,
+    mounts: &[Attachment],
+    entries: &BTreeMap<EntryName, Entry>,
+    phase: Phase,
+    process: &str,
+) -> Result<Vec<EngineMount>> {
+    let mut result = Vec::new();
+    for attachment in mounts.iter().filter(|m| m.applies_to(phase, process)) {
+        let Some(source) = attachment.resolve(app, &root.app_storage_dir(app), entries) else {
+            // Only an entry can fail to resolve: every other source names itself.
+            let Source::Entry(name) = &attachment.source else { continue };
+            return Err(DeployError::MissingEntry(name.clone()));
+        };
+        let (kind, source) = match source {
+            MountSource::Bind(path) => (MountKind::Bind, path.display().to_string()),
+            MountSource::Volume(name) => (MountKind::Volume, name),
+        };
+        let options = attachment
+            .volume_options
+            .as_deref()
+            .map(|o| o.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        result.push(EngineMount {
+            kind,
+            source,
+            target: attachment.container_path.clone(),
+            read_only: attachment.readonly,
+            options,
+        });
+    }
+    Ok(result)
+}
+
+/// The labels of a container berth makes for `app` in `role`.
+pub(super) fn labels(app: &AppName, role: &str) -> HashMap<String, String> {
+    HashMap::from([(APP_LABEL.to_string(), app.to_string()), (ROLE_LABEL.to_string(), role.to_string())])
+}
+
+/// The environment every container of a release starts with.
+pub(super) fn base_env(app: &AppName, release: u32) -> Vec<String> {
+    vec![format!("BERTH_APP={app}"), format!("BERTH_RELEASE={release}")]
+}
+
+/// The admin's docker-options for a phase: those for every process, then the process's own.
+pub(super) fn phase_options(state: &AppState, process: &str, phase: Phase) -> Result<RunOptions> {
+    let mut options = state
+        .docker_options
+        .get(&format!("{DEFAULT_PROCESS_TYPE}.{}", phase.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    if process != DEFAULT_PROCESS_TYPE {
+        options.extend(
+            state.docker_options.get(&format!("{process}.{}", phase.as_str())).cloned().unwrap_or_default(),
+        );
+    }
+    Ok(RunOptions::parse(&options)?)
+}
+
+/// The settings a process container is created with.
+pub(super) struct ProcessSpec {
+    pub process: String,
+    pub spec: ContainerSpec,
+}
+
+/// One container spec per process type of the release, with the app's deploy-phase mounts.
+pub(super) fn process_specs(
+    root: &Root,
+    app: &AppName,
+    state: &AppState,
+    release: &Release,
+    entries: &BTreeMap<EntryName, Entry>,
+) -> Result<Vec<ProcessSpec>> {
+    let mut specs = Vec::new();
+    for (process, command) in &release.run.processes {
+        let is_web = process == "web";
+        let mut env = base_env(app, release.number);
+        if let (true, Some(port)) = (is_web, release.run.web_port) {
+            env.push(format!("PORT={port}"));
+        }
+        let mut labels = labels(app, "process");
+        labels.insert(PROCESS_LABEL.to_string(), process.clone());
+        labels.insert(RELEASE_LABEL.to_string(), release.number.to_string());
+        specs.push(ProcessSpec {
+            process: process.clone(),
+            spec: ContainerSpec {
+                name: container_name(app, process, 1),
+                image: release.image.clone(),
+                cmd: command.as_ref().map(|c| vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()]),
+                env,
+                user: release.run.user.clone(),
+                labels,
+                mounts: engine_mounts(root, app, &state.mounts, entries, Phase::Deploy, process)?,
+                publish: if is_web { release.run.web_port } else { None },
+                address: None,
+                restart: true,
+                options: phase_options(state, process, Phase::Deploy)?,
+            },
+        });
+    }
+    Ok(specs)
+}
+
+/// The app volume keeping an image's `VOLUME` path: `<app>_anon-<path>`, with `/` written `-`
+/// and anything but letters, digits and `.` as `_<hex>`, so two paths never share a name.
+fn anonymous_volume_name(app: &AppName, path: &str) -> String {
+    let escaped: String = path
+        .trim_matches('/')
+        .bytes()
+        .map(|b| match b {
+            b'/' => "-".to_string(),
+            b if b.is_ascii_alphanumeric() || b == b'.' => char::from(b).to_string(),
+            b => format!("_{b:02x}"),
+        })
+        .collect();
+    app_volume_name(app, &format!("anon-{escaped}"))
+}
+
+/// Mounts a labelled app volume at each path the image declares with `VOLUME` that no mount
+/// targets, instead of the engine's unnamed volume a redeploy would lose and no purge would
+/// find. Returns the (path, volume) pairs it added.
+pub(super) fn mount_image_volumes(
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    spec: &mut ContainerSpec,
+) -> Result<Vec<(String, String)>> {
+    let covered = |path: &str| {
+        spec.options.mounts_at(path) || spec.mounts.iter().any(|m| m.target.trim_end_matches('/') == path)
+    };
+    let uncovered: Vec<String> = scheduler
+        .image_volumes(&spec.image)?
+        .into_iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty() && !covered(p))
+        .collect();
+    let mut added = Vec::new();
+    for path in uncovered {
+        let volume = anonymous_volume_name(app, &path);
+        scheduler.ensure_anonymous_volume(&volume, app.as_str(), &path)?;
+        spec.mounts.push(EngineMount {
+            kind: MountKind::Volume,
+            source: volume.clone(),
+            target: path.clone(),
+            read_only: false,
+            options: Vec::new(),
+        });
+        added.push((path, volume));
+    }
+    Ok(added)
+}
+
+/// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
+pub(super) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
+    let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
+    warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
+    for line in
+        ["[[storage.mounts]]".to_string(), format!("source = \"{name}\""), format!("target = \"{path}\"")]
+    {
+        warn(format!("  {line}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_volume_names_never_collide() {
+        let app: AppName = "demo".parse().unwrap();
+        assert_eq!(anonymous_volume_name(&app, "/data"), "demo_anon-data");
+        assert_eq!(anonymous_volume_name(&app, "/var/lib/db/"), "demo_anon-var-lib-db");
+        assert_eq!(anonymous_volume_name(&app, "/a-b"), "demo_anon-a_2db");
+        assert_ne!(anonymous_volume_name(&app, "/a/b"), anonymous_volume_name(&app, "/a-b"));
+    }
+}

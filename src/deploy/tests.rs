@@ -1,0 +1,240 @@
+//! The deploy against the in-memory scheduler: first deploy, swap, exclusive stop-first,
+//! failed health and its undo, crash recovery, rollback, removed process types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::scheduler::Scheduler;
+use crate::scheduler::fake::Fake;
+use crate::state::{Outcome, Release, Root, RunConfig};
+
+struct Bed {
+    _dir: tempfile::TempDir,
+    root: Root,
+    app: AppName,
+    fake: Fake,
+}
+
+const TIMING: Timing = Timing {
+    settle: Duration::ZERO,
+    health_timeout: Duration::from_millis(30),
+    stop_timeout: 7,
+    poll: Duration::from_millis(1),
+};
+
+fn bed() -> Bed {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    let app: AppName = "demo".parse().unwrap();
+    let lock = root.lock_app(&app).unwrap();
+    root.create_app(&app, &lock).unwrap();
+    Bed { _dir: dir, root, app, fake: Fake::new() }
+}
+
+fn run(processes: &[&str]) -> RunConfig {
+    RunConfig {
+        processes: processes
+            .iter()
+            .map(|p| (p.to_string(), Some(format!("run-{p}"))))
+            .collect::<BTreeMap<_, _>>(),
+        web_port: Some(5000),
+        healthcheck: Some("/health".into()),
+        ..RunConfig::default()
+    }
+}
+
+impl Bed {
+    fn plan(&self, release: u32, run: RunConfig) -> Plan {
+        Plan {
+            app: self.app.clone(),
+            release,
+            commit: format!("{release:040}"),
+            image: format!("berth/demo:{release}"),
+            dockerfile: "Dockerfile".into(),
+            build_command: None,
+            run,
+            mounts_added: Vec::new(),
+            mounts_removed: Vec::new(),
+            mounts_kept: Vec::new(),
+            mounts: Vec::new(),
+            volume_specs: Default::default(),
+        }
+    }
+
+    fn deploy(&self, plan: &Plan) -> Result<Release> {
+        let lock = self.root.lock_app(&self.app).unwrap();
+        apply(&self.root, &self.fake, plan, Box::new(|_| Ok(())), &lock, TIMING)
+    }
+
+    fn current(&self) -> Option<u32> {
+        self.root.read_app(&self.app).unwrap().current_release
+    }
+}
+
+#[test]
+fn a_first_deploy_starts_every_process_and_records_the_release() {
+    let bed = bed();
+    let release = bed.deploy(&bed.plan(1, run(&["web", "worker"]))).unwrap();
+    assert_eq!(release.outcome, Outcome::Deployed);
+    assert_eq!(release.web_host_port, Some(5000));
+    assert_eq!(bed.fake.running(), ["demo.web.1", "demo.worker.1"]);
+    assert_eq!(bed.current(), Some(1));
+    assert_eq!(
+        bed.fake.events(),
+        [
+            "build berth/demo:1",
+            "create demo.web.1",
+            "start demo.web.1",
+            "create demo.worker.1",
+            "start demo.worker.1"
+        ]
+    );
+}
+
+#[test]
+fn a_redeploy_starts_the_new_container_beside_the_old_one_then_retires_it() {
+    let bed = bed();
+    bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    bed.fake.clear_events();
+    bed.deploy(&bed.plan(2, run(&["web"]))).unwrap();
+    assert_eq!(
+        bed.fake.events(),
+        [
+            "build berth/demo:2",
+            "rename demo.web.1 -> demo.web.1.retiring",
+            "create demo.web.1",
+            "start demo.web.1",
+            "remove demo.web.1.retiring",
+        ]
+    );
+    assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:2"));
+    assert_eq!(bed.current(), Some(2));
+}
+
+#[test]
+fn an_exclusive_process_is_stopped_with_its_timeout_before_its_successor_starts() {
+    let bed = bed();
+    let exclusive = RunConfig { exclusive: vec!["web".into()], ..run(&["web"]) };
+    bed.deploy(&bed.plan(1, exclusive.clone())).unwrap();
+    bed.fake.clear_events();
+    bed.deploy(&bed.plan(2, exclusive)).unwrap();
+    let events = bed.fake.events();
+    let stop = events.iter().position(|e| e == "stop demo.web.1.retiring (7s)").unwrap();
+    let create = events.iter().position(|e| e == "create demo.web.1").unwrap();
+    assert!(stop < create, "{events:?}");
+}
+
+#[test]
+fn an_unhealthy_release_is_undone_and_the_old_one_serves_on() {
+    let bed = bed();
+    bed.deploy(&bed.plan(1, run(&["web", "worker"]))).unwrap();
+    bed.fake.state.borrow_mut().unhealthy.insert("berth/demo:2".into());
+    let error = bed.deploy(&bed.plan(2, run(&["web", "worker"]))).unwrap_err();
+    assert!(error.to_string().contains("the web process is not healthy: no 2xx from /health"), "{error}");
+    assert_eq!(bed.fake.running(), ["demo.web.1", "demo.worker.1"]);
+    assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
+    assert_eq!(bed.fake.image_of("demo.worker.1").as_deref(), Some("berth/demo:1"));
+    assert_eq!(bed.current(), Some(1));
+    assert_eq!(bed.root.read_releases(&bed.app).unwrap().releases.len(), 1);
+}
+
+#[test]
+fn an_exclusive_process_that_fails_is_started_again() {
+    let bed = bed();
+    let exclusive = RunConfig { exclusive: vec!["web".into()], ..run(&["web"]) };
+    bed.deploy(&bed.plan(1, exclusive.clone())).unwrap();
+    bed.fake.state.borrow_mut().crashing.insert("berth/demo:2".into());
+    bed.deploy(&bed.plan(2, exclusive)).unwrap_err();
+    assert_eq!(bed.fake.running(), ["demo.web.1"]);
+    assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
+}
+
+#[test]
+fn recover_puts_the_recorded_release_back_after_a_crash_mid_swap() {
+    let bed = bed();
+    bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    // A crash after the new container started: the old one is set aside, the new one runs.
+    let release = new_release_record(&bed, 2);
+    bed.fake.rename_container("demo.web.1", "demo.web.1.retiring").unwrap();
+    let state = bed.root.read_app(&bed.app).unwrap();
+    let specs = super::specs::process_specs(&bed.root, &bed.app, &state, &release, &BTreeMap::new()).unwrap();
+    bed.fake.create_container(&specs[0].spec).unwrap();
+    bed.fake.start_container("demo.web.1").unwrap();
+    recover(&bed.fake, &bed.app, Some(1)).unwrap();
+    assert_eq!(bed.fake.running(), ["demo.web.1"]);
+    assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
+}
+
+fn new_release_record(bed: &Bed, number: u32) -> Release {
+    let plan = bed.plan(number, run(&["web"]));
+    Release {
+        number,
+        commit: plan.commit,
+        image: plan.image,
+        created_at: 0,
+        outcome: Outcome::Interrupted,
+        reason: None,
+        run: plan.run,
+        mounts: Vec::new(),
+        web_host_port: None,
+        web_upstream: None,
+    }
+}
+
+#[test]
+fn recover_removes_build_and_chown_helpers_left_by_a_killed_deploy() {
+    let bed = bed();
+    for (name, role) in [("demo.build.2", "build"), ("demo.chown.9", "chown")] {
+        let spec = crate::engine::ContainerSpec {
+            name: name.into(),
+            labels: super::specs::labels(&bed.app, role),
+            ..Default::default()
+        };
+        bed.fake.create_container(&spec).unwrap();
+    }
+    recover(&bed.fake, &bed.app, None).unwrap();
+    assert!(bed.fake.state.borrow().containers.is_empty());
+}
+
+#[test]
+fn rollback_serves_the_previous_release_again() {
+    let bed = bed();
+    bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    bed.deploy(&bed.plan(2, run(&["web"]))).unwrap();
+    assert_eq!(rollback(&bed.root, &bed.fake, &bed.app, None, TIMING).unwrap(), 1);
+    assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
+    assert_eq!(bed.current(), Some(1));
+    bed.fake.state.borrow_mut().images.remove("berth/demo:2");
+    let error = rollback(&bed.root, &bed.fake, &bed.app, Some(2), TIMING).unwrap_err();
+    assert!(matches!(error, DeployError::ImagePruned { release: 2, .. }), "{error}");
+}
+
+#[test]
+fn a_process_the_release_no_longer_declares_is_removed() {
+    let bed = bed();
+    bed.deploy(&bed.plan(1, run(&["web", "worker"]))).unwrap();
+    bed.deploy(&bed.plan(2, run(&["web"]))).unwrap();
+    assert_eq!(bed.fake.running(), ["demo.web.1"]);
+}
+
+#[test]
+fn a_failing_build_command_starts_nothing_and_changes_no_state() {
+    let bed = bed();
+    bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    bed.fake.state.borrow_mut().crashing.insert("berth/demo:2".into());
+    let plan = Plan { build_command: Some("make assets".into()), ..bed.plan(2, run(&["web"])) };
+    let error = bed.deploy(&plan).unwrap_err();
+    assert!(matches!(error, DeployError::BuildCommand(1)), "{error}");
+    assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
+    assert_eq!(bed.current(), Some(1));
+}
+
+#[test]
+fn ps_stop_stops_every_container_with_its_timeout_before_removing_it() {
+    let bed = bed();
+    bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    bed.fake.clear_events();
+    stop(&bed.root, &bed.fake, &bed.app, TIMING).unwrap();
+    assert_eq!(bed.fake.events(), ["stop demo.web.1 (7s)", "remove demo.web.1"]);
+}
