@@ -215,7 +215,7 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     pub labels: HashMap<String, String>,
     pub mounts: Vec<EngineMount>,
-    /// Container port to publish on an engine-chosen host port.
+    /// Container port to publish on an engine-chosen port of the host's loopback address.
     pub publish: Option<u16>,
     /// The network the container joins, at a fixed address (instead of the default bridge).
     pub address: Option<NetworkAddress>,
@@ -536,7 +536,8 @@ impl Engine {
             let key = format!("{port}/tcp");
             host_config.port_bindings = Some(HashMap::from([(
                 key.clone(),
-                Some(vec![PortBinding { host_ip: Some(String::new()), host_port: Some(String::new()) }]),
+                // Loopback only: from elsewhere, only the proxy reaches the app.
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
             )]));
             exposed_ports = Some(vec![key]);
         }
@@ -580,16 +581,6 @@ impl Engine {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
             Err(e) => Err(api_error(format!("start container {name}"))(e)),
-        }
-    }
-
-    pub fn stop_container(&self, name: &str, timeout_seconds: i32) -> Result<()> {
-        use bollard::query_parameters::StopContainerOptionsBuilder;
-        let options = StopContainerOptionsBuilder::default().t(timeout_seconds).build();
-        match self.runtime.block_on(self.docker.stop_container(name, Some(options))) {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-            Err(e) => Err(api_error(format!("stop container {name}"))(e)),
         }
     }
 

@@ -294,8 +294,10 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
                     removed.source, removed.container_path
                 ));
             }
-            if let Some(port) = release.web_host_port {
-                heading(format!("Application deployed: http://127.0.0.1:{port}"));
+            if release.web_host_port.is_some() {
+                let serving =
+                    deploy::Serving { host_port: release.web_host_port, upstream: release.web_upstream };
+                deploy::announce(root, app, serving);
             } else {
                 heading(format!("Application deployed: {app} release {}", release.number));
             }

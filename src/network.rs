@@ -1,6 +1,6 @@
 //! berth's engine network, `berth`, where every web container listens at a fixed address the
-//! proxy dials directly. Nothing of an app is published on the host: only the proxy (and the
-//! host itself) reaches the containers. A fixed address stays the container's across engine
+//! proxy dials directly (its port is published on the host's loopback address only, for the
+//! host's own use). Nothing of an app answers on another interface except through the proxy. A fixed address stays the container's across engine
 //! restarts and reboots, so the proxy's routes stay right, and it is known before the
 //! container starts, so an exclusive swap can hold requests for it.
 

@@ -357,6 +357,9 @@ pub struct AppState {
     /// The domains the admin gave the app (`domains:*`), in the order given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<Domain>,
+    /// `ps:stop` stopped it: its route answers 503 until `ps:start`, `ps:restart` or a deploy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// `global-domains.toml`: the domains every app answers under, as `<app>.<domain>`.

@@ -6,32 +6,28 @@ use crate::deploy::{self, Timing};
 use crate::engine::Engine;
 use crate::names::AppName;
 use crate::output::{Report, detail, heading, step};
+use crate::proxy::records::Records;
 use crate::state::{Outcome, Root};
 
 pub fn start(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     step(format!("Starting {app}"));
-    report_url(deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
+    deploy::announce(root, app, deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
     Ok(())
 }
 
 pub fn restart(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     step(format!("Restarting {app} with its current mounts"));
-    report_url(deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
+    deploy::announce(root, app, deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
     Ok(())
 }
 
+/// Stops the app's containers, then has the proxy answer 503 for it.
 pub fn stop(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     deploy::stop(root, &Engine::connect()?, app, Timing::from_env())?;
-    Ok(())
-}
-
-fn report_url(port: Option<u16>) {
-    if let Some(port) = port {
-        heading(format!("Application deployed: http://127.0.0.1:{port}"));
-    }
+    super::proxy::republish(root, !Records::read(root)?.hosts(app).is_empty())
 }
 
 /// `ps:report [<app>] [--<flag>] [--format json]`: one info flag prints just its value, as

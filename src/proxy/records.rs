@@ -91,6 +91,13 @@ impl Records {
     }
 }
 
+/// The URLs `app` answers at through the proxy: one per host name that is not a wildcard.
+pub fn urls(root: &Root, app: &AppName) -> Result<Vec<String>, ProxyError> {
+    let serving = root.read_settings()?.proxy.check(&root.proxy_dir())?;
+    let records = Records::read(root)?;
+    Ok(records.hosts(app).iter().filter(|h| !h.is_wildcard()).map(|h| serving.url(h)).collect())
+}
+
 /// Every app's route as berth's records have it: its hosts, and its current release's web
 /// process (its address on berth's engine network), or nothing.
 pub fn table(root: &Root) -> Result<Table, ProxyError> {
@@ -109,7 +116,7 @@ fn current_route(
     hosts: Vec<Domain>,
 ) -> Result<Route, StateError> {
     let releases = root.read_releases(app)?;
-    let Some(release) = state.current_release.and_then(|number| releases.get(number)) else {
+    let Some(release) = state.current_release.filter(|_| !state.stopped).and_then(|n| releases.get(n)) else {
         return Ok(Route::new(hosts, Target::Down));
     };
     // Releases from before the proxy were published on a host port.

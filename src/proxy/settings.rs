@@ -110,6 +110,18 @@ pub struct Serving {
     pub max_drain: Duration,
 }
 
+impl Serving {
+    /// The URL of `host` through the proxy.
+    pub fn url(&self, host: &super::Domain) -> String {
+        match self.tls {
+            Tls::Off if self.http_port == 80 => format!("http://{host}"),
+            Tls::Off => format!("http://{host}:{}", self.http_port),
+            _ if self.https_port == 443 => format!("https://{host}"),
+            _ => format!("https://{host}:{}", self.https_port),
+        }
+    }
+}
+
 /// The TLS mode with what it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tls {
