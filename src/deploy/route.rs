@@ -23,6 +23,8 @@ use crate::state::{Lock, Root, RunConfig};
 
 /// How long the old instance drains unless the app says (`[web].drain_seconds`).
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+/// How long after a switch the old instance is first asked whether it is idle.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// The proxy during one swap of one app.
 pub struct Routing {
@@ -88,10 +90,15 @@ impl Routing {
         if held {
             return Ok(());
         }
+        // Requests the proxy accepted before the switch may not be counted yet: a moment
+        // passes before the old instance can count as idle.
+        std::thread::sleep(SETTLE.min(self.drain));
         let draining = proxy.table().apps.get(&self.app).map(|r| r.draining.clone()).unwrap_or_default();
         for old in draining {
             // The new instance serves: a drain the proxy cannot finish is not the deploy's failure.
-            match proxy.drain(&self.app, old, self.drain) {
+            // The drained upstream stays in the loaded config (it matches no request) until the
+            // next change: one load less, and every load is a reload of Caddy's servers.
+            match wait_idle(proxy.as_ref(), old, self.drain) {
                 Ok(Drained::Idle) => detail(format!("{old} finished its requests")),
                 Ok(Drained::TimedOut { in_flight }) => warn(format!(
                     "{old} still had {in_flight} request(s) after {}s of draining; stopping it anyway",
@@ -151,10 +158,16 @@ fn serving_proxy(root: &Root, app: &AppName, run: &RunConfig) -> Result<Option<C
 }
 
 /// Waits until no request is in flight to `upstream`, or `timeout` passes, without loading.
-fn wait_idle(proxy: &dyn Proxy, upstream: SocketAddr, timeout: Duration) -> Result<()> {
+fn wait_idle(proxy: &dyn Proxy, upstream: SocketAddr, timeout: Duration) -> Result<Drained> {
     let deadline = std::time::Instant::now() + timeout;
-    while proxy.in_flight(upstream)? > 0 && std::time::Instant::now() < deadline {
+    loop {
+        let in_flight = proxy.in_flight(upstream)?;
+        if in_flight == 0 {
+            return Ok(Drained::Idle);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Drained::TimedOut { in_flight });
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(())
 }

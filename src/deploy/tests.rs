@@ -263,7 +263,7 @@ fn the_proxy_switches_to_the_healthy_new_instance_and_the_old_one_drains_before_
     assert_ne!(new, old, "the new instance has an address of its own");
     let route = &routing.proxy().unwrap().table().apps[&bed.app];
     assert_eq!(route.target, Target::Up(vec![new]));
-    assert!(route.draining.is_empty(), "the old upstream drained and was forgotten");
+    assert_eq!(route.draining, vec![old], "the drained upstream stays known, matching no request");
     let events = bed.fake.events();
     let stop = events.iter().position(|e| e == "stop demo.web.1.retiring (7s)").unwrap();
     let remove = events.iter().position(|e| e == "remove demo.web.1.retiring").unwrap();
