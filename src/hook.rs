@@ -275,6 +275,8 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
             .collect(),
     };
     print!("{plan}");
+    // A proxy that is down refuses the push before anything is built or recorded.
+    deploy::check_proxy(root, app, &plan.run)?;
     let engine = Engine::connect().map_err(DeployError::from)?;
     let context_commit = commit.to_string();
     let write_context: crate::scheduler::BuildContext = Box::new(move |out: &mut dyn std::io::Write| {

@@ -64,8 +64,11 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
     }
     report.row("ps-processes", containers.len().to_string());
     report.row("ps-running", (running > 0 && running == containers.len()).to_string());
-    let url = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
-    report.row("ps-web-url", url.unwrap_or_default());
+    // Through the proxy when the app has a host name, else its port on the loopback address.
+    let loopback = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
+    let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
+    let proxied = loopback.as_ref().and(urls.into_iter().next());
+    report.row("ps-web-url", proxied.or(loopback).unwrap_or_default());
     Ok(report)
 }
 

@@ -3,7 +3,7 @@
 
 use super::fault::fault_point;
 use super::plan::Plan;
-use super::route::{self, Routing};
+use super::route::Routing;
 use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options};
 use super::storage::{check_mounts, ensure_storage};
 use super::swap::start_release;
@@ -27,7 +27,6 @@ pub fn apply(
     let app = &plan.app;
     let entries = root.entries_by_name()?;
     check_mounts(root, app, plan.release, &plan.mounts, &entries)?;
-    route::check(root, app, &plan.run)?;
     let owner = plan.run.user.as_deref().and_then(parse_user);
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));

@@ -22,7 +22,7 @@ pub use fault::fault_point;
 pub use oneoff::run_oneoff;
 pub use ops::{restart, rollback, stop};
 pub use plan::{Plan, short};
-pub use route::announce;
+pub use route::{announce, check as check_proxy};
 pub use specs::engine_mounts;
 pub use stop::{stop_and_remove, stop_timeout};
 pub use storage::{check_binds, check_mounts, ensure_storage};
