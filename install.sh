@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Sets a Debian server up as a berth push target. Idempotent: re-run it to upgrade.
 #
-#   sudo ./install.sh [--prefix /usr/local] [--root /var/lib/berth] [--user berth] [--no-engine]
+#   sudo ./install.sh [--prefix /usr/local] [--root /var/lib/berth] [--user berth] [--no-engine] [--no-proxy]
 #
 # It installs a container engine when none answers (Debian's docker.io) and starts it, builds
 # and installs the binaries, creates the berth user (in the docker group) and BERTH_ROOT with a
-# commented berth.toml, and re-installs the hooks of existing apps.
+# commented berth.toml, re-installs the hooks of existing apps, and installs and starts the
+# proxy in front of the apps (Debian's caddy, scripts/ensure-proxy.sh) unless --no-proxy.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,13 +14,15 @@ PREFIX=/usr/local
 ROOT=/var/lib/berth
 BERTH_USER=berth
 ENGINE=yes
+PROXY=yes
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX="$2"; shift 2 ;;
     --root) ROOT="$2"; shift 2 ;;
     --user) BERTH_USER="$2"; shift 2 ;;
     --no-engine) ENGINE=no; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-proxy) PROXY=no; shift ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo " !     unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -94,6 +97,13 @@ authorized_keys = "BERTH_HOME_PLACEHOLDER/.ssh/authorized_keys"
 [allowed]
 # host_paths = ["/srv/shared"]
 # volumes = ["shared-cache"]
+#
+# The proxy in front of every app (Caddy; see docs/serving.md).
+# [proxy]
+# http_port = 80
+# https_port = 443
+# tls = "off"                 # off | internal | acme (with acme_email)
+# max_drain_seconds = 300     # the longest [web].drain_seconds an app gets
 TOML
   sed -i "s#BERTH_HOME_PLACEHOLDER#$BERTH_HOME#" "$ROOT/berth.toml"
   detail "Wrote $ROOT/berth.toml"
@@ -106,6 +116,13 @@ chown -R "$BERTH_USER:$BERTH_USER" "$ROOT/repos" "$ROOT/apps" "$ROOT/entries" "$
 chown "$BERTH_USER:$BERTH_USER" "$ROOT" "$ROOT/berth.toml" "$ROOT/data" "$ROOT/data/storage"
 # Other host users may not traverse into app data (a set-uid file an app plants stays unreachable).
 chmod 0700 "$ROOT/data"
+
+if [ "$PROXY" = yes ]; then
+  # Caddy runs as the owner of the root (berth), so the hooks reach its admin socket.
+  install -d -o "$BERTH_USER" -g "$BERTH_USER" "$ROOT/proxy"
+  BERTH_BIN="$BIN/berth" bash scripts/ensure-proxy.sh --root "$ROOT"
+  chown -R "$BERTH_USER:$BERTH_USER" "$ROOT/proxy" "$ROOT/locks"
+fi
 
 say "berth $("$BIN/berth" --version | cut -d' ' -f2) is installed"
 detail "State and data: $ROOT (BERTH_ROOT)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: installs berth (install.sh), creates the app
-# `demo`, deploys templates/web with a real `git push`, stores a file through the app, pushes a
-# change, and shows the file served by the new release. Needs root. Re-runnable.
+# The main job, end to end on this machine: installs berth (install.sh, which starts the proxy),
+# creates the app `demo` at the domain demo.localhost, deploys templates/web with a real
+# `git push`, stores a file through the proxy, pushes a change, and shows the file served by
+# the new release at the same URL. Needs root. Re-runnable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BERTH_ROOT="${BERTH_ROOT:-/var/lib/berth}"
@@ -9,13 +10,15 @@ PREFIX="${PREFIX:-/usr/local}"
 APP="${APP:-demo}"
 BERTH_USER="${BERTH_USER:-berth}"
 BERTH="$PREFIX/bin/berth"
+DOMAIN="${DOMAIN:-$APP.localhost}"
 
 say() { echo "=====> $*"; }
 
 bash ./install.sh --prefix "$PREFIX" --root "$BERTH_ROOT"
 
-say "Creating app $APP"
+say "Creating app $APP at $DOMAIN"
 "$BERTH" apps:report "$APP" >/dev/null 2>&1 || "$BERTH" apps:create "$APP"
+"$BERTH" domains:set "$APP" "$DOMAIN"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -33,16 +36,17 @@ push() { # as the berth user, like a push over SSH: the hooks run as berth
 push --force
 
 url=$("$BERTH" ps:report "$APP" --ps-web-url)
-say "Serving on $url"
+first_url=$url
+say "Serving on $url (through the proxy on 127.0.0.1:80)"
 printf 'hello from the first release, %s\n' "$(date -u +%FT%TZ)" >"$work/../berth-demo-note.txt"
-http() { # method path [file]: a tiny HTTP client with no dependencies beyond bash
-  local port=${url##*:} method=$1 path=$2 file=${3:-}
-  exec 3<>"/dev/tcp/127.0.0.1/$port"
+http() { # method path [file]: a tiny HTTP client with no dependencies beyond bash, through the proxy
+  local method=$1 path=$2 file=${3:-}
+  exec 3<>"/dev/tcp/127.0.0.1/80"
   if [ -n "$file" ]; then
-    printf '%s %s HTTP/1.0\r\nContent-Length: %s\r\n\r\n' "$method" "$path" "$(wc -c <"$file")" >&3
+    printf '%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: %s\r\n\r\n' "$method" "$path" "$DOMAIN" "$(wc -c <"$file")" >&3
     cat "$file" >&3
   else
-    printf '%s %s HTTP/1.0\r\n\r\n' "$method" "$path" >&3
+    printf '%s %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$method" "$path" "$DOMAIN" >&3
   fi
   sed '1,/^\r$/d' <&3
   exec 3<&-
@@ -56,7 +60,8 @@ git -C "$work" -c safe.directory="$work" -c user.name=berth-demo -c user.email=d
 push
 
 url=$("$BERTH" ps:report "$APP" --ps-web-url)
-say "The stored file, served by the new release at $url:"
+[ "$url" = "$first_url" ] || { echo " !     the URL changed: $first_url, then $url" >&2; exit 1; }
+say "The stored file, served by the new release at the same URL, $url:"
 http GET "/cgi-bin/file?name=note.txt"
 "$BERTH" releases "$APP"
 "$BERTH" storage:list "$APP"

@@ -2,6 +2,8 @@
 //! stays synchronous. One current-thread runtime per process, created on first connect.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::VolumeCreateRequest;
@@ -254,12 +256,55 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     pub labels: HashMap<String, String>,
     pub mounts: Vec<EngineMount>,
-    /// Container port to publish on an engine-chosen host port.
+    /// Container port to publish on an engine-chosen port of the host's loopback address.
     pub publish: Option<u16>,
+    /// The network the container joins, at a fixed address (instead of the default bridge).
+    pub address: Option<NetworkAddress>,
     /// Restart the container when it exits or the engine restarts (long-running processes).
     pub restart: bool,
     /// Extra `docker run` options from docker-options, already translated.
     pub options: crate::docker_options::RunOptions,
+}
+
+/// A container's fixed address on a user-defined network: the engine gives it back to the
+/// container at every start, so it stays the same across engine restarts and reboots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkAddress {
+    pub network: String,
+    pub ip: Ipv4Addr,
+}
+
+/// An IPv4 network as `address/prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub base: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// Parses `172.18.0.0/16`.
+    pub fn parse(text: &str) -> Option<Subnet> {
+        let (base, prefix) = text.split_once('/')?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+        Some(Subnet { base: base.parse().ok()?, prefix })
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
+/// How a container stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was not running.
+    NotRunning,
+    /// It exited after the stop signal, within the timeout.
+    Exited(i64),
+    /// It was still running when the timeout passed and the engine killed it (SIGKILL).
+    Killed,
 }
 
 /// What berth needs to know about a running or stopped container.
@@ -276,6 +321,8 @@ pub struct ContainerFacts {
     pub labels: HashMap<String, String>,
     /// Host port bound to the published container port, if any.
     pub host_port: Option<u16>,
+    /// Its IPv4 address on each network it is configured for (the fixed one when it has one).
+    pub addresses: HashMap<String, Ipv4Addr>,
     pub mounts: Vec<(String, String, bool)>,
 }
 
@@ -539,12 +586,28 @@ impl Engine {
             let key = format!("{port}/tcp");
             host_config.port_bindings = Some(HashMap::from([(
                 key.clone(),
-                Some(vec![PortBinding { host_ip: Some(String::new()), host_port: Some(String::new()) }]),
+                // Loopback only: from elsewhere, only the proxy reaches the app.
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
             )]));
             exposed_ports = Some(vec![key]);
         }
+        let mut networking_config = None;
+        if let Some(address) = &spec.address {
+            host_config.network_mode = Some(address.network.clone());
+            let endpoint = bollard::models::EndpointSettings {
+                ipam_config: Some(bollard::models::EndpointIpamConfig {
+                    ipv4_address: Some(address.ip.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            networking_config = Some(bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(address.network.clone(), endpoint)])),
+            });
+        }
         let mut body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            networking_config,
             cmd: spec.cmd.clone(),
             env: Some(spec.env.clone()),
             user: spec.user.clone(),
@@ -571,14 +634,87 @@ impl Engine {
         }
     }
 
-    pub fn stop_container(&self, name: &str, timeout_seconds: i32) -> Result<()> {
+    /// Stops a container the way `docker stop` does: its stop signal (SIGTERM unless the image
+    /// says otherwise), then SIGKILL once `timeout` has passed. Says whether it had to be
+    /// killed: the engine reports exit status 137 (128 + SIGKILL) after the whole timeout.
+    pub fn stop_gracefully(&self, name: &str, timeout: Duration) -> Result<Stopped> {
         use bollard::query_parameters::StopContainerOptionsBuilder;
-        let options = StopContainerOptionsBuilder::default().t(timeout_seconds).build();
+        let seconds = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(seconds).build();
+        let started = Instant::now();
         match self.runtime.block_on(self.docker.stop_container(name, Some(options))) {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-            Err(e) => Err(api_error(format!("stop container {name}"))(e)),
+            Ok(()) => {}
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {
+                return Ok(Stopped::NotRunning);
+            }
+            Err(e) if is_not_found(&e) => return Ok(Stopped::NotRunning),
+            Err(e) => return Err(api_error(format!("stop container {name}"))(e)),
         }
+        let code = self.inspect_container(name)?.and_then(|facts| facts.exit_code).unwrap_or(0);
+        Ok(if code == 137 && started.elapsed() >= timeout { Stopped::Killed } else { Stopped::Exited(code) })
+    }
+
+    /// Creates berth's network for web containers with `subnet`, unless it exists; returns the
+    /// subnet it has. With no subnet given, the engine picks a free one from its pools first.
+    pub fn ensure_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<Option<Subnet>> {
+        use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+        if let Some(subnet) = self.network_subnet(name)? {
+            return Ok(Some(subnet));
+        }
+        let create = |ipam: Option<Ipam>| NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            ipam,
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        // Fixed addresses need a subnet given at creation: let the engine choose a free one,
+        // then create the network again with it.
+        let action = format!("create network {name}");
+        self.runtime.block_on(self.docker.create_network(create(None))).map_err(api_error(&action))?;
+        let chosen = self.network_subnet(name)?;
+        self.runtime
+            .block_on(self.docker.remove_network(name))
+            .map_err(api_error(format!("remove network {name}")))?;
+        let Some(subnet) = chosen else { return Ok(None) };
+        let ipam = Ipam {
+            config: Some(vec![IpamConfig { subnet: Some(subnet.to_string()), ..Default::default() }]),
+            ..Default::default()
+        };
+        self.runtime.block_on(self.docker.create_network(create(Some(ipam)))).map_err(api_error(&action))?;
+        self.network_subnet(name)
+    }
+
+    /// The IPv4 subnet of a network, or `None` when the network does not exist.
+    fn network_subnet(&self, name: &str) -> Result<Option<Subnet>> {
+        use bollard::query_parameters::InspectNetworkOptions;
+        match self.runtime.block_on(self.docker.inspect_network(name, None::<InspectNetworkOptions>)) {
+            Ok(network) => Ok(network
+                .ipam
+                .and_then(|ipam| ipam.config)
+                .into_iter()
+                .flatten()
+                .find_map(|config| config.subnet.as_deref().and_then(Subnet::parse))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api_error(format!("inspect network {name}"))(e)),
+        }
+    }
+
+    /// The addresses containers (running or not) hold on a network, fixed or current.
+    pub fn network_addresses(&self, network: &str) -> Result<Vec<Ipv4Addr>> {
+        use bollard::query_parameters::ListContainersOptionsBuilder;
+        let filters = HashMap::from([("network", vec![network.to_string()])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let containers = self
+            .runtime
+            .block_on(self.docker.list_containers(Some(options)))
+            .map_err(api_error("list containers"))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| c.network_settings.and_then(|n| n.networks))
+            .filter_map(|mut networks| networks.remove(network))
+            .flat_map(|endpoint| endpoint_addresses(&endpoint))
+            .collect())
     }
 
     /// Removes a container (forcefully: stops it first). Absent is fine.
@@ -613,12 +749,23 @@ impl Engine {
         let state = inspect.state.unwrap_or_default();
         let host_port = inspect
             .network_settings
+            .clone()
             .and_then(|n| n.ports)
             .into_iter()
             .flat_map(|ports| ports.into_values())
             .flatten()
             .flatten()
             .find_map(|binding| binding.host_port.and_then(|p| p.parse().ok()));
+        let addresses = inspect
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|(network, endpoint)| {
+                endpoint_addresses(endpoint).into_iter().next().map(|ip| (network.clone(), ip))
+            })
+            .collect();
         let mounts = inspect
             .mounts
             .unwrap_or_default()
@@ -636,6 +783,7 @@ impl Engine {
             restart_count: inspect.restart_count.unwrap_or(0),
             labels: inspect.config.and_then(|c| c.labels).unwrap_or_default(),
             host_port,
+            addresses,
             mounts,
         }))
     }
@@ -731,6 +879,12 @@ impl Engine {
             Ok(())
         })
     }
+}
+
+/// An endpoint's fixed address first, then the one it has now (none while stopped).
+fn endpoint_addresses(endpoint: &bollard::models::EndpointSettings) -> Vec<Ipv4Addr> {
+    let fixed = endpoint.ipam_config.as_ref().and_then(|c| c.ipv4_address.as_deref());
+    [fixed, endpoint.ip_address.as_deref()].into_iter().flatten().filter_map(|ip| ip.parse().ok()).collect()
 }
 
 /// Adapts a tokio receiver to a `Stream` without pulling in tokio-stream.

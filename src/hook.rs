@@ -194,7 +194,7 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
     for removed in &plan.mounts_removed {
         detail(format!("Unmounted {} from {}; its data is kept", removed.source, removed.container_path));
     }
-    announce(app, &release);
+    announce(root, app, &release);
     Ok(())
 }
 
@@ -206,10 +206,12 @@ fn push_options() -> Vec<String> {
 }
 
 /// The last line of a deploy: where the app now answers.
-pub fn announce(app: &AppName, release: &crate::state::Release) {
-    match release.web_host_port {
-        Some(port) => heading(format!("Application deployed: http://127.0.0.1:{port}")),
-        None => heading(format!("Application deployed: {app} release {}", release.number)),
+pub fn announce(root: &Root, app: &AppName, release: &crate::state::Release) {
+    if release.web_host_port.is_some() {
+        let serving = deploy::Serving { host_port: release.web_host_port, upstream: release.web_upstream };
+        deploy::announce(root, app, serving);
+    } else {
+        heading(format!("Application deployed: {app} release {}", release.number));
     }
 }
 

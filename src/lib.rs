@@ -17,6 +17,7 @@ pub mod hook;
 pub mod hostfs;
 pub mod manifest;
 pub mod names;
+pub mod network;
 pub mod output;
 pub mod proxy;
 pub mod scale;

@@ -370,6 +370,9 @@ pub struct AppState {
     /// Instances per process type the admin set (`ps:scale`); wins over app.toml's `[scale]`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scale: BTreeMap<String, u32>,
+    /// `ps:stop` stopped it: its route answers 503 until `ps:start`, `ps:restart` or a deploy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// `global-domains.toml`: the domains every app answers under, as `<app>.<domain>`.
@@ -406,6 +409,15 @@ pub struct RunConfig {
     /// app.toml's `[scale]`: instances per process type, below the admin's `ps:scale`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scale: BTreeMap<String, u32>,
+    /// `[app].stop_timeout`: seconds between the stop signal and SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
+    /// `[web].drain_seconds`, as declared (the server caps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_seconds: Option<u32>,
+    /// `[web].hold_seconds`, as declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_seconds: Option<u32>,
 }
 
 /// TOML has no null: a process that runs the image's CMD is written as `web = ""` (app.toml
@@ -459,9 +471,12 @@ pub struct Release {
     /// The app's mounts (admin and repo) this release ran with.
     #[serde(default)]
     pub mounts: Vec<Attachment>,
-    /// Host port of the web process, when published.
+    /// Host port of the web process, when published (releases before berth had a proxy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_host_port: Option<u16>,
+    /// Where the proxy reaches the web process: its address on berth's engine network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_upstream: Option<std::net::SocketAddr>,
 }
 
 /// `releases.toml` of an app: every release, oldest first.
@@ -761,6 +776,7 @@ mod tests {
             run,
             mounts: Vec::new(),
             web_host_port: None,
+            web_upstream: None,
         };
         let releases = Releases { releases: vec![release] };
         root.write_releases(&app, &releases, &lock).unwrap();

@@ -1,9 +1,11 @@
 //! `apps:*`: create, list, destroy and report apps.
 
 use super::{Format, Result, confirm_destructive, existing_app, print_json};
+use crate::deploy::{self, Timing};
 use crate::engine::Engine;
 use crate::names::AppName;
 use crate::output::{Report, detail, heading, step, warn};
+use crate::proxy::records::Records;
 use crate::state::Root;
 use crate::{git, hostfs};
 
@@ -62,9 +64,14 @@ pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> 
     let engine =
         if purge_storage || state.current_release.is_some() { Some(Engine::connect()?) } else { None };
     step(format!("Destroying {app}"));
+    let served = !Records::read(root)?.hosts(app).is_empty();
     if let Some(engine) = &engine {
+        let releases = root.read_releases(app)?;
+        let run =
+            state.current_release.and_then(|n| releases.get(n)).map(|r| r.run.clone()).unwrap_or_default();
+        let timeout = deploy::stop_timeout(&run, Timing::from_env());
         for container in engine.app_containers(app.as_str())? {
-            engine.remove_container(&container)?;
+            deploy::stop_and_remove(engine, &container, timeout)?;
             detail(format!("Removed container {container}"));
         }
         for release in root.read_releases(app)?.releases {
@@ -94,7 +101,7 @@ pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> 
     let repo = root.repo_dir(app);
     hostfs::remove_tree(&repo)?;
     root.remove_app_state(app, &lock)?;
-    Ok(())
+    super::proxy::republish(root, served)
 }
 
 pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {

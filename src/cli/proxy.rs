@@ -24,6 +24,19 @@ pub fn build_config(root: &Root, wait: Option<u64>) -> Result<()> {
     load(&mut proxy, table, wait.map(Duration::from_secs))
 }
 
+/// Loads the table of berth's records (after an app stopped or went), or saves it for the
+/// proxy's next start when it does not answer.
+/// Nothing to do when the app had no host name (`served` false): the proxy never served it.
+pub(super) fn republish(root: &Root, served: bool) -> Result<()> {
+    if !served {
+        return Ok(());
+    }
+    let _lock = root.lock_proxy()?;
+    let mut proxy = Caddy::open(root)?;
+    let table = proxy.table().clone();
+    load_or_save(&mut proxy, table)
+}
+
 /// Loads `table`, or, when the proxy does not answer, saves it for the proxy's next start.
 pub(super) fn load_or_save(proxy: &mut Caddy, table: Table) -> Result<()> {
     load(proxy, table, None)

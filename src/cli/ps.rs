@@ -6,19 +6,20 @@ use crate::deploy::{self, Commit, CommitError, Mode, Repo, Timing};
 use crate::engine::Engine;
 use crate::names::AppName;
 use crate::output::{Report, detail, heading, step};
+use crate::proxy::records::Records;
 use crate::state::{Outcome, Root};
 
 pub fn start(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     step(format!("Starting {app}"));
-    report_url(deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
+    deploy::announce(root, app, deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
     Ok(())
 }
 
 pub fn restart(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     step(format!("Restarting {app} with its current mounts"));
-    report_url(deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
+    deploy::announce(root, app, deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
     Ok(())
 }
 
@@ -40,7 +41,7 @@ pub fn rebuild(root: &Root, app: &AppName, dry_run: bool) -> Result<()> {
     let source = Commit { repo: repo(), app, commit: &commit, manifest: bytes.as_deref() };
     match deploy::deploy_commit(root, &engine, source, &lock, mode) {
         Ok((_, release)) => {
-            crate::hook::announce(app, &release);
+            crate::hook::announce(root, app, &release);
             Ok(())
         }
         Err(CommitError::DryRun) => {
@@ -58,16 +59,11 @@ pub fn rebuild(root: &Root, app: &AppName, dry_run: bool) -> Result<()> {
     }
 }
 
+/// Stops the app's containers, then has the proxy answer 503 for it.
 pub fn stop(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     deploy::stop(root, &Engine::connect()?, app, Timing::from_env())?;
-    Ok(())
-}
-
-fn report_url(port: Option<u16>) {
-    if let Some(port) = port {
-        heading(format!("Application deployed: http://127.0.0.1:{port}"));
-    }
+    super::proxy::republish(root, !Records::read(root)?.hosts(app).is_empty())
 }
 
 /// `ps:report [<app>] [--<flag>] [--format json]`: one info flag prints just its value, as
@@ -104,8 +100,11 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
     }
     report.row("ps-processes", containers.len().to_string());
     report.row("ps-running", (running > 0 && running == containers.len()).to_string());
-    let url = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
-    report.row("ps-web-url", url.unwrap_or_default());
+    // Through the proxy when the app has a host name, else its port on the loopback address.
+    let loopback = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
+    let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
+    let proxied = loopback.as_ref().and(urls.into_iter().next());
+    report.row("ps-web-url", proxied.or(loopback).unwrap_or_default());
     Ok(report)
 }
 

@@ -3,6 +3,7 @@
 
 use super::fault::fault_point;
 use super::plan::Plan;
+use super::route::Routing;
 use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options};
 use super::storage::{check_mounts, ensure_storage};
 use super::swap::start_release;
@@ -49,6 +50,7 @@ pub fn apply(
     }
     let release = new_release(plan, Outcome::Deployed);
     let mut state = root.read_app(app)?;
+    state.stopped = false;
     state.mounts.clone_from(&plan.mounts);
     state.detached.retain(|d| !plan.mounts.iter().any(|m| m.same_mount(d)));
     for removed in &plan.mounts_removed {
@@ -56,13 +58,20 @@ pub fn apply(
             state.detached.push(removed.clone());
         }
     }
-    let port = start_release(root, scheduler, app, &state, &release, timing)?;
+    // Held until the release is recorded: a table built from the records names it.
+    let mut routing = Routing::open(root, app, &plan.run)?;
+    let serving = start_release(root, scheduler, &mut routing, app, &state, &release, timing)?;
     fault_point("after-retire");
     // Three writes, each atomic, so a crash between any two leaves a history that never calls
     // a release deployed unless the state made it current: the release is recorded as
     // interrupted, then made current, then marked deployed (restart finishes the last step).
     let mut releases = root.read_releases(app)?;
-    releases.releases.push(Release { web_host_port: port, outcome: Outcome::Interrupted, ..release });
+    releases.releases.push(Release {
+        web_host_port: serving.host_port,
+        web_upstream: serving.upstream,
+        outcome: Outcome::Interrupted,
+        ..release
+    });
     root.write_releases(app, &releases, lock)?;
     fault_point("after-release-write");
     state.current_release = Some(plan.release);
@@ -82,6 +91,7 @@ fn new_release(plan: &Plan, outcome: Outcome) -> Release {
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,
+        web_upstream: None,
     }
 }
 
@@ -116,6 +126,7 @@ fn run_build_command(root: &Root, scheduler: &dyn Scheduler, plan: &Plan, comman
         labels: labels(app, "build"),
         mounts: engine_mounts(root, app, &plan.mounts, &entries, Phase::Build, "build")?,
         publish: None,
+        address: None,
         restart: false,
         // The admin's build-phase docker-options apply to the build command's container.
         options: phase_options(&root.read_app(app)?, DEFAULT_PROCESS_TYPE, Phase::Build)?,

@@ -88,6 +88,8 @@ pub fn deploy_commit(
     let Commit { repo, app, commit, manifest: manifest_bytes } = source;
     let plan = plan_commit(root, &repo, app, commit, manifest_bytes)?;
     output::text(plan.to_string());
+    // A proxy that is down refuses the push before anything is built or recorded.
+    super::check_proxy(root, app, &plan.run)?;
     if mode == Mode::DryRun {
         return Err(CommitError::DryRun);
     }

@@ -1,6 +1,7 @@
 //! When a started container counts as healthy: its HTTP health check answers 2xx, or, without
 //! one, it stays up for the settle time without exiting or being restarted.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{DeployError, Result, Timing};
@@ -9,20 +10,22 @@ use crate::output::detail;
 use crate::scheduler::Scheduler;
 use crate::state::Release;
 
-/// Waits until a started container counts as healthy; returns its published host port.
+/// Waits until a started container counts as healthy (its health check asked at `upstream`,
+/// the address the proxy will dial); returns its host port on the loopback address.
 pub(super) fn wait_healthy(
     scheduler: &dyn Scheduler,
     process: &str,
     name: &str,
+    upstream: Option<SocketAddr>,
     release: &Release,
     timing: Timing,
 ) -> Result<Option<u16>> {
-    let facts = inspect(scheduler, process, name)?;
-    let port = facts.host_port;
-    match (process == "web").then_some(release.run.healthcheck.as_deref()).flatten() {
-        Some(path) if port.is_some() => wait_http(scheduler, process, name, path, port, timing),
-        _ => wait_settled(scheduler, process, name, timing).map(|()| port),
+    let port = inspect(scheduler, process, name)?.host_port;
+    match ((process == "web").then_some(release.run.healthcheck.as_deref()).flatten(), upstream) {
+        (Some(path), Some(upstream)) => wait_http(scheduler, process, name, path, upstream, timing),
+        _ => wait_settled(scheduler, process, name, timing),
     }
+    .map(|()| port)
 }
 
 fn unhealthy(process: &str, reason: String) -> DeployError {
@@ -39,20 +42,20 @@ fn wait_http(
     process: &str,
     name: &str,
     path: &str,
-    port: Option<u16>,
+    upstream: SocketAddr,
     timing: Timing,
-) -> Result<Option<u16>> {
+) -> Result<()> {
     let started = Instant::now();
-    detail(format!("Waiting for http://127.0.0.1:{}{path} to answer 2xx", port.unwrap_or(0)));
+    detail(format!("Waiting for http://{upstream}{path} to answer 2xx"));
     loop {
         let facts = inspect(scheduler, process, name)?;
         if let Some(reason) = exited(&facts) {
             return Err(unhealthy(process, reason));
         }
-        let last = match scheduler.http_status(&facts, path) {
+        let last = match scheduler.http_status(upstream, path) {
             Ok(status) if (200..300).contains(&status) => {
                 detail(format!("Healthy: {path} answered {status}"));
-                return Ok(port);
+                return Ok(());
             }
             Ok(status) => format!("{path} answered {status}"),
             Err(e) => e.to_string(),

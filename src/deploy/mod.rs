@@ -12,7 +12,9 @@ mod health;
 mod oneoff;
 mod ops;
 mod plan;
+mod route;
 mod specs;
+mod stop;
 mod storage;
 mod swap;
 
@@ -22,9 +24,11 @@ pub use fault::fault_point;
 pub use oneoff::run_oneoff;
 pub use ops::{restart, rollback, stop};
 pub use plan::{HostPathFact, Plan, PlanInputs, plan, short};
+pub use route::{announce, check as check_proxy};
 pub use specs::engine_mounts;
+pub use stop::{stop_and_remove, stop_timeout};
 pub use storage::{check_binds, check_mounts, ensure_storage};
-pub use swap::{recover, start_release};
+pub use swap::{Serving, recover, start_release};
 
 use std::time::Duration;
 
@@ -50,6 +54,10 @@ pub enum DeployError {
     Options(#[from] OptionsError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("storage entry \"{0}\" mounted by this app no longer exists; unmount it or re-create it")]
     MissingEntry(EntryName),
     #[error("[build].command exited with status {0}")]
@@ -96,8 +104,8 @@ pub struct Timing {
     pub settle: Duration,
     /// How long an HTTP health check may take to answer 2xx.
     pub health_timeout: Duration,
-    /// How long old containers get to stop.
-    pub stop_timeout: i32,
+    /// How long old containers get to stop, unless their release says (`BERTH_STOP_TIMEOUT`).
+    pub stop_timeout: Duration,
     /// How often a health check is retried.
     pub poll: Duration,
 }
@@ -110,7 +118,7 @@ impl Timing {
         Timing {
             settle: Duration::from_secs(seconds("BERTH_CHECK_SECONDS", 5)),
             health_timeout: Duration::from_secs(seconds("BERTH_HEALTH_TIMEOUT", 60)),
-            stop_timeout: i32::try_from(seconds("BERTH_STOP_TIMEOUT", 10)).unwrap_or(10),
+            stop_timeout: Duration::from_secs(seconds("BERTH_STOP_TIMEOUT", 10)),
             poll: Duration::from_millis(250),
         }
     }

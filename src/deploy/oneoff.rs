@@ -37,6 +37,7 @@ pub fn run_oneoff(
         labels: labels(app, "run"),
         mounts: engine_mounts(root, app, &state.mounts, &entries, Phase::Run, "run")?,
         publish: None,
+        address: None,
         restart: false,
         options: phase_options(&state, DEFAULT_PROCESS_TYPE, Phase::Run)?,
     };

@@ -1,8 +1,10 @@
 //! The operations on a deployed app that re-create its containers from a recorded release:
 //! `ps:restart` (today's mounts and docker-options), `ps:stop`, and `rollback`.
 
+use super::route::Routing;
+use super::stop::{stop_and_remove, stop_timeout};
 use super::storage::{VolumeSpecs, check_mounts, ensure_storage};
-use super::swap::start_release;
+use super::swap::{Serving, start_release};
 use super::{DeployError, Result, Timing, parse_user};
 use crate::names::AppName;
 use crate::output::step;
@@ -12,50 +14,61 @@ use crate::storage::{Attachment, Origin};
 
 /// Re-creates the containers of the current release with the app's current mounts and
 /// docker-options (how admin mount changes take effect).
-pub fn restart(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<Option<u16>> {
+pub fn restart(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<Serving> {
     let lock = root.lock_app_announced(app)?;
     let mut state = root.read_app(app)?;
     let mut releases = root.read_releases(app)?;
     let number = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
-    let port = serve(root, scheduler, app, &state, &release, timing)?;
+    let mut routing = Routing::open(root, app, &release.run)?;
+    let serving = serve(root, scheduler, &mut routing, app, &state, &release, timing)?;
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
-        record.web_host_port = port;
+        record.web_host_port = serving.host_port;
+        record.web_upstream = serving.upstream;
         record.mounts.clone_from(&state.mounts);
         // A deploy interrupted after making this release current ends here.
         record.outcome = Outcome::Deployed;
     }
-    state.current_release = Some(number);
     root.write_releases(app, &releases, &lock)?;
-    Ok(port)
+    if state.stopped {
+        state.stopped = false;
+        root.write_app(app, &state, &lock)?;
+    }
+    Ok(serving)
 }
 
 /// Checks the app's mounts again, ensures its storage and swaps to `release`'s containers.
 fn serve(
     root: &Root,
     scheduler: &dyn Scheduler,
+    routing: &mut Routing,
     app: &AppName,
     state: &AppState,
     release: &Release,
     timing: Timing,
-) -> Result<Option<u16>> {
+) -> Result<Serving> {
     let entries = root.entries_by_name()?;
     check_mounts(root, app, release.number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, scheduler, app, &state.mounts, &entries, owner, &VolumeSpecs::new())?;
-    start_release(root, scheduler, app, state, release, timing)
+    start_release(root, scheduler, routing, app, state, release, timing)
 }
 
-/// Stops (and removes) the app's process containers; data and images stay.
+/// Stops (SIGTERM, the release's stop timeout) and removes the app's containers, and records
+/// the app as stopped, so its route answers 503 at once; data and images stay.
 pub fn stop(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<()> {
-    let _lock: Lock = root.lock_app_announced(app)?;
-    root.read_app(app)?;
+    let lock: Lock = root.lock_app_announced(app)?;
+    let mut state = root.read_app(app)?;
+    let releases = root.read_releases(app)?;
+    let run = state.current_release.and_then(|n| releases.get(n)).map(|r| r.run.clone()).unwrap_or_default();
+    let timeout = stop_timeout(&run, timing);
     for name in scheduler.app_containers(app.as_str())? {
         step(format!("Stopping {name}"));
-        scheduler.stop_container(&name, timing.stop_timeout)?;
-        scheduler.remove_container(&name)?;
+        stop_and_remove(scheduler, &name, timeout)?;
     }
+    state.stopped = true;
+    root.write_app(app, &state, &lock)?;
     Ok(())
 }
 
@@ -94,13 +107,16 @@ pub fn rollback(
         state.mounts.iter().filter(|m| m.made_by == Origin::Admin).cloned().collect();
     mounts.extend(release.mounts.iter().filter(|m| m.made_by == Origin::Repo).cloned());
     state.mounts = mounts;
-    let port = serve(root, scheduler, app, &state, &release, timing)?;
-    // The new container has a new host port; ps:report reads it from the release.
+    let mut routing = Routing::open(root, app, &release.run)?;
+    let serving = serve(root, scheduler, &mut routing, app, &state, &release, timing)?;
+    // The new container has a new address; the proxy and ps:report read it from the release.
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {
-        record.web_host_port = port;
+        record.web_host_port = serving.host_port;
+        record.web_upstream = serving.upstream;
     }
     root.write_releases(app, &releases, &lock)?;
     state.current_release = Some(target);
+    state.stopped = false;
     root.write_app(app, &state, &lock)?;
     Ok(target)
 }

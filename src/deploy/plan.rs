@@ -142,6 +142,9 @@ fn run_config(manifest: &Manifest) -> RunConfig {
         env: manifest.env.clone(),
         build_env_keys: manifest.build.env_keys.clone(),
         scale: manifest.scale.iter().map(|(p, s)| (p.clone(), s.count)).collect(),
+        stop_timeout: manifest.stop_timeout,
+        drain_seconds: manifest.web.as_ref().and_then(|w| w.drain_seconds),
+        hold_seconds: manifest.web.as_ref().and_then(|w| w.hold_seconds),
     }
 }
 
@@ -333,6 +336,7 @@ processes = ["web"]
             run: first.run.clone(),
             mounts: first.mounts.clone(),
             web_host_port: None,
+            web_upstream: None,
         };
         let second = r#"
 [processes]

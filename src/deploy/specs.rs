@@ -112,6 +112,7 @@ pub(super) fn process_specs(
                 labels,
                 mounts: engine_mounts(root, app, &state.mounts, entries, Phase::Deploy, process)?,
                 publish: if is_web { release.run.web_port } else { None },
+                address: None,
                 restart: true,
                 options: phase_options(state, process, Phase::Deploy)?,
             },

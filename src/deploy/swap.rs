@@ -1,12 +1,17 @@
 //! The swap: a release's containers start beside the old ones, which are set aside as
-//! `<name>.retiring`; once every new one is healthy the old ones go, else the new ones go and
-//! the old ones serve again. `recover` finishes or undoes a swap a crash interrupted.
+//! `<name>.retiring`; once every new one is healthy the proxy switches to the new web instance,
+//! the old one drains, and the old containers are stopped (SIGTERM, their timeout, SIGKILL only
+//! then) and removed; else the new ones go and the old ones serve again. `recover` finishes or
+//! undoes a swap a crash interrupted.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use super::fault::fault_point;
 use super::health::wait_healthy;
+pub use super::route::Routing;
 use super::specs::{ProcessSpec, mount_image_volumes, process_specs, warn_anonymous_volume};
+use super::stop::{stop, stop_and_remove, stop_timeout};
 use super::{RELEASE_LABEL, RETIRING, ROLE_LABEL, Result, Timing};
 use crate::engine::ContainerFacts;
 use crate::names::AppName;
@@ -14,11 +19,26 @@ use crate::output::{detail, step, warn};
 use crate::scheduler::Scheduler;
 use crate::state::{AppState, Release, Root};
 
+/// Where a release's web process serves, once it does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// Its port on the host's loopback address.
+    pub host_port: Option<u16>,
+    /// Its address on berth's network, which the proxy dials.
+    pub upstream: Option<SocketAddr>,
+}
+
 /// Puts containers left by an interrupted deploy back in order, so the release the state
 /// names is the one serving: a retiring container of that release serves again and its
 /// unrecorded successor goes; a retiring container whose successor is that release goes; build
 /// and chown helpers of a killed deploy are removed. `serving` is the app's current release.
-pub fn recover(scheduler: &dyn Scheduler, app: &AppName, serving: Option<u32>) -> Result<()> {
+/// Containers are stopped within `timeout` before they are removed.
+pub fn recover(
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    serving: Option<u32>,
+    timeout: std::time::Duration,
+) -> Result<()> {
     let release_of =
         |facts: &ContainerFacts| facts.labels.get(RELEASE_LABEL).and_then(|r| r.parse::<u32>().ok());
     for name in scheduler.app_containers(app.as_str())? {
@@ -29,7 +49,7 @@ pub fn recover(scheduler: &dyn Scheduler, app: &AppName, serving: Option<u32>) -
             matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown") | None);
         if helper {
             warn(format!("Removing {name}, left by an interrupted deploy"));
-            scheduler.remove_container(&name)?;
+            stop_and_remove(scheduler, &name, timeout)?;
             continue;
         }
         let Some(base) = name.strip_suffix(&format!(".{RETIRING}")) else { continue };
@@ -39,12 +59,12 @@ pub fn recover(scheduler: &dyn Scheduler, app: &AppName, serving: Option<u32>) -
                     "Removing {name}: {base} serves release {}",
                     release_of(&successor).unwrap_or(0)
                 ));
-                scheduler.remove_container(&name)?;
+                stop_and_remove(scheduler, &name, timeout)?;
             }
             successor => {
                 if successor.is_some() {
                     warn(format!("Removing {base}: its release was never recorded"));
-                    scheduler.remove_container(base)?;
+                    stop_and_remove(scheduler, base, timeout)?;
                 }
                 warn(format!("Restoring {base} from an interrupted deploy"));
                 scheduler.rename_container(&name, base)?;
@@ -68,9 +88,9 @@ impl Swap {
     }
 }
 
-fn undo_swaps(scheduler: &dyn Scheduler, swaps: &[Swap]) {
+fn undo_swaps(scheduler: &dyn Scheduler, swaps: &[Swap], timeout: std::time::Duration) {
     for swap in swaps.iter().rev() {
-        if let Err(e) = scheduler.remove_container(&swap.name) {
+        if let Err(e) = stop_and_remove(scheduler, &swap.name, timeout) {
             warn(format!("could not remove {}: {e}", swap.name));
         }
         if swap.had_old {
@@ -84,17 +104,18 @@ fn undo_swaps(scheduler: &dyn Scheduler, swaps: &[Swap]) {
     }
 }
 
-/// Starts the release's containers beside the old ones, waits for them to be healthy, then
-/// retires the old ones. On failure the new containers go and the old ones serve again.
-/// Returns the host port of the web process.
+/// Starts the release's containers beside the old ones, waits for them to be healthy, points
+/// the proxy at the new web instance, then retires the old ones. On failure the new
+/// containers go and the old ones serve again, with their route. Returns where web serves.
 pub fn start_release(
     root: &Root,
     scheduler: &dyn Scheduler,
+    routing: &mut Routing,
     app: &AppName,
     state: &AppState,
     release: &Release,
     timing: Timing,
-) -> Result<Option<u16>> {
+) -> Result<Serving> {
     let entries = root.entries_by_name()?;
     let mut specs = process_specs(root, app, state, release, &entries)?;
     let mut anonymous = BTreeMap::new();
@@ -104,19 +125,31 @@ pub fn start_release(
     for (path, volume) in &anonymous {
         warn_anonymous_volume(app, path, volume);
     }
-    recover(scheduler, app, root.read_app(app)?.current_release)?;
+    let timeout = stop_timeout(&release.run, timing);
+    recover(scheduler, app, root.read_app(app)?.current_release, timeout)?;
+    if release.run.web_port.is_some()
+        && let Some(web) = specs.iter_mut().find(|s| s.process == "web")
+    {
+        web.spec.address = Some(scheduler.allocate_address()?);
+    }
+    let previous = routing.current();
     let mut swaps: Vec<Swap> = Vec::new();
-    match start_beside(scheduler, &specs, release, timing, &mut swaps) {
-        Ok(web_port) => {
+    let started = start_beside(scheduler, routing, &specs, release, timing, &mut swaps)
+        .and_then(|serving| serving.upstream.map_or(Ok(()), |to| routing.switch(to)).map(|()| serving));
+    match started {
+        Ok(serving) => {
             fault_point("before-retire");
-            retire(scheduler, app, &specs, &swaps)?;
-            Ok(web_port)
+            retire(scheduler, app, &specs, &swaps, timeout)?;
+            Ok(serving)
         }
         Err(error) => {
             for swap in &swaps {
                 show_last_logs(scheduler, &swap.name);
             }
-            undo_swaps(scheduler, &swaps);
+            undo_swaps(scheduler, &swaps, timeout);
+            if routing.current() != previous {
+                routing.restore(previous);
+            }
             Err(error)
         }
     }
@@ -126,43 +159,73 @@ pub fn start_release(
 /// ones and waits until all are healthy. `swaps` records what to undo.
 fn start_beside(
     scheduler: &dyn Scheduler,
+    routing: &mut Routing,
     specs: &[ProcessSpec],
     release: &Release,
     timing: Timing,
     swaps: &mut Vec<Swap>,
-) -> Result<Option<u16>> {
+) -> Result<Serving> {
+    let timeout = stop_timeout(&release.run, timing);
     for ProcessSpec { process, spec } in specs {
         let had_old = scheduler.inspect_container(&spec.name)?.is_some();
-        let mut swap = Swap { name: spec.name.clone(), had_old, stopped_old: false };
+        let swap = Swap { name: spec.name.clone(), had_old, stopped_old: false };
         if had_old {
-            scheduler.remove_container(&swap.retiring())?;
+            stop_and_remove(scheduler, &swap.retiring(), timeout)?;
             scheduler.rename_container(&spec.name, &swap.retiring())?;
             if release.run.exclusive.contains(process) {
+                let retiring = swap.retiring();
+                swaps.push(swap);
+                if let Some(next) = upstream(spec, release) {
+                    routing.hold(next)?;
+                }
                 detail(format!("Stopping the old {process} container first (exclusive mounts)"));
-                scheduler.stop_container(&swap.retiring(), timing.stop_timeout)?;
-                swap.stopped_old = true;
+                // From here on a failure starts the old container again.
+                if let Some(swap) = swaps.last_mut() {
+                    swap.stopped_old = true;
+                }
+                stop(scheduler, &retiring, timeout)?;
+                start_new(scheduler, process, spec)?;
+                continue;
             }
         }
         swaps.push(swap);
-        step(format!("Starting {process} ({})", spec.name));
-        scheduler.create_container(spec)?;
-        scheduler.start_container(&spec.name)?;
+        start_new(scheduler, process, spec)?;
     }
     fault_point("after-start");
-    let mut web_port = None;
+    let mut serving = Serving::default();
     for ProcessSpec { process, spec } in specs {
-        let port = wait_healthy(scheduler, process, &spec.name, release, timing)?;
+        let upstream = upstream(spec, release);
+        let port = wait_healthy(scheduler, process, &spec.name, upstream, release, timing)?;
         if process == "web" {
-            web_port = port;
+            serving = Serving { host_port: port, upstream };
         }
     }
-    Ok(web_port)
+    Ok(serving)
+}
+
+fn start_new(scheduler: &dyn Scheduler, process: &str, spec: &crate::engine::ContainerSpec) -> Result<()> {
+    step(format!("Starting {process} ({})", spec.name));
+    scheduler.create_container(spec)?;
+    Ok(scheduler.start_container(&spec.name)?)
+}
+
+/// Where the proxy reaches a web container: its fixed address and the app's port.
+fn upstream(spec: &crate::engine::ContainerSpec, release: &Release) -> Option<SocketAddr> {
+    let ip = spec.address.as_ref()?.ip;
+    release.run.web_port.map(|port| SocketAddr::from((ip, port)))
 }
 
 /// Removes the old containers of a healthy release and the processes it no longer declares.
-fn retire(scheduler: &dyn Scheduler, app: &AppName, specs: &[ProcessSpec], swaps: &[Swap]) -> Result<()> {
+fn retire(
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    specs: &[ProcessSpec],
+    swaps: &[Swap],
+    timeout: std::time::Duration,
+) -> Result<()> {
     for swap in swaps.iter().filter(|s| s.had_old) {
-        scheduler.remove_container(&swap.retiring())?;
+        step(format!("Stopping {} (SIGTERM, up to {}s)", swap.retiring(), timeout.as_secs()));
+        stop_and_remove(scheduler, &swap.retiring(), timeout)?;
     }
     let keep: Vec<&str> = specs.iter().map(|s| s.spec.name.as_str()).collect();
     for name in scheduler.app_containers(app.as_str())? {
@@ -171,7 +234,7 @@ fn retire(scheduler: &dyn Scheduler, app: &AppName, specs: &[ProcessSpec], swaps
             .is_some_and(|facts| facts.labels.get(ROLE_LABEL).is_some_and(|role| role == "process"));
         if is_process && !keep.contains(&name.as_str()) && !name.ends_with(RETIRING) {
             step(format!("Removing {name} (process no longer declared)"));
-            scheduler.remove_container(&name)?;
+            stop_and_remove(scheduler, &name, timeout)?;
         }
     }
     Ok(())

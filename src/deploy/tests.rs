@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::swap::start_release;
 use super::*;
 use crate::scheduler::Scheduler;
 use crate::scheduler::fake::Fake;
@@ -19,7 +20,7 @@ struct Bed {
 const TIMING: Timing = Timing {
     settle: Duration::ZERO,
     health_timeout: Duration::from_millis(30),
-    stop_timeout: 7,
+    stop_timeout: Duration::from_secs(7),
     poll: Duration::from_millis(1),
 };
 
@@ -106,6 +107,7 @@ fn a_redeploy_starts_the_new_container_beside_the_old_one_then_retires_it() {
             "rename demo.web.1 -> demo.web.1.retiring",
             "create demo.web.1",
             "start demo.web.1",
+            "stop demo.web.1.retiring (7s)",
             "remove demo.web.1.retiring",
         ]
     );
@@ -162,7 +164,7 @@ fn recover_puts_the_recorded_release_back_after_a_crash_mid_swap() {
     let specs = super::specs::process_specs(&bed.root, &bed.app, &state, &release, &BTreeMap::new()).unwrap();
     bed.fake.create_container(&specs[0].spec).unwrap();
     bed.fake.start_container("demo.web.1").unwrap();
-    recover(&bed.fake, &bed.app, Some(1)).unwrap();
+    recover(&bed.fake, &bed.app, Some(1), TIMING.stop_timeout).unwrap();
     assert_eq!(bed.fake.running(), ["demo.web.1"]);
     assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
 }
@@ -179,6 +181,7 @@ fn new_release_record(bed: &Bed, number: u32) -> Release {
         run: plan.run,
         mounts: Vec::new(),
         web_host_port: None,
+        web_upstream: None,
     }
 }
 
@@ -193,7 +196,7 @@ fn recover_removes_build_and_chown_helpers_left_by_a_killed_deploy() {
         };
         bed.fake.create_container(&spec).unwrap();
     }
-    recover(&bed.fake, &bed.app, None).unwrap();
+    recover(&bed.fake, &bed.app, None, TIMING.stop_timeout).unwrap();
     assert!(bed.fake.state.borrow().containers.is_empty());
 }
 
@@ -237,4 +240,54 @@ fn ps_stop_stops_every_container_with_its_timeout_before_removing_it() {
     bed.fake.clear_events();
     stop(&bed.root, &bed.fake, &bed.app, TIMING).unwrap();
     assert_eq!(bed.fake.events(), ["stop demo.web.1 (7s)", "remove demo.web.1"]);
+}
+
+#[test]
+fn the_proxy_switches_to_the_healthy_new_instance_and_the_old_one_drains_before_its_sigterm() {
+    use crate::proxy::fake::FakeProxy;
+    use crate::proxy::{Domain, Proxy, Route, Target};
+    let bed = bed();
+    let first = bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    let old = first.web_upstream.unwrap();
+    let mut proxy = FakeProxy::default();
+    let hosts = vec![Domain::new("demo.example.com").unwrap()];
+    proxy.set_route(&bed.app, Route::new(hosts, Target::Up(vec![old]))).unwrap();
+    proxy.set_in_flight(old, &[1, 0]);
+    let mut routing = route::Routing::with(&bed.app, Box::new(proxy), Duration::from_secs(5));
+    let second = Release { number: 2, image: "berth/demo:2".into(), ..first.clone() };
+    bed.fake.state.borrow_mut().images.insert(second.image.clone());
+    bed.fake.state.borrow_mut().ignoring_term.insert(first.image.clone());
+    let state = bed.root.read_app(&bed.app).unwrap();
+    let serving =
+        start_release(&bed.root, &bed.fake, &mut routing, &bed.app, &state, &second, TIMING).unwrap();
+    let new = serving.upstream.unwrap();
+    assert_ne!(new, old, "the new instance has an address of its own");
+    let route = &routing.proxy().unwrap().table().apps[&bed.app];
+    assert_eq!(route.target, Target::Up(vec![new]));
+    assert_eq!(route.draining, vec![old], "the drained upstream stays known, matching no request");
+    let events = bed.fake.events();
+    let stop = events.iter().position(|e| e == "stop demo.web.1.retiring (7s)").unwrap();
+    let remove = events.iter().position(|e| e == "remove demo.web.1.retiring").unwrap();
+    assert!(stop < remove, "{events:?}");
+}
+
+#[test]
+fn an_exclusive_web_swap_holds_requests_for_the_new_address_before_the_old_one_stops() {
+    use crate::proxy::fake::FakeProxy;
+    use crate::proxy::{Domain, Proxy, Route, Target};
+    let bed = bed();
+    let exclusive = RunConfig { exclusive: vec!["web".into()], ..run(&["web"]) };
+    let first = bed.deploy(&bed.plan(1, exclusive)).unwrap();
+    let old = first.web_upstream.unwrap();
+    let mut proxy = FakeProxy::default();
+    let hosts = vec![Domain::new("demo.example.com").unwrap()];
+    proxy.set_route(&bed.app, Route::new(hosts, Target::Up(vec![old]))).unwrap();
+    let mut routing = route::Routing::with(&bed.app, Box::new(proxy), Duration::from_secs(5));
+    let second = Release { number: 2, image: "berth/demo:2".into(), ..first.clone() };
+    bed.fake.state.borrow_mut().images.insert(second.image.clone());
+    let state = bed.root.read_app(&bed.app).unwrap();
+    let serving =
+        start_release(&bed.root, &bed.fake, &mut routing, &bed.app, &state, &second, TIMING).unwrap();
+    let table = routing.proxy().unwrap().table();
+    assert_eq!(table.apps[&bed.app].target, Target::Up(vec![serving.upstream.unwrap()]));
 }

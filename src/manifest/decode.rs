@@ -11,8 +11,8 @@ use toml::de::{DeInteger, DeString, DeTable, DeValue};
 use super::rules::{self, Known};
 use super::text::{self, Locator, describe_char, quoted, suggest, ticked};
 use super::{
-    AppUser, Build, DEFAULT_WEB_PORT, DeclaredMount, Diagnostic, MAX_MOUNTS, MAX_PROCESSES, Manifest,
-    MountPositions, Pos, Web,
+    AppUser, Build, DEFAULT_WEB_PORT, DeclaredMount, Diagnostic, MAX_MOUNTS, MAX_PROCESSES, MAX_SECONDS,
+    Manifest, MountPositions, Pos, Web,
 };
 use crate::names::is_docker_volume_name;
 use crate::storage::{
@@ -45,9 +45,14 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("instances", "scale"),
     ("env_keys", "[build] env_keys"),
 ];
-const APP_KEYS: &[&str] = &["user"];
-const APP_ALIASES: &[(&str, &str)] =
-    &[("uid", "user"), ("gid", "user"), ("owner", "user"), ("chown", "user")];
+const APP_KEYS: &[&str] = &["user", "stop_timeout"];
+const APP_ALIASES: &[(&str, &str)] = &[
+    ("uid", "user"),
+    ("gid", "user"),
+    ("owner", "user"),
+    ("chown", "user"),
+    ("stop_grace_period", "stop_timeout"),
+];
 const BUILD_KEYS: &[&str] = &["dockerfile", "command", "env_keys"];
 const BUILD_ALIASES: &[(&str, &str)] = &[
     ("cmd", "command"),
@@ -57,13 +62,17 @@ const BUILD_ALIASES: &[(&str, &str)] = &[
     ("build_args", "env_keys"),
     ("env", "env_keys"),
 ];
-const WEB_KEYS: &[&str] = &["port", "healthcheck"];
+const WEB_KEYS: &[&str] = &["port", "healthcheck", "drain_seconds", "hold_seconds"];
 const WEB_ALIASES: &[(&str, &str)] = &[
     ("health", "healthcheck"),
     ("health_check", "healthcheck"),
     ("healthcheck_path", "healthcheck"),
     ("path", "healthcheck"),
     ("container_port", "port"),
+    ("drain", "drain_seconds"),
+    ("drain_timeout", "drain_seconds"),
+    ("hold", "hold_seconds"),
+    ("hold_timeout", "hold_seconds"),
 ];
 const STORAGE_KEYS: &[&str] = &["mounts"];
 const STORAGE_ALIASES: &[(&str, &str)] = &[("volumes", "mounts"), ("mount", "mounts"), ("binds", "mounts")];
@@ -306,7 +315,7 @@ impl<'s> Decoder<'s> {
             match key.get_ref().as_ref() {
                 "app" => {
                     if let Some(table) = self.table("[app]", value, "[app] user = \"1000:1000\"") {
-                        manifest.user = self.app(table);
+                        self.app(table, &mut manifest);
                     }
                 }
                 "build" => {
@@ -363,15 +372,36 @@ impl<'s> Decoder<'s> {
         (manifest, known)
     }
 
-    fn app(&mut self, table: &DeTable) -> Option<AppUser> {
-        let mut user = None;
+    fn app(&mut self, table: &DeTable, manifest: &mut Manifest) {
         for (key, value) in table.iter() {
             match key.get_ref().as_ref() {
-                "user" => user = self.user(value),
+                "user" => manifest.user = self.user(value),
+                "stop_timeout" => manifest.stop_timeout = self.seconds("app", "stop_timeout", value),
                 _ => self.unknown_key(key, "[app]", APP_KEYS, APP_ALIASES),
             }
         }
-        user
+    }
+
+    /// A whole number of seconds from 0 to [`MAX_SECONDS`].
+    fn seconds(&mut self, table: &str, key: &str, value: &Value) -> Option<u32> {
+        let what = &format!("`{table}.{key}`");
+        match value.get_ref() {
+            DeValue::Integer(i) => {
+                let seconds = integer(i).and_then(|n| u32::try_from(n).ok()).filter(|n| *n <= MAX_SECONDS);
+                if seconds.is_none() {
+                    self.error(
+                        value.span().start,
+                        format!("{what} {} is out of range", quoted(&i.to_string())),
+                        format!("a number of seconds from 0 to {MAX_SECONDS}"),
+                    );
+                }
+                seconds
+            }
+            _ => {
+                self.type_error(what, "an integer", value, &format!("{key} = 30 (seconds)"));
+                None
+            }
+        }
     }
 
     fn user(&mut self, value: &Value) -> Option<AppUser> {
@@ -448,7 +478,7 @@ impl<'s> Decoder<'s> {
     }
 
     fn web(&mut self, table: &DeTable) -> Web {
-        let mut web = Web { port: DEFAULT_WEB_PORT, healthcheck: None };
+        let mut web = Web::on_port(DEFAULT_WEB_PORT);
         for (key, value) in table.iter() {
             match key.get_ref().as_ref() {
                 "port" => match value.get_ref() {
@@ -480,6 +510,8 @@ impl<'s> Decoder<'s> {
                         }
                     }
                 }
+                "drain_seconds" => web.drain_seconds = self.seconds("web", "drain_seconds", value),
+                "hold_seconds" => web.hold_seconds = self.seconds("web", "hold_seconds", value),
                 _ => self.unknown_key(key, "[web]", WEB_KEYS, WEB_ALIASES),
             }
         }

@@ -26,6 +26,8 @@
 //!   chowns `32767:32767`). User names are refused: they mean nothing until the image runs.
 //! - **`[web]`.** `port` defaults to 5000 (Dokku's `PORT`). `[web]` is an error when
 //!   `[processes]` declares processes but no `web`.
+//! - **Seconds.** `[app].stop_timeout`, `[web].drain_seconds` and `[web].hold_seconds` are
+//!   integers from 0 to [`MAX_SECONDS`]; their defaults are the server's (see the deploy).
 //! - **Mount paths** (sources and targets) must be printable ASCII without `:`, `,`, `=`, `\`,
 //!   percent-encoded sequences (`%2e`), or spaces at the start or end of the path or of any of
 //!   its names (`.. `); at most 4096 bytes, 255 per component. `..` is refused in every
@@ -81,6 +83,8 @@ pub const MAX_PROCESSES: usize = 64;
 pub const MAX_DIAGNOSTICS: usize = 100;
 /// `[web].port` when `[web]` does not set one.
 pub const DEFAULT_WEB_PORT: u16 = 5000;
+/// Largest `[app].stop_timeout`, `[web].drain_seconds` and `[web].hold_seconds`.
+pub const MAX_SECONDS: u32 = 3600;
 /// `[build].dockerfile` when `app.toml` does not set one.
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
 
@@ -179,12 +183,25 @@ pub struct Web {
     pub port: u16,
     /// An HTTP path starting with `/` that must answer 2xx before the swap.
     pub healthcheck: Option<String>,
+    /// `drain_seconds`: how long the old instance may finish its requests after the switch.
+    pub drain_seconds: Option<u32>,
+    /// `hold_seconds`: how long the proxy holds a request while no instance answers.
+    pub hold_seconds: Option<u32>,
+}
+
+impl Web {
+    /// `[web]` with only its port set.
+    pub fn on_port(port: u16) -> Web {
+        Web { port, healthcheck: None, drain_seconds: None, hold_seconds: None }
+    }
 }
 
 /// A parsed `app.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub user: Option<AppUser>,
+    /// `[app].stop_timeout`: seconds a container gets between SIGTERM and SIGKILL.
+    pub stop_timeout: Option<u32>,
     pub build: Build,
     pub web: Option<Web>,
     /// `[processes]`: process type to command. Empty means one `web` process with the image CMD.

@@ -172,12 +172,13 @@ fn the_reference_example_parses_to_the_expected_manifest() {
     let manifest = parse_ok(SPEC_EXAMPLE);
     let expected = Manifest {
         user: Some(AppUser { uid: 1000, gid: Some(1000) }),
+        stop_timeout: None,
         build: Build {
             dockerfile: "Dockerfile".into(),
             command: Some("bin/compile-assets".into()),
             env_keys: Vec::new(),
         },
-        web: Some(Web { port: 5000, healthcheck: Some("/health".into()) }),
+        web: Some(Web { healthcheck: Some("/health".into()), ..Web::on_port(5000) }),
         processes: [("web".to_string(), "bin/server".to_string()), ("worker".into(), "bin/worker".into())]
             .into(),
         mounts: vec![
@@ -678,7 +679,7 @@ fn build_rules() {
 #[test]
 fn web_rules() {
     let web = |body: &str| parse_ok(&format!("[web]\n{body}\n")).web.unwrap();
-    assert_eq!(web(""), Web { port: DEFAULT_WEB_PORT, healthcheck: None });
+    assert_eq!(web(""), Web::on_port(DEFAULT_WEB_PORT));
     assert_eq!(web("port = 1").port, 1);
     assert_eq!(web("port = 65535").port, 65535);
     assert_eq!(web("port = 0x1F90").port, 8080);
@@ -697,6 +698,47 @@ fn web_rules() {
     ] {
         assert_eq!(error(&format!("[web]\nhealthcheck = {health}\n")).message, message);
     }
+}
+
+#[test]
+fn stop_drain_and_hold_are_whole_seconds() {
+    let manifest = parse_ok("[app]\nstop_timeout = 20\n[web]\ndrain_seconds = 0\nhold_seconds = 3600\n");
+    assert_eq!(manifest.stop_timeout, Some(20));
+    let web = manifest.web.unwrap();
+    assert_eq!((web.drain_seconds, web.hold_seconds), (Some(0), Some(3600)));
+    assert_eq!(parse_ok("[app]\nuser = \"1000\"\n").stop_timeout, None);
+    let cases = [
+        (
+            "[app]\nstop_timeout = -1",
+            "`app.stop_timeout` \"-1\" is out of range",
+            "a number of seconds from 0 to 3600",
+        ),
+        (
+            "[web]\ndrain_seconds = 3601",
+            "`web.drain_seconds` \"3601\" is out of range",
+            "a number of seconds from 0 to 3600",
+        ),
+        (
+            "[web]\nhold_seconds = \"30\"",
+            "`web.hold_seconds` must be an integer, not a string",
+            "for example: hold_seconds = 30 (seconds)",
+        ),
+        (
+            "[web]\nhold_seconds = 1.5",
+            "`web.hold_seconds` must be an integer, not a float",
+            "for example: hold_seconds = 30 (seconds)",
+        ),
+    ];
+    for (text, message, hint) in cases {
+        let diagnostic = error(&format!("{text}\n"));
+        assert_eq!(
+            (diagnostic.message.as_str(), diagnostic.hint.as_deref()),
+            (message, Some(hint)),
+            "{text}"
+        );
+        assert_eq!(diagnostic.line, 2);
+    }
+    assert!(error("[web]\ndrain = 5\n").hint.unwrap().starts_with("did you mean `drain_seconds`?"));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use super::{Domain, DomainError, ProxyError, Route, Table, Target};
 use crate::names::AppName;
@@ -90,22 +91,42 @@ impl Records {
     }
 }
 
+/// The URLs `app` answers at through the proxy: one per host name that is not a wildcard.
+pub fn urls(root: &Root, app: &AppName) -> Result<Vec<String>, ProxyError> {
+    let serving = root.read_settings()?.proxy.check(&root.proxy_dir())?;
+    let records = Records::read(root)?;
+    Ok(records.hosts(app).iter().filter(|h| !h.is_wildcard()).map(|h| serving.url(h)).collect())
+}
+
 /// Every app's route as berth's records have it: its hosts, and its current release's web
-/// process (published on the loopback address), or nothing.
+/// process (its address on berth's engine network), or nothing.
 pub fn table(root: &Root) -> Result<Table, ProxyError> {
     let records = Records::read(root)?;
     let mut table = Table::default();
     for app in records.own.keys() {
-        let target = current_target(root, app, &root.read_app(app)?)?;
-        table.apps.insert(app.clone(), Route::new(records.hosts(app), target));
+        table.apps.insert(app.clone(), current_route(root, app, &root.read_app(app)?, records.hosts(app))?);
     }
     Ok(table)
 }
 
-fn current_target(root: &Root, app: &AppName, state: &AppState) -> Result<Target, StateError> {
-    let Some(number) = state.current_release else { return Ok(Target::Down) };
-    let port = root.read_releases(app)?.get(number).and_then(|release| release.web_host_port);
-    Ok(port.map_or(Target::Down, |port| Target::Up(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))])))
+fn current_route(
+    root: &Root,
+    app: &AppName,
+    state: &AppState,
+    hosts: Vec<Domain>,
+) -> Result<Route, StateError> {
+    let releases = root.read_releases(app)?;
+    let Some(release) = state.current_release.filter(|_| !state.stopped).and_then(|n| releases.get(n)) else {
+        return Ok(Route::new(hosts, Target::Down));
+    };
+    // Releases from before the proxy were published on a host port.
+    let legacy = release.web_host_port.map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    let target = release.web_upstream.or(legacy).map_or(Target::Down, |address| Target::Up(vec![address]));
+    let mut route = Route::new(hosts, target);
+    if let Some(seconds) = release.run.hold_seconds {
+        route.hold = Duration::from_secs(seconds.into());
+    }
+    Ok(route)
 }
 
 #[cfg(test)]

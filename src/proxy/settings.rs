@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +49,12 @@ pub struct ProxySettings {
     /// The address the proxy listens on; default every interface.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<IpAddr>,
+    /// The longest `[web].drain_seconds` an app gets.
+    pub max_drain_seconds: u32,
 }
+
+/// `max_drain_seconds` unless `berth.toml` says otherwise.
+pub const DEFAULT_MAX_DRAIN_SECONDS: u32 = 300;
 
 impl Default for ProxySettings {
     fn default() -> Self {
@@ -59,6 +65,7 @@ impl Default for ProxySettings {
             acme_email: None,
             admin: None,
             bind: None,
+            max_drain_seconds: DEFAULT_MAX_DRAIN_SECONDS,
         }
     }
 }
@@ -99,6 +106,20 @@ pub struct Serving {
     pub bind: Option<IpAddr>,
     /// Where the proxy keeps certificates and its local CA.
     pub data_dir: PathBuf,
+    /// The longest drain an app gets.
+    pub max_drain: Duration,
+}
+
+impl Serving {
+    /// The URL of `host` through the proxy.
+    pub fn url(&self, host: &super::Domain) -> String {
+        match self.tls {
+            Tls::Off if self.http_port == 80 => format!("http://{host}"),
+            Tls::Off => format!("http://{host}:{}", self.http_port),
+            _ if self.https_port == 443 => format!("https://{host}"),
+            _ => format!("https://{host}:{}", self.https_port),
+        }
+    }
 }
 
 /// The TLS mode with what it needs.
@@ -159,6 +180,7 @@ impl ProxySettings {
             admin,
             bind: self.bind,
             data_dir: proxy_dir.join("data"),
+            max_drain: Duration::from_secs(self.max_drain_seconds.into()),
         })
     }
 }

@@ -2,12 +2,16 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::{BuildContext, ContainerFacts, ContainerSpec, ImageConfig, OnOutput, Result, Scheduler};
+use super::{
+    BuildContext, ContainerFacts, ContainerSpec, ImageConfig, NetworkAddress, NetworkError, OnOutput, Result,
+    Scheduler, Stopped,
+};
 use crate::engine::Engine;
 use crate::helper_image::{self, HelperImageError};
+use crate::network;
 
 impl Scheduler for Engine {
     fn build_image(
@@ -68,8 +72,8 @@ impl Scheduler for Engine {
         Engine::start_container(self, name)
     }
 
-    fn stop_container(&self, name: &str, timeout_seconds: i32) -> Result<()> {
-        Engine::stop_container(self, name, timeout_seconds)
+    fn stop(&self, name: &str, timeout: Duration) -> Result<Stopped> {
+        Engine::stop_gracefully(self, name, timeout)
     }
 
     fn remove_container(&self, name: &str) -> Result<()> {
@@ -96,17 +100,18 @@ impl Scheduler for Engine {
         Engine::logs(self, name, follow, tail, on_output)
     }
 
-    fn http_status(&self, container: &ContainerFacts, path: &str) -> std::io::Result<u16> {
-        let port = container.host_port.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotConnected, "the container publishes no port")
-        })?;
-        http_status(port, path)
+    fn http_status(&self, upstream: SocketAddr, path: &str) -> std::io::Result<u16> {
+        http_status(upstream, path)
+    }
+
+    fn allocate_address(&self) -> std::result::Result<NetworkAddress, NetworkError> {
+        network::allocate(self)
     }
 }
 
-/// The status code of `GET path` on a loopback port (HTTP/1.0, no dependencies).
-fn http_status(port: u16, path: &str) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+/// The status code of `GET path` at an address (HTTP/1.0, no dependencies).
+fn http_status(upstream: SocketAddr, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&upstream, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: berth-healthcheck\r\n\r\n")?;
     let mut head = [0u8; 64];

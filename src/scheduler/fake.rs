@@ -4,9 +4,12 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use super::{
-    BuildContext, ContainerFacts, ContainerSpec, EngineError, ImageConfig, OnOutput, Result, Scheduler,
+    BuildContext, ContainerFacts, ContainerSpec, EngineError, ImageConfig, NetworkAddress, NetworkError,
+    OnOutput, Result, Scheduler, Stopped,
 };
 use crate::engine::APP_LABEL;
 use crate::helper_image::HelperImageError;
@@ -28,6 +31,8 @@ pub struct FakeState {
     pub unhealthy: BTreeSet<String>,
     /// Images whose containers exit (status 1) as soon as they start.
     pub crashing: BTreeSet<String>,
+    /// Images whose containers ignore SIGTERM (the stop ends with SIGKILL).
+    pub ignoring_term: BTreeSet<String>,
     /// Every call fails as when the engine is gone.
     pub unreachable: bool,
 }
@@ -164,12 +169,20 @@ impl Scheduler for Fake {
         Ok(())
     }
 
-    fn stop_container(&self, name: &str, timeout_seconds: i32) -> Result<()> {
-        self.log(format!("stop {name} ({timeout_seconds}s)"))?;
+    fn stop(&self, name: &str, timeout: Duration) -> Result<Stopped> {
+        if !self.state.borrow().containers.contains_key(name) {
+            return Ok(Stopped::NotRunning);
+        }
+        self.log(format!("stop {name} ({}s)", timeout.as_secs()))?;
         let mut state = self.state.borrow_mut();
+        let ignoring = state.ignoring_term.clone();
         let container = state.containers.get_mut(name).ok_or_else(|| Fake::missing("stop", name))?;
-        container.running = false;
-        Ok(())
+        let was_running = std::mem::replace(&mut container.running, false);
+        Ok(match (was_running, ignoring.contains(&container.spec.image)) {
+            (false, _) => Stopped::NotRunning,
+            (true, true) => Stopped::Killed,
+            (true, false) => Stopped::Exited(0),
+        })
     }
 
     fn remove_container(&self, name: &str) -> Result<()> {
@@ -199,6 +212,7 @@ impl Scheduler for Fake {
             restart_count: 0,
             labels: c.spec.labels.clone(),
             host_port: c.spec.publish,
+            addresses: c.spec.address.iter().map(|a| (a.network.clone(), a.ip)).collect(),
             mounts: c.spec.mounts.iter().map(|m| (m.source.clone(), m.target.clone(), m.read_only)).collect(),
         }))
     }
@@ -226,9 +240,26 @@ impl Scheduler for Fake {
         Ok(())
     }
 
-    fn http_status(&self, container: &ContainerFacts, _path: &str) -> std::io::Result<u16> {
+    fn http_status(&self, upstream: SocketAddr, _path: &str) -> std::io::Result<u16> {
         let state = self.state.borrow();
-        let image = state.containers.get(&container.name).map(|c| c.spec.image.clone()).unwrap_or_default();
-        Ok(if state.unhealthy.contains(&image) { 500 } else { 200 })
+        let container = state.containers.values().find(|c| {
+            c.running && c.spec.address.as_ref().is_some_and(|a| std::net::IpAddr::V4(a.ip) == upstream.ip())
+        });
+        match container {
+            Some(c) if state.unhealthy.contains(&c.spec.image) => Ok(500),
+            Some(_) => Ok(200),
+            None => Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "nothing listens")),
+        }
+    }
+
+    fn allocate_address(&self) -> std::result::Result<NetworkAddress, NetworkError> {
+        let state = self.state.borrow();
+        let used: Vec<Ipv4Addr> =
+            state.containers.values().filter_map(|c| c.spec.address.as_ref()).map(|a| a.ip).collect();
+        let ip = (2..=254)
+            .map(|i| Ipv4Addr::new(10, 0, 0, i))
+            .find(|ip| !used.contains(ip))
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        Ok(NetworkAddress { network: crate::network::NETWORK.to_string(), ip })
     }
 }

@@ -9,9 +9,14 @@ pub mod fake;
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-pub use crate::engine::{ContainerFacts, ContainerSpec, EngineError, ImageConfig, Result};
+pub use crate::engine::{
+    ContainerFacts, ContainerSpec, EngineError, ImageConfig, NetworkAddress, Result, Stopped,
+};
 use crate::helper_image::HelperImageError;
+pub use crate::network::NetworkError;
 
 /// Writes the build context (a tar stream) on another thread while the platform reads it.
 pub type BuildContext = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'static>;
@@ -54,8 +59,9 @@ pub trait Scheduler {
 
     fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
     fn start_container(&self, name: &str) -> Result<()>;
-    /// SIGTERM, then SIGKILL after `timeout_seconds`.
-    fn stop_container(&self, name: &str, timeout_seconds: i32) -> Result<()>;
+    /// The stop signal (SIGTERM unless the image says otherwise), then SIGKILL once `timeout`
+    /// has passed; says which ended it.
+    fn stop(&self, name: &str, timeout: Duration) -> Result<Stopped>;
     /// Removes a container, absent or not.
     fn remove_container(&self, name: &str) -> Result<()>;
     fn rename_container(&self, name: &str, new_name: &str) -> Result<()>;
@@ -65,6 +71,9 @@ pub trait Scheduler {
     /// Starts a created container, streams its output until it exits, returns its status.
     fn run_attached(&self, name: &str, on_output: OnOutput<'_>) -> Result<i64>;
     fn logs(&self, name: &str, follow: bool, tail: Option<usize>, on_output: OnOutput<'_>) -> Result<()>;
-    /// The status code a container's published HTTP port answers `GET path` with.
-    fn http_status(&self, container: &ContainerFacts, path: &str) -> std::io::Result<u16>;
+    /// The status code `GET path` gets from a container's address.
+    fn http_status(&self, upstream: SocketAddr, path: &str) -> std::io::Result<u16>;
+    /// A free fixed address for a web container on berth's network. Callers hold the proxy's
+    /// lock, so two deploys never pick the same one.
+    fn allocate_address(&self) -> std::result::Result<NetworkAddress, NetworkError>;
 }

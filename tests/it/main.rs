@@ -22,6 +22,7 @@ mod push;
 mod security_containers;
 mod security_fs;
 mod security_mounts;
+mod serve;
 mod ssh;
 mod storage;
 mod storage_entries;

@@ -19,14 +19,15 @@ use crate::push::get_host;
 use crate::test::{BERTH, Test};
 
 /// Caddy running for one test root; stopped (SIGTERM) when dropped.
-struct RunningCaddy {
-    t: Test,
-    url: String,
+pub struct RunningCaddy {
+    pub t: Test,
+    /// `http://127.0.0.1:<http port>`.
+    pub url: String,
     pid: String,
 }
 
 impl RunningCaddy {
-    fn start() -> RunningCaddy {
+    pub fn start() -> RunningCaddy {
         let t = Test::new();
         let (http_port, https_port) = (free_port(), free_port());
         let settings =
@@ -40,6 +41,18 @@ impl RunningCaddy {
 
     fn root(&self) -> Root {
         Root::new(self.t.root())
+    }
+}
+
+impl RunningCaddy {
+    /// Stops Caddy (SIGTERM) and waits until it no longer answers.
+    pub fn stop(&self) {
+        let _ = Command::new("kill").arg(&self.pid).status();
+        let address = self.url.trim_start_matches("http://").to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&address).is_ok() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -66,7 +79,7 @@ fn ensure_proxy(t: &Test) -> String {
     text
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

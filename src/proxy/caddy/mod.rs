@@ -23,12 +23,15 @@ pub struct Caddy {
     admin: Admin,
     config_file: PathBuf,
     table: Table,
+    /// The config this value last loaded: loading it again would change nothing but end the
+    /// requests Caddy holds, so it is not sent again.
+    loaded: Option<String>,
 }
 
 impl Caddy {
     /// Caddy as `serving` describes it, currently serving `table` (as recorded by berth).
     pub fn new(serving: Serving, config_file: PathBuf, table: Table) -> Caddy {
-        Caddy { admin: Admin::new(serving.admin.clone()), serving, config_file, table }
+        Caddy { admin: Admin::new(serving.admin.clone()), serving, config_file, table, loaded: None }
     }
 
     /// The proxy of `root`: its `[proxy]` settings, checked, and the table of its records.
@@ -82,6 +85,10 @@ impl Proxy for Caddy {
 
     fn load(&mut self, table: Table) -> Result<(), ProxyError> {
         let text = rendered_text(&self.serving, &table);
+        if self.loaded.as_ref() == Some(&text) {
+            self.table = table;
+            return Ok(());
+        }
         let answer = self.admin.request("POST", "/load", Some(text.as_bytes()))?;
         match answer.status {
             200 => {}
@@ -90,6 +97,7 @@ impl Proxy for Caddy {
         }
         self.write(&table)?;
         self.table = table;
+        self.loaded = Some(text);
         Ok(())
     }
 

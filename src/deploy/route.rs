@@ -1,0 +1,173 @@
+//! The proxy's side of a swap. A swap runs with the proxy's lock held from before the new web
+//! container gets its address until the release is recorded, so no other change (another
+//! app's swap, `domains:*`) loads a table in between: Caddy ends the requests it holds at any
+//! load, and a table built from the records must already name the new upstream.
+//!
+//! An app the proxy serves (a web process, and at least one host name) needs the proxy
+//! running: otherwise the swap is refused before anything changes. Its route changes in the
+//! order of the swap: a normal swap switches to the healthy new instance, then lets the old
+//! one drain; an exclusive one holds requests for the new address before the old instance
+//! stops, and they are served once the new one answers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Result;
+use super::swap::Serving;
+use crate::names::AppName;
+use crate::output::{detail, heading, warn};
+use crate::proxy::caddy::Caddy;
+use crate::proxy::records::Records;
+use crate::proxy::{Drained, Proxy};
+use crate::state::{Lock, Root, RunConfig};
+
+/// How long the old instance drains unless the app says (`[web].drain_seconds`).
+const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+/// How long after a switch the old instance is first asked whether it is idle.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The proxy during one swap of one app.
+pub struct Routing {
+    _lock: Option<Lock>,
+    app: AppName,
+    /// `None` when the proxy does not serve the app (no web process, or no host name).
+    proxy: Option<Box<dyn Proxy>>,
+    drain: Duration,
+}
+
+impl Routing {
+    /// Takes the proxy's lock and, when the proxy serves the app, checks that it answers.
+    pub fn open(root: &Root, app: &AppName, run: &RunConfig) -> Result<Routing> {
+        let lock = root.lock_proxy()?;
+        let mut routing = Routing { _lock: Some(lock), app: app.clone(), proxy: None, drain: DEFAULT_DRAIN };
+        if let Some(caddy) = serving_proxy(root, app, run)? {
+            let declared = run.drain_seconds.map_or(DEFAULT_DRAIN, |s| Duration::from_secs(s.into()));
+            routing.drain = declared.min(caddy.serving().max_drain);
+            routing.proxy = Some(Box::new(caddy));
+        }
+        Ok(routing)
+    }
+
+    /// Without a proxy: unit tests of the swap, and apps the proxy does not serve.
+    #[cfg(test)]
+    pub fn none(app: &AppName) -> Routing {
+        Routing { _lock: None, app: app.clone(), proxy: None, drain: DEFAULT_DRAIN }
+    }
+
+    /// With `proxy`, for unit tests.
+    #[cfg(test)]
+    pub fn with(app: &AppName, proxy: Box<dyn Proxy>, drain: Duration) -> Routing {
+        Routing { _lock: None, app: app.clone(), proxy: Some(proxy), drain }
+    }
+
+    /// The proxy, for tests to look at.
+    #[cfg(test)]
+    pub fn proxy(&self) -> Option<&dyn Proxy> {
+        self.proxy.as_deref()
+    }
+
+    /// Exclusive swap, before the old instance stops: requests wait for `next`, and the old
+    /// instance finishes the ones it has (up to the drain time), with no other load.
+    pub fn hold(&mut self, next: SocketAddr) -> Result<()> {
+        let Some(proxy) = &mut self.proxy else { return Ok(()) };
+        proxy.hold(&self.app, next)?;
+        detail(format!("The proxy holds requests for {} until {next} answers", self.app));
+        let draining = proxy.table().apps.get(&self.app).map(|r| r.draining.clone()).unwrap_or_default();
+        for old in draining {
+            wait_idle(proxy.as_ref(), old, self.drain)?;
+        }
+        Ok(())
+    }
+
+    /// The new instance is healthy: new requests go to it. The previous ones then drain
+    /// (normal swap); after a hold, the route already pointed at it and nothing is loaded.
+    pub fn switch(&mut self, to: SocketAddr) -> Result<()> {
+        let Some(proxy) = &mut self.proxy else { return Ok(()) };
+        let held =
+            proxy.table().apps.get(&self.app).is_some_and(|r| r.target == crate::proxy::Target::Held(to));
+        proxy.switch_upstream(&self.app, to)?;
+        detail(format!("The proxy sends {}'s requests to {to}", self.app));
+        if held {
+            return Ok(());
+        }
+        // Requests the proxy accepted before the switch may not be counted yet: a moment
+        // passes before the old instance can count as idle.
+        std::thread::sleep(SETTLE.min(self.drain));
+        let draining = proxy.table().apps.get(&self.app).map(|r| r.draining.clone()).unwrap_or_default();
+        for old in draining {
+            // The new instance serves: a drain the proxy cannot finish is not the deploy's failure.
+            // The drained upstream stays in the loaded config (it matches no request) until the
+            // next change: one load less, and every load is a reload of Caddy's servers.
+            match wait_idle(proxy.as_ref(), old, self.drain) {
+                Ok(Drained::Idle) => detail(format!("{old} finished its requests")),
+                Ok(Drained::TimedOut { in_flight }) => warn(format!(
+                    "{old} still had {in_flight} request(s) after {}s of draining; stopping it anyway",
+                    self.drain.as_secs()
+                )),
+                Err(e) => warn(format!("could not drain {old}: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A failed swap put `previous` back: the route points at it again.
+    pub fn restore(&mut self, previous: Option<SocketAddr>) {
+        let Some(proxy) = &mut self.proxy else { return };
+        let Some(previous) = previous else { return };
+        if let Err(e) = proxy.switch_upstream(&self.app, previous) {
+            warn(format!("could not point the proxy back at {previous}: {e}"));
+        }
+    }
+
+    /// The address the proxy sends the app's requests to now.
+    pub fn current(&self) -> Option<SocketAddr> {
+        let route = self.proxy.as_ref()?.table().apps.get(&self.app)?;
+        route.target.addresses().first().copied()
+    }
+}
+
+/// Prints where the app serves: its URLs through the proxy, else (no host name) its port on
+/// the loopback address.
+pub fn announce(root: &Root, app: &AppName, serving: Serving) {
+    let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
+    if urls.is_empty() {
+        if let Some(port) = serving.host_port {
+            heading(format!("Application deployed: http://127.0.0.1:{port}"));
+        }
+        return;
+    }
+    for url in urls {
+        heading(format!("Application deployed: {url}"));
+    }
+}
+
+/// Fails unless the proxy answers when it serves the app: a push checks this before it builds,
+/// so a proxy that is down changes nothing.
+pub fn check(root: &Root, app: &AppName, run: &RunConfig) -> Result<()> {
+    serving_proxy(root, app, run).map(drop)
+}
+
+/// The proxy, checked to answer, when it serves the app with this run config.
+fn serving_proxy(root: &Root, app: &AppName, run: &RunConfig) -> Result<Option<Caddy>> {
+    if run.web_port.is_none() || Records::read(root)?.hosts(app).is_empty() {
+        return Ok(None);
+    }
+    let caddy = Caddy::open(root)?;
+    caddy.served()?;
+    Ok(Some(caddy))
+}
+
+/// Waits until no request is in flight to `upstream`, or `timeout` passes, without loading.
+fn wait_idle(proxy: &dyn Proxy, upstream: SocketAddr, timeout: Duration) -> Result<Drained> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let in_flight = proxy.in_flight(upstream)?;
+        if in_flight == 0 {
+            return Ok(Drained::Idle);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Drained::TimedOut { in_flight });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
