@@ -24,22 +24,30 @@ pub enum NetworkError {
     Full(Subnet),
 }
 
-/// A free address on berth's network (created when missing). Two callers must not race: the
-/// deploy calls it with the proxy's lock held, which every swap takes.
+/// A free address on berth's network (created when missing). Within one berth root the deploy
+/// calls it with the proxy's lock held, which every swap takes. Several roots may share one
+/// engine (the tests do) and do not share that lock: the search starts at an offset drawn from
+/// the process and the clock, so two of them rarely look at the same address first.
 pub fn allocate(engine: &Engine) -> Result<NetworkAddress, NetworkError> {
     let labels = HashMap::from([("berth.network".to_string(), "web".to_string())]);
     let subnet = engine.ensure_network(NETWORK, &labels)?.ok_or(NetworkError::NoSubnet)?;
     let used = engine.network_addresses(NETWORK)?;
-    let ip = first_free(subnet, &used).ok_or(NetworkError::Full(subnet))?;
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let start = u64::from(std::process::id()).wrapping_mul(2_654_435_761) ^ u64::from(nanos);
+    let ip = free_address(subnet, &used, start).ok_or(NetworkError::Full(subnet))?;
     Ok(NetworkAddress { network: NETWORK.to_string(), ip })
 }
 
-/// The lowest address of `subnet` nobody uses, leaving out the network's own address, its
-/// gateway (the first address, the engine's choice) and the broadcast address.
-fn first_free(subnet: Subnet, used: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+/// The first address of `subnet` nobody uses, searching from `start` (modulo the usable range)
+/// and wrapping around, leaving out the network's own address, its gateway (the first address,
+/// the engine's choice) and the broadcast address.
+fn free_address(subnet: Subnet, used: &[Ipv4Addr], start: u64) -> Option<Ipv4Addr> {
     let base = u32::from(subnet.base);
     let size = 1u64 << (32 - u32::from(subnet.prefix));
-    (2..size.saturating_sub(1))
+    let usable = size.saturating_sub(3);
+    (0..usable)
+        .map(|i| 2 + (start.wrapping_add(i) % usable.max(1)))
         .filter_map(|offset| u32::try_from(offset).ok())
         .map(|offset| Ipv4Addr::from(base.wrapping_add(offset)))
         .find(|ip| !used.contains(ip))
@@ -56,6 +64,7 @@ mod tests {
     #[test]
     fn the_first_free_address_skips_the_gateway_and_taken_ones() {
         let ip = |text: &str| text.parse::<Ipv4Addr>().unwrap();
+        let first_free = |subnet, used: &[Ipv4Addr]| free_address(subnet, used, 0);
         assert_eq!(first_free(subnet("172.18.0.0/16"), &[]), Some(ip("172.18.0.2")));
         assert_eq!(
             first_free(subnet("172.18.0.0/16"), &[ip("172.18.0.2"), ip("172.18.0.3")]),
@@ -66,6 +75,15 @@ mod tests {
         assert_eq!(first_free(subnet("10.0.0.0/29"), &[ip("10.0.0.2")]), Some(ip("10.0.0.3")));
         let all: Vec<Ipv4Addr> = (2..7).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
         assert_eq!(first_free(subnet("10.0.0.0/29"), &all), None);
+    }
+
+    #[test]
+    fn the_search_starts_anywhere_and_wraps_around() {
+        let ip = |text: &str| text.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(free_address(subnet("172.18.0.0/16"), &[], 100), Some(ip("172.18.0.102")));
+        // A /29 has 5 usable addresses (.2 to .6): from the last one, the search wraps to .2.
+        assert_eq!(free_address(subnet("10.0.0.0/29"), &[ip("10.0.0.6")], 4), Some(ip("10.0.0.2")));
+        assert_eq!(free_address(subnet("10.0.0.0/29"), &[], 7), Some(ip("10.0.0.4")));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use super::{CliError, Result, existing_app};
+use crate::config::{self, Scope};
 use crate::engine::Engine;
 use crate::names::AppName;
 use crate::output::{detail, step, warn};
@@ -167,12 +168,18 @@ pub fn clone(root: &Root, args: CloneArgs) -> Result<()> {
         detail(format!("Copied {} to {}", data.display(), root.app_storage_dir(&new).display()));
     }
     root.update_app(&new, |clone| {
-        // The repo's own mounts come back with the first push; domains stay the old app's.
+        // The repo's own mounts come back with the first push; domains stay the old app's;
+        // config is copied below.
         clone.mounts = state.mounts.iter().filter(|m| m.made_by == Origin::Admin).cloned().collect();
         clone.docker_options = state.docker_options.clone();
         clone.allowed = state.allowed.clone();
         clone.deploy_branch = state.deploy_branch.clone();
         Ok::<_, CliError>(())
+    })?;
+    let vars = config::store::read(root, Scope::App(&old))?;
+    config::store::change(root, Scope::App(&new), |clone| {
+        *clone = vars;
+        Ok(())
     })?;
     step(format!("Cloned {old} to {new}; push to it to deploy (git push <remote for {new}> <branch>)"));
     Ok(())

@@ -61,17 +61,21 @@ fn mount_docker_option_agrees_with_storage_report() {
 }
 
 /// A rename moves the app's directory (no copy) and refuses an app with Docker volumes; a
-/// clone refuses to start on data it would not copy, and copies it when asked.
+/// clone refuses to start on data it would not copy, and copies it when asked. Both carry the
+/// app's config.
 #[test]
 fn rename_and_clone_never_lose_or_share_data() {
     let b = Bats::new("rename");
     b.run("mkdir -p $DOKKU_LIB_ROOT/data/apps/$TEST_APP/uploads && echo kept > $DOKKU_LIB_ROOT/data/apps/$TEST_APP/uploads/f").assert_success();
     b.run("berth apps:clone $TEST_APP $TEST_APP-c").assert_failure().assert_output_contains("--copy-storage");
     b.run("test ! -d $DOKKU_LIB_ROOT/apps/$TEST_APP-c").assert_success();
+    b.run("berth config:set $TEST_APP --no-restart SECRET='a b=c'").assert_success();
     b.run("berth apps:clone $TEST_APP $TEST_APP-c --copy-storage").assert_success();
     b.run("cat $DOKKU_LIB_ROOT/data/apps/$TEST_APP-c/uploads/f").assert_output("kept");
+    b.run("berth config:get $TEST_APP-c SECRET").assert_output("a b=c");
     b.run("berth apps:rename $TEST_APP $TEST_APP-r").assert_success();
     b.run("cat $DOKKU_LIB_ROOT/data/apps/$TEST_APP-r/uploads/f && test ! -e $DOKKU_LIB_ROOT/data/apps/$TEST_APP").assert_output("kept");
+    b.run("berth config:get $TEST_APP-r SECRET").assert_output("a b=c");
     b.run("berth apps:rename $TEST_APP-r $TEST_APP-c")
         .assert_failure()
         .assert_output_contains("Name is already taken");

@@ -130,6 +130,9 @@ pub fn snapshot_state(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
                 walk(root, &path, into);
             } else if meta.file_type().is_symlink() {
                 into.insert(rel, fs::read_link(&path).unwrap().into_os_string().into_encoded_bytes());
+            } else if !meta.is_file() {
+                // A socket (the proxy's admin endpoint) or fifo: its presence, not its content.
+                into.insert(rel, b"<special>".to_vec());
             } else {
                 into.insert(rel, fs::read(&path).unwrap());
             }
