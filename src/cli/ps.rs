@@ -50,9 +50,7 @@ pub fn rebuild(root: &Root, app: &AppName, dry_run: bool) -> Result<()> {
         }
         Err(error) => {
             if let CommitError::Manifest(problems) = &error {
-                for problem in problems {
-                    crate::output::error_text(problem.to_string());
-                }
+                deploy::print_problems(problems);
             }
             Err(error.into())
         }

@@ -116,9 +116,7 @@ pub fn deploy_commit(
 pub fn report_commit_failure(error: &CommitError, verdict: &str) {
     match error {
         CommitError::Manifest(problems) => {
-            for problem in problems {
-                output::error_text(problem.to_string());
-            }
+            print_problems(problems);
             warn(format!("app.toml has {} problem(s); {verdict} and nothing was changed", problems.len()));
         }
         CommitError::DryRun => warn(format!("Dry run: {verdict}; nothing was built, started or changed")),
@@ -126,6 +124,13 @@ pub fn report_commit_failure(error: &CommitError, verdict: &str) {
             warn(output::printable(&other.to_string()));
             warn(format!("{}; the previous release keeps serving", capitalized(verdict)));
         }
+    }
+}
+
+/// Each `app.toml` problem with its position and hint, on stderr.
+pub fn print_problems(problems: &[Diagnostic]) {
+    for problem in problems {
+        output::error_text(problem.to_string());
     }
 }
 

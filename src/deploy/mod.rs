@@ -19,7 +19,9 @@ mod storage;
 mod swap;
 
 pub use apply::{apply, record_failure};
-pub use commit::{Commit, CommitError, Mode, Repo, deploy_commit, read_manifest, report_commit_failure};
+pub use commit::{
+    Commit, CommitError, Mode, Repo, deploy_commit, print_problems, read_manifest, report_commit_failure,
+};
 pub use fault::fault_point;
 pub use oneoff::run_oneoff;
 pub use ops::{restart, rollback, stop};
