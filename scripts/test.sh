@@ -13,6 +13,8 @@ dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "install ok install
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 # tests/it/backup.rs pipes a backup through Debian's restic.
 command -v restic >/dev/null 2>&1 || need+=(restic)
+# Dokku's docker-options cases (tests/it/dokku_docker_options.rs) read JSON reports with jq.
+command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v make >/dev/null 2>&1 || need+=(make)
