@@ -13,6 +13,7 @@ mod inventory;
 mod proxy;
 mod ps;
 mod report;
+mod scheduler;
 mod ssh;
 mod storage;
 mod storage_exec;
@@ -66,6 +67,8 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Scale(#[from] crate::scale::ScaleError),
+    #[error(transparent)]
+    Swarm(Box<crate::swarm::SwarmError>),
     #[error("{0}")]
     Usage(String),
     #[error("Confirmation did not match {0}. Aborted.")]
@@ -74,6 +77,12 @@ pub enum CliError {
         "refusing to {action} without confirmation: nothing on stdin; pipe the name in (echo {name} | berth {command} {name}) or pass --force"
     )]
     NoConfirmation { action: String, command: &'static str, name: String },
+}
+
+impl From<crate::swarm::SwarmError> for CliError {
+    fn from(error: crate::swarm::SwarmError) -> CliError {
+        CliError::Swarm(Box::new(error))
+    }
 }
 
 impl CliError {
@@ -361,6 +370,19 @@ enum Command {
     /// Re-install the git hooks of every app (after an upgrade)
     #[command(name = "hooks:install")]
     HooksInstall,
+    /// Set (or, without a value, unset) an app's scheduler property: selected (docker-local or
+    /// docker-swarm), node (the swarm node its node-local data lives on)
+    #[command(name = "scheduler:set")]
+    SchedulerSet { app: String, property: String, value: Option<String> },
+    /// Show which scheduler deploys one app or all apps, its swarm node and where its data is
+    #[command(name = "scheduler:report")]
+    SchedulerReport {
+        /// An app, and/or one info flag such as --scheduler-computed-selected
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Set (or, without a value, unset) an app's git property: deploy-branch
     #[command(name = "git:set")]
     GitSet { app: String, property: String, value: Option<String> },
@@ -504,6 +526,10 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::Releases { app, format } => ps::releases(root, &app_name(&app)?, format),
         Command::Rollback { app, release } => ps::rollback(root, &app_name(&app)?, release),
         Command::HooksInstall => ps::install_hooks(root),
+        Command::SchedulerSet { app, property, value } => {
+            scheduler::set(root, &app_name(&app)?, &property, value.as_deref())
+        }
+        Command::SchedulerReport { args, format } => scheduler::report(root, &args, format),
         Command::GitSet { app, property, value } => {
             apps::git_set(root, &app_name(&app)?, &property, value.as_deref())
         }

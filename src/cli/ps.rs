@@ -109,14 +109,7 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
 /// Runs a one-off command; returns its exit status for the binary to pass through.
 pub fn run(root: &Root, app: &AppName, command: &[String]) -> Result<i32> {
     existing_app(root, app)?;
-    let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut |is_err, text| {
-        if is_err {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-            std::io::Write::flush(&mut std::io::stdout()).ok();
-        }
-    })?;
+    let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut print_output)?;
     Ok(i32::try_from(status).unwrap_or(1))
 }
 
@@ -127,7 +120,10 @@ pub fn logs(
     process: Option<&str>,
     tail: Option<usize>,
 ) -> Result<()> {
-    existing_app(root, app)?;
+    let state = existing_app(root, app)?;
+    if crate::scheduler::docker_swarm::logs(&state, app, process, follow, tail, &mut print_output)? {
+        return Ok(());
+    }
     let engine = Engine::connect()?;
     let containers: Vec<String> = engine
         .app_containers(app.as_str())?
@@ -144,15 +140,19 @@ pub fn logs(
         )));
     }
     for name in containers {
-        engine.logs(&name, follow, tail, &mut |is_err, text| {
-            if is_err {
-                eprint!("{text}");
-            } else {
-                print!("{text}");
-            }
-        })?;
+        engine.logs(&name, follow, tail, &mut print_output)?;
     }
     Ok(())
+}
+
+/// A container's output on the command's own stdout and stderr.
+fn print_output(is_err: bool, text: &str) {
+    if is_err {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+        std::io::Write::flush(&mut std::io::stdout()).ok();
+    }
 }
 
 pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
