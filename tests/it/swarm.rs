@@ -474,8 +474,9 @@ fn task_nodes(service: &str) -> Vec<String> {
 
 /// Where the proxy reaches the current release's web task (`web_upstream`), as a URL.
 fn upstream_url(app: &App) -> String {
+    let number = app.t.app_state_toml(&app.name)["current_release"].as_integer().expect("a current release");
     let releases = app.releases();
-    let current = releases.iter().rev().find(|r| r["outcome"] == "deployed").expect("a deployed release");
+    let current = releases.iter().find(|r| r["number"] == number).expect("the current release's record");
     format!("http://{}", current["web_upstream"].as_str().expect("the release records its upstream"))
 }
 
