@@ -714,7 +714,7 @@ fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
     assert_eq!(task_nodes(&web).len(), 1);
     let logs = app.berth("logs", &["--tail", "50"]).success();
     assert!(
-        format!("{}{}", logs.stdout, logs.stderr).contains("GET /"),
+        format!("{}{}", logs.stdout, logs.stderr).contains("url:/health"),
         "the web tasks' httpd output, from the service: {logs}"
     );
 }
