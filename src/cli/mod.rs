@@ -413,9 +413,15 @@ enum Command {
     /// The forced command of SSH keys (not for interactive use)
     #[command(name = "git-shell", hide = true)]
     GitShell { key: String },
-    /// Gives directories to uid:gid through handles; the helper image's entrypoint
+    /// Gives directories to uid:gid through handles; the helper image's entrypoint. With
+    /// --create, makes missing ones first (app directories on another swarm node)
     #[command(name = "internal:chown", hide = true)]
-    InternalChown { owner: String, dirs: Vec<std::path::PathBuf> },
+    InternalChown {
+        #[arg(long)]
+        create: bool,
+        owner: String,
+        dirs: Vec<std::path::PathBuf>,
+    },
     /// Writes a backup stream of the mounted trees; run by the helper image
     #[command(name = "internal:backup-read", hide = true)]
     InternalBackupRead { pipe: std::path::PathBuf, plan: String },
@@ -428,11 +434,14 @@ enum Command {
 }
 
 /// `internal:chown <uid>:<gid> <dir>...`, run as root inside berth's helper image.
-fn internal_chown(owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
+fn internal_chown(create: bool, owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
     let bad = || CliError::Usage(format!("internal:chown wants <uid>:<gid>, not {owner:?}"));
     let (uid, gid) = owner.split_once(':').ok_or_else(bad)?;
     let (uid, gid) = (uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?);
     for dir in dirs {
+        if create {
+            crate::hostfs::ensure_dir(dir)?;
+        }
         crate::hostfs::chown_tree(dir, uid, gid)?;
     }
     Ok(())
@@ -537,7 +546,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::SshKeysRemove { name } => ssh::remove(root, &name),
         Command::SshKeysList { format } => ssh::list(root, format),
         Command::GitShell { key } => ssh::git_shell(root, &key),
-        Command::InternalChown { owner, dirs } => internal_chown(&owner, &dirs),
+        Command::InternalChown { create, owner, dirs } => internal_chown(create, &owner, &dirs),
         Command::InternalBackupRead { pipe, plan } => backup::internal_read(&pipe, &plan),
         Command::InternalBackupRestore { pipe, plan } => backup::internal_restore(&pipe, &plan),
         Command::InternalBackupPrune { paths } => backup::internal_prune(&paths),

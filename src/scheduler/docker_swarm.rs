@@ -14,21 +14,26 @@ use bollard::models::TaskState;
 use super::Scheduler;
 use super::selection::{SchedulerKind, selected};
 use crate::deploy::{
-    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, process_specs,
-    stop_and_remove, stop_timeout, warn_anonymous_volume,
+    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, parse_user,
+    process_specs, stop_and_remove, stop_timeout, warn_anonymous_volume,
 };
 use crate::docker_options::RunOptions;
 use crate::engine::{EngineMount, MountKind};
+use crate::helper_image::CHOWN_COMMAND;
 use crate::names::AppName;
 use crate::output::{detail, step, warn};
 use crate::scale::scale_of;
 use crate::state::{AppState, Release, Root};
 use crate::storage::Source;
 use crate::swarm::{
-    HealthCheck, ImageDigest, NodeName, Registry, RestartCondition, RestartPolicy, ServiceDef, Swarm,
+    HealthCheck, ImageDigest, JobDef, NodeName, Registry, RestartCondition, RestartPolicy, ServiceDef, Swarm,
     SwarmError, SwarmMount, UpdateOrder, VolumeDriver,
 };
 
+/// Where berth's helper image goes in the registry, for one-off tasks on other nodes.
+const HELPER_REPOSITORY: &str = "berth/helper";
+/// Where a preparing task sees its node's root directory.
+const NODE_ROOT: &str = "/node";
 /// Label naming the process type a service runs (as on containers).
 const PROCESS_LABEL: &str = "berth.process";
 /// `type` options of the `local` driver whose data is not on the node: network file systems,
@@ -275,6 +280,9 @@ pub fn start_release(
     if let Some(Pin { node, data }) = &pin {
         require_pinned_node(&swarm, app, node, data)?;
         detail(format!("Pinned to node {node}, where its data lives: {}", data.join(", ")));
+        if node.as_str() != swarm.this_node()?.hostname {
+            prepare_app_dirs(root, scheduler, &swarm, &registry, &rollout, node, &defs)?;
+        }
     }
     let timeout = stop_timeout(&release.run, timing);
     for def in &defs {
@@ -301,6 +309,60 @@ pub fn start_release(
     }
     remove_undeclared(&swarm, app, &defs)?;
     Ok(serving)
+}
+
+/// How long the one-off task that prepares app directories on a node may take.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Creates the app directories the services bind on `node`, owned by the app's user, with a
+/// one-off task of berth's helper image there: berth writes only this host's disk, and the
+/// engine would create a missing bind source root-owned, or refuse it.
+fn prepare_app_dirs(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    swarm: &Swarm,
+    registry: &Registry,
+    rollout: &Rollout<'_>,
+    node: &NodeName,
+    defs: &[ServiceDef],
+) -> Result<()> {
+    let app_dir = root.app_storage_dir(rollout.app);
+    let mut dirs: Vec<String> = Vec::new();
+    for def in defs {
+        for mount in &def.mounts {
+            if let SwarmMount::Bind { source, .. } = mount
+                && std::path::Path::new(source).starts_with(&app_dir)
+                && !dirs.contains(source)
+            {
+                dirs.push(source.clone());
+            }
+        }
+    }
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    step(format!("Preparing {} app director(ies) on node {node}", dirs.len()));
+    let helper = scheduler.helper_image()?;
+    let image = swarm.push(&helper, registry, HELPER_REPOSITORY, "current")?;
+    // Without [app].user the engine would have made them root's: so does berth.
+    let (uid, gid) = rollout.release.run.user.as_deref().and_then(parse_user).unwrap_or((0, 0));
+    let mut command =
+        vec!["/berth".to_string(), CHOWN_COMMAND.into(), "--create".into(), format!("{uid}:{gid}")];
+    command.extend(dirs.iter().map(|d| format!("{NODE_ROOT}{d}")));
+    let job = JobDef {
+        name: format!("{}_prepare", rollout.app),
+        image: image.to_string(),
+        command,
+        user: Some("0:0".into()),
+        labels: BTreeMap::from([(crate::engine::APP_LABEL.to_string(), rollout.app.to_string())]),
+        mounts: vec![SwarmMount::Bind { source: "/".into(), target: NODE_ROOT.into(), read_only: false }],
+        node: node.clone(),
+    };
+    swarm.run_job(&job, PREPARE_TIMEOUT)?;
+    for dir in &dirs {
+        detail(format!("Directory {dir} ready on node {node}"));
+    }
+    Ok(())
 }
 
 /// Stops (SIGTERM, the stop timeout) and removes the `docker-local` containers a service

@@ -565,7 +565,15 @@ fn a_pinned_app_keeps_its_data_through_five_redeploys_and_a_drain_of_another_nod
     let app = swarm_app(&t, "sw-pin");
     app.berth("scheduler:set", &["node", "berth-sw1"]).success();
     let repo = Repo::from_template("web");
-    repo.push(&app).success();
+    let out = repo.push(&app).success();
+    // A one-off task of berth's helper image on the node makes the directory there (here the
+    // nodes share the machine's disk, so it is the one berth made too).
+    assert!(out.to_string().contains("Preparing 1 app director(ies) on node berth-sw1"), "{out}");
+    assert!(
+        out.to_string()
+            .contains(&format!("Directory {} ready on node berth-sw1", app.dir("uploads").display())),
+        "{out}"
+    );
     let web = service_of(&app, "web");
     assert_eq!(task_nodes(&web), ["berth-sw1"]);
     let payload = b"kept on berth-sw1\n".to_vec();
