@@ -108,7 +108,8 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
 
 /// Runs a one-off command; returns its exit status for the binary to pass through.
 pub fn run(root: &Root, app: &AppName, command: &[String]) -> Result<i32> {
-    existing_app(root, app)?;
+    let state = existing_app(root, app)?;
+    crate::scheduler::docker_swarm::require_local_run(root, &state, app)?;
     let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut print_output)?;
     Ok(i32::try_from(status).unwrap_or(1))
 }

@@ -437,6 +437,22 @@ fn connect_if_deployed(state: &AppState) -> Result<Option<Swarm>> {
     }
 }
 
+/// Fails when `berth run` would start the app's one-off container away from its data: the app
+/// runs on the swarm pinned to another node than this manager.
+pub fn require_local_run(root: &Root, state: &AppState, app: &AppName) -> Result<()> {
+    if !is_selected(root, state)? {
+        return Ok(());
+    }
+    let Some(swarm) = connect_if_deployed(state)? else { return Ok(()) };
+    let this = swarm.this_node()?.hostname;
+    match &state.swarm_node {
+        Some(node) if *node != this && !state.mounts.is_empty() => {
+            Err(SwarmError::RunElsewhere { app: app.to_string(), node: node.clone(), this }.into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Where each of the app's mounts keeps its data, for `scheduler:*` and `storage:report`.
 pub fn data_locations(state: &AppState, scheduler: SchedulerKind) -> Vec<String> {
     let place = match (scheduler, &state.swarm_node) {

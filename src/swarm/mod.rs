@@ -73,6 +73,10 @@ pub enum SwarmError {
         "{app}'s data lives on swarm node \"{node}\" ({data}), which cannot run tasks: its availability is {availability} and its state {state}; nothing was changed and its running tasks were left alone. Make the node active (`docker node update --availability active {node}`) and push again, or move the data and `berth scheduler:set {app} node <hostname>`"
     )]
     PinnedNodeUnavailable { app: String, node: String, data: String, availability: String, state: String },
+    #[error(
+        "{app} is pinned to swarm node \"{node}\", where its data is, and `berth run` runs on this manager ({this}) only; run the command in its task there (`docker ps --filter label=berth.app={app}` on {node}), or pin it here (`berth scheduler:set {app} node {this}`)"
+    )]
+    RunElsewhere { app: String, node: String, this: String },
     #[error("one-off task {service} on node {node} failed: {reason}")]
     JobFailed { service: String, node: String, reason: String },
 }

@@ -591,6 +591,8 @@ fn a_pinned_app_keeps_its_data_through_five_redeploys_and_a_drain_of_another_nod
         assert_eq!(task_nodes(&web), ["berth-sw1"], "release {release}");
     }
     assert_eq!(fs::read(app.dir("uploads/keep")).unwrap(), payload);
+    let run = app.t.args(["run", app.name.as_str(), "cat", "/app/storage/keep"]).refuse();
+    assert!(run.stderr.contains("is pinned to swarm node \"berth-sw1\", where its data is"), "{run}");
     let report = app.berth("storage:report", &["--storage-swarm-node"]).success();
     assert_eq!(report.stdout.trim(), "berth-sw1");
     assert_eq!(scheduler_row(&app, "scheduler-swarm-node"), "berth-sw1");
@@ -676,6 +678,8 @@ fn an_exclusive_app_never_runs_two_tasks_at_once() {
     let read = |file: &str| fs::read_to_string(app.dir(&format!("state/{file}"))).unwrap_or_default();
     assert_eq!(read("starts"), "1\n2\n3\n4\n");
     assert_eq!(read("violations"), "", "two tasks held the lock at once");
+    // Pinned to this manager: `berth run` starts beside the data.
+    assert_eq!(app.berth("run", &["cat", "/state/starts"]).success().stdout, "1\n2\n3\n4\n");
     let manager = docker(&["node", "inspect", "self", "--format", "{{.Description.Hostname}}"]);
     assert_eq!(
         scheduler_row(&app, "scheduler-swarm-node"),
