@@ -457,7 +457,7 @@ pub fn require_local_run(root: &Root, state: &AppState, app: &AppName) -> Result
 pub fn data_locations(state: &AppState, scheduler: SchedulerKind) -> Vec<String> {
     let place = match (scheduler, &state.swarm_node) {
         (SchedulerKind::DockerSwarm, Some(node)) => format!("on swarm node {node}"),
-        (SchedulerKind::DockerSwarm, None) => "on the swarm manager (chosen at the next deploy)".into(),
+        (SchedulerKind::DockerSwarm, None) => "on the swarm manager, chosen at the next deploy".into(),
         (SchedulerKind::DockerLocal, _) => "on this server".into(),
     };
     state
