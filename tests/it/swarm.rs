@@ -20,7 +20,8 @@ use berth::swarm::{
 use std::path::Path;
 
 use crate::engine::{docker, unique_name};
-use crate::push::{App, Repo, get, post};
+use crate::proxy::RunningCaddy;
+use crate::push::{App, Repo, get, get_host, post};
 use crate::test::Test;
 
 const REGISTRY: &str = "127.0.0.1:5000";
@@ -440,9 +441,11 @@ fn a_one_off_task_runs_on_the_named_node_and_reports_failure() {
 // berth's `docker-swarm` scheduler: apps pushed with the real `git push`, deployed as
 // services on the test bed.
 
-/// An app on the swarm: berth.toml names the test registry, the app selects docker-swarm.
+/// An app on the swarm: berth.toml (kept as it is otherwise) names the test registry, the app
+/// selects docker-swarm.
 fn swarm_app<'t>(t: &'t Test, tag: &str) -> App<'t> {
-    fs::write(t.path("berth.toml"), format!("[swarm]\nregistry = \"{REGISTRY}\"\n")).unwrap();
+    let settings = fs::read_to_string(t.path("berth.toml")).unwrap_or_default();
+    fs::write(t.path("berth.toml"), format!("{settings}\n[swarm]\nregistry = \"{REGISTRY}\"\n")).unwrap();
     let app = App::create(t, tag);
     app.berth("scheduler:set", &["selected", "docker-swarm"]).success();
     app
@@ -729,4 +732,24 @@ fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
         format!("{}{}", logs.stdout, logs.stderr).contains("url:/health"),
         "the web tasks' httpd output, from the service: {logs}"
     );
+}
+
+#[test]
+fn the_proxy_serves_a_web_app_running_on_a_worker_node() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let caddy = RunningCaddy::start();
+    let app = swarm_app(&caddy.t, "sw-proxy");
+    let host = format!("{}.test", app.name);
+    app.berth("domains:add", &[&host]).success();
+    app.berth("scheduler:set", &["node", "berth-sw2"]).success();
+    let repo = Repo::from_template("web");
+    repo.push(&app).success();
+    assert!(upstream_url(&app).starts_with("http://198.18.0.12:"), "{}", upstream_url(&app));
+    assert_eq!(get_host(&caddy.url, &host, "/health").status, 200);
+    repo.write("www/index.html", "<p>two</p>\n").commit("two");
+    repo.push(&app).success();
+    assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>two</p>\n", "the route follows the new task");
 }
