@@ -437,6 +437,37 @@ fn connect_if_deployed(state: &AppState) -> Result<Option<Swarm>> {
     }
 }
 
+/// One instance of a process, as `ps:report` shows it.
+pub struct InstanceStatus {
+    /// A container's name, or `<service>.<slot>` for a task.
+    pub name: String,
+    pub running: bool,
+    pub text: String,
+}
+
+/// The tasks the app's services want running, when it runs on the swarm: their state, node
+/// and id; `None` for an app without services.
+pub fn task_statuses(state: &AppState, app: &AppName) -> Result<Option<Vec<InstanceStatus>>> {
+    let Some(swarm) = connect_if_deployed(state)? else { return Ok(None) };
+    let services = swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())?;
+    if services.is_empty() {
+        return Ok(None);
+    }
+    let mut statuses = Vec::new();
+    for service in services {
+        for task in swarm.tasks(&service)?.into_iter().filter(|t| t.desired == TaskState::RUNNING) {
+            let node = task.node.as_deref().unwrap_or("no node yet");
+            let id = task.id.get(..12).unwrap_or(&task.id);
+            statuses.push(InstanceStatus {
+                name: format!("{service}.{}", task.slot.unwrap_or_default()),
+                running: task.state == TaskState::RUNNING,
+                text: format!("{} on {node} (task: {id})", task.state),
+            });
+        }
+    }
+    Ok(Some(statuses))
+}
+
 /// Fails when `berth run` would start the app's one-off container away from its data: the app
 /// runs on the swarm pinned to another node than this manager.
 pub fn require_local_run(root: &Root, state: &AppState, app: &AppName) -> Result<()> {

@@ -556,6 +556,18 @@ fn an_app_with_two_replicas_runs_on_two_nodes_with_a_movable_volume() {
     assert!(!placement.contains("node.hostname"), "not pinned: {placement}");
     assert_eq!(get(&upstream_url(&app), "/health").status, 200);
     assert_eq!(scheduler_row(&app, "scheduler-computed-selected"), "docker-swarm");
+    assert_eq!((app.ps("ps-processes").as_str(), app.ps("ps-running").as_str()), ("2", "true"));
+    assert!(app.ps(&format!("ps-status.{web}.1")).starts_with("running on berth-"), "tasks in ps:report");
+
+    app.berth("ps:stop", &[]).success();
+    assert_eq!(
+        docker(&["service", "ls", "-q", "--filter", &format!("name={web}")]).trim(),
+        "",
+        "ps:stop removes the service"
+    );
+    app.berth("ps:start", &[]).success();
+    assert_eq!(task_nodes(&web).len(), 2, "ps:start deploys it again");
+    assert_eq!(get(&upstream_url(&app), "/health").status, 200);
 }
 
 #[test]
