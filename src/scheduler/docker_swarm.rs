@@ -527,3 +527,83 @@ pub fn logs(
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::RunConfig;
+
+    fn driver(name: &str, options: &[(&str, &str)]) -> VolumeDriver {
+        VolumeDriver {
+            name: name.into(),
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn only_data_off_the_node_may_move() {
+        assert!(is_movable(&driver("local", &[("type", "nfs"), ("device", ":/export")])));
+        assert!(is_movable(&driver("local", &[("type", "tmpfs")])));
+        assert!(is_movable(&driver("rexray", &[])));
+        assert!(!is_movable(&driver("local", &[])));
+        assert!(!is_movable(&driver("local", &[("type", "none"), ("o", "bind")])));
+    }
+
+    #[test]
+    fn the_web_health_check_gets_the_healthcheck_path_on_the_apps_port() {
+        let timing = Timing {
+            settle: Duration::from_secs(1),
+            health_timeout: Duration::from_secs(10),
+            stop_timeout: Duration::from_secs(5),
+            poll: Duration::from_millis(250),
+        };
+        let run =
+            RunConfig { web_port: Some(5000), healthcheck: Some("/health".into()), ..RunConfig::default() };
+        let release = Release {
+            number: 3,
+            commit: "c".into(),
+            image: "berth/demo:3".into(),
+            created_at: 0,
+            outcome: crate::state::Outcome::Deployed,
+            reason: None,
+            run,
+            mounts: Vec::new(),
+            web_host_port: None,
+            web_upstream: None,
+        };
+        let check = health_check(&release, timing).unwrap();
+        assert_eq!(
+            check.command,
+            [
+                "/bin/sh",
+                "-c",
+                "wget -q -O /dev/null 'http://127.0.0.1:5000/health' || curl -fsS -o /dev/null 'http://127.0.0.1:5000/health'"
+            ]
+        );
+        assert_eq!((check.interval, check.retries), (Duration::from_secs(1), 10));
+        let no_path = Release { run: RunConfig { web_port: Some(5000), ..RunConfig::default() }, ..release };
+        assert_eq!(health_check(&no_path, timing), None);
+    }
+
+    #[test]
+    fn data_locations_name_the_node() {
+        let mut state = AppState::default();
+        state.mounts.push(crate::storage::Attachment {
+            source: Source::AppDir("uploads".into()),
+            container_path: "/app/storage".into(),
+            phases: [crate::storage::Phase::Deploy].into(),
+            process_type: crate::storage::DEFAULT_PROCESS_TYPE.into(),
+            subpath: None,
+            readonly: false,
+            volume_options: None,
+            volume_chown: None,
+            made_by: crate::storage::Origin::Repo,
+        });
+        assert_eq!(data_locations(&state, SchedulerKind::DockerLocal), ["app-dir:uploads (on this server)"]);
+        state.swarm_node = Some("berth-sw1".into());
+        assert_eq!(
+            data_locations(&state, SchedulerKind::DockerSwarm),
+            ["app-dir:uploads (on swarm node berth-sw1)"]
+        );
+    }
+}
