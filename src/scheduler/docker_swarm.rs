@@ -295,12 +295,21 @@ pub fn start_release(
     let mut serving = Serving::default();
     for def in &defs {
         let wait = timing.health_timeout + (timeout + timing.settle) * def.replicas.max(1);
-        swarm.wait_converged(&def.name, def.replicas, wait)?;
+        if let Err(error) = swarm.wait_converged(&def.name, def.replicas, wait) {
+            if def.publish.is_some() {
+                follow_rollback(&swarm, routing, &def.name, timing);
+            }
+            return Err(error.into());
+        }
         detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
         if def.publish.is_some() && def.replicas > 0 {
             serving = web_serving(&swarm, &def.name)?;
-            if let Some(upstream) = serving.upstream {
-                routing.switch(upstream)?;
+            match serving.upstream {
+                Some(upstream) => routing.switch(upstream)?,
+                None => warn(format!(
+                    "no running task of {} publishes its port; the proxy was not changed",
+                    def.name
+                )),
             }
         }
     }
@@ -379,6 +388,27 @@ fn retire_local(scheduler: &dyn Scheduler, app: &AppName, def: &ServiceDef, time
     Ok(())
 }
 
+/// After a failed web update: the engine's rollback may serve from a new task (the old one
+/// stopped once its successor ran), at another port. The proxy follows it; the recorded
+/// upstream is fixed by the next deploy or `ps:restart`.
+fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: Timing) {
+    let deadline = std::time::Instant::now() + timing.health_timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Serving { upstream: Some(upstream), .. }) = web_serving(swarm, service) {
+            if routing.current() != Some(upstream) {
+                warn(format!(
+                    "the rolled-back {service} serves from a new task at {upstream}; the proxy follows it, run `berth ps:restart` to record it"
+                ));
+                if let Err(e) = routing.switch(upstream) {
+                    warn(format!("could not point the proxy at {upstream}: {e}"));
+                }
+            }
+            return;
+        }
+        std::thread::sleep(timing.poll);
+    }
+}
+
 /// Removes the app's services of process types the release does not declare.
 fn remove_undeclared(swarm: &Swarm, app: &AppName, defs: &[ServiceDef]) -> Result<()> {
     for name in swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())? {
@@ -409,7 +439,6 @@ fn web_serving(swarm: &Swarm, service: &str) -> Result<Serving> {
         let here = node.id == this.id;
         return Ok(Serving { host_port: here.then_some(port), upstream: Some(SocketAddr::new(ip, port)) });
     }
-    warn(format!("no running task of {service} publishes its port; the proxy was not changed"));
     Ok(Serving::default())
 }
 

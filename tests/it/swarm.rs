@@ -396,6 +396,12 @@ fn a_failing_update_is_rolled_back_by_the_engine_with_the_reason() {
         &name,
     ]);
     assert_eq!(command.trim(), r#"["sh","-c","exec sleep 3600"]"#, "the engine restored the previous spec");
+    // The old task stopped once the new one ran (start-first without a health check): the
+    // rollback's task may still be starting when the engine reports the rollback completed.
+    let deadline = Instant::now() + CONVERGE;
+    while running_nodes(&swarm, &name).len() != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert_eq!(running_nodes(&swarm, &name).len(), 1);
 }
 
