@@ -37,3 +37,12 @@ bash scripts/ensure-engine.sh
 export TMPDIR=/var/lib/berth-test-tmp
 mkdir -p "$TMPDIR" && chmod 0755 "$TMPDIR"
 cargo test --all-targets "$@"
+
+# The multi-node swarm tests (tests/it/swarm.rs, docs/swarm.md) make the machine's engine a
+# swarm manager with two extra nodes: they run after everything else, one at a time, and the
+# test bed goes afterwards. Only on a full run (no arguments); BERTH_SWARM=0 skips them.
+if [ $# -eq 0 ] && [ "${BERTH_SWARM:-1}" = 1 ]; then
+  bash scripts/ensure-swarm.sh
+  trap 'bash scripts/ensure-swarm.sh teardown' EXIT
+  BERTH_SWARM=1 cargo test --test it swarm:: -- --test-threads=1
+fi

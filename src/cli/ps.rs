@@ -7,6 +7,7 @@ use crate::engine::Engine;
 use crate::names::AppName;
 use crate::output::{Report, detail, heading, step};
 use crate::proxy::records::Records;
+use crate::scheduler::docker_swarm::InstanceStatus;
 use crate::state::{Outcome, Root};
 
 pub fn start(root: &Root, app: &AppName) -> Result<()> {
@@ -86,18 +87,16 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
     let mut report = Report::default();
     report.row("ps-deployed", current.is_some().to_string());
     report.row("ps-current-release", state.current_release.map(|n| n.to_string()).unwrap_or_default());
-    let containers = engine.app_containers(app.as_str())?;
-    let mut running = 0;
-    for name in &containers {
-        if let Some(facts) = engine.inspect_container(name)? {
-            let status = if facts.running { "running" } else { "stopped" };
-            running += usize::from(facts.running);
-            let id = facts.id.get(..12).unwrap_or(&facts.id);
-            report.row(format!("ps-status.{name}"), format!("{status} (CID: {id})"));
-        }
+    let statuses = match crate::scheduler::docker_swarm::task_statuses(&state, app)? {
+        Some(tasks) => tasks,
+        None => container_statuses(engine, app)?,
+    };
+    let running = statuses.iter().filter(|s| s.running).count();
+    for status in &statuses {
+        report.row(format!("ps-status.{}", status.name), status.text.clone());
     }
-    report.row("ps-processes", containers.len().to_string());
-    report.row("ps-running", (running > 0 && running == containers.len()).to_string());
+    report.row("ps-processes", statuses.len().to_string());
+    report.row("ps-running", (running > 0 && running == statuses.len()).to_string());
     // Through the proxy when the app has a host name, else its port on the loopback address.
     let loopback = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
     let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
@@ -106,17 +105,28 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
     Ok(report)
 }
 
+/// Each of the app's containers: running or stopped, and its id.
+fn container_statuses(engine: &Engine, app: &AppName) -> Result<Vec<InstanceStatus>> {
+    let mut statuses = Vec::new();
+    for name in engine.app_containers(app.as_str())? {
+        if let Some(facts) = engine.inspect_container(&name)? {
+            let status = if facts.running { "running" } else { "stopped" };
+            let id = facts.id.get(..12).unwrap_or(&facts.id);
+            statuses.push(InstanceStatus {
+                text: format!("{status} (CID: {id})"),
+                running: facts.running,
+                name,
+            });
+        }
+    }
+    Ok(statuses)
+}
+
 /// Runs a one-off command; returns its exit status for the binary to pass through.
 pub fn run(root: &Root, app: &AppName, command: &[String]) -> Result<i32> {
-    existing_app(root, app)?;
-    let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut |is_err, text| {
-        if is_err {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-            std::io::Write::flush(&mut std::io::stdout()).ok();
-        }
-    })?;
+    let state = existing_app(root, app)?;
+    crate::scheduler::docker_swarm::require_local_run(root, &state, app)?;
+    let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut print_output)?;
     Ok(i32::try_from(status).unwrap_or(1))
 }
 
@@ -127,7 +137,10 @@ pub fn logs(
     process: Option<&str>,
     tail: Option<usize>,
 ) -> Result<()> {
-    existing_app(root, app)?;
+    let state = existing_app(root, app)?;
+    if crate::scheduler::docker_swarm::logs(&state, app, process, follow, tail, &mut print_output)? {
+        return Ok(());
+    }
     let engine = Engine::connect()?;
     let containers: Vec<String> = engine
         .app_containers(app.as_str())?
@@ -144,15 +157,19 @@ pub fn logs(
         )));
     }
     for name in containers {
-        engine.logs(&name, follow, tail, &mut |is_err, text| {
-            if is_err {
-                eprint!("{text}");
-            } else {
-                print!("{text}");
-            }
-        })?;
+        engine.logs(&name, follow, tail, &mut print_output)?;
     }
     Ok(())
+}
+
+/// A container's output on the command's own stdout and stderr.
+fn print_output(is_err: bool, text: &str) {
+    if is_err {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+        std::io::Write::flush(&mut std::io::stdout()).ok();
+    }
 }
 
 pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {

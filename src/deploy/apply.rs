@@ -52,6 +52,7 @@ pub fn apply(
     }
     let release = new_release(plan, Outcome::Deployed);
     let mut state = root.read_app(app)?;
+    crate::scheduler::docker_swarm::choose_node(root, &mut state)?;
     state.stopped = false;
     state.mounts.clone_from(&plan.mounts);
     state.detached.retain(|d| !plan.mounts.iter().any(|m| m.same_mount(d)));
