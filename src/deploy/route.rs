@@ -79,14 +79,18 @@ impl Routing {
         Ok(())
     }
 
-    /// The new instance is healthy: new requests go to it. The previous ones then drain
-    /// (normal swap); after a hold, the route already pointed at it and nothing is loaded.
-    pub fn switch(&mut self, to: SocketAddr) -> Result<()> {
+    /// The new instances are healthy: new requests go to them. The previous ones then drain
+    /// (normal swap); after a hold, the route already pointed at them and nothing is loaded.
+    pub fn switch(&mut self, to: &[SocketAddr]) -> Result<()> {
         let Some(proxy) = &mut self.proxy else { return Ok(()) };
-        let held =
-            proxy.table().apps.get(&self.app).is_some_and(|r| r.target == crate::proxy::Target::Held(to));
-        proxy.switch_upstream(&self.app, to)?;
-        detail(format!("The proxy sends {}'s requests to {to}", self.app));
+        let held = proxy
+            .table()
+            .apps
+            .get(&self.app)
+            .is_some_and(|r| matches!(r.target, crate::proxy::Target::Held(a) if to == [a]));
+        proxy.switch_upstream(&self.app, to.to_vec())?;
+        let listed: Vec<String> = to.iter().map(SocketAddr::to_string).collect();
+        detail(format!("The proxy sends {}'s requests to {}", self.app, listed.join(", ")));
         if held {
             return Ok(());
         }
@@ -114,7 +118,7 @@ impl Routing {
     pub fn restore(&mut self, previous: Option<SocketAddr>) {
         let Some(proxy) = &mut self.proxy else { return };
         let Some(previous) = previous else { return };
-        if let Err(e) = proxy.switch_upstream(&self.app, previous) {
+        if let Err(e) = proxy.switch_upstream(&self.app, vec![previous]) {
             warn(format!("could not point the proxy back at {previous}: {e}"));
         }
     }

@@ -140,7 +140,7 @@ pub fn start_release(
     let previous = routing.current();
     let mut swaps: Vec<Swap> = Vec::new();
     let started = start_beside(scheduler, routing, &specs, release, timing, &mut swaps)
-        .and_then(|serving| serving.upstream.map_or(Ok(()), |to| routing.switch(to)).map(|()| serving));
+        .and_then(|serving| serving.upstream.map_or(Ok(()), |to| routing.switch(&[to])).map(|()| serving));
     match started {
         Ok(serving) => {
             fault_point("before-retire");

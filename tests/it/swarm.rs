@@ -22,6 +22,7 @@ use std::path::Path;
 use crate::engine::{docker, unique_name};
 use crate::proxy::RunningCaddy;
 use crate::push::{App, Repo, get, get_host, post};
+use crate::serve::Load;
 use crate::test::Test;
 
 const REGISTRY: &str = "127.0.0.1:5000";
@@ -457,8 +458,23 @@ fn swarm_app<'t>(t: &'t Test, tag: &str) -> App<'t> {
     app
 }
 
+/// The app's service that runs `process` now (a web swap alternates between two names).
 fn service_of(app: &App, process: &str) -> String {
-    format!("{}_{process}", app.name)
+    let app_label = format!("label=berth.app={}", app.name);
+    let process_label = format!("label=berth.process={process}");
+    let names = docker(&[
+        "service",
+        "ls",
+        "--filter",
+        &app_label,
+        "--filter",
+        &process_label,
+        "--format",
+        "{{.Name}}",
+    ]);
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names.len(), 1, "one service runs {process} of {}: {names:?}", app.name);
+    names[0].to_string()
 }
 
 /// The nodes of the service's running tasks, one entry per task, sorted.
@@ -572,7 +588,7 @@ fn an_app_with_two_replicas_runs_on_two_nodes_with_a_movable_volume() {
         "ps:stop removes the service"
     );
     app.berth("ps:start", &[]).success();
-    assert_eq!(task_nodes(&web).len(), 2, "ps:start deploys it again");
+    assert_eq!(task_nodes(&service_of(&app, "web")).len(), 2, "ps:start deploys it again");
     assert_eq!(get(&upstream_url(&app), "/health").status, 200);
 }
 
@@ -609,7 +625,7 @@ fn a_pinned_app_keeps_its_data_through_five_redeploys_and_a_drain_of_another_nod
         let url = upstream_url(&app);
         assert_eq!(get(&url, "/").text(), format!("<p>release {release}</p>\n"));
         assert_eq!(get(&url, "/cgi-bin/file?name=keep").body, payload, "release {release}");
-        assert_eq!(task_nodes(&web), ["berth-sw1"], "release {release}");
+        assert_eq!(task_nodes(&service_of(&app, "web")), ["berth-sw1"], "release {release}");
     }
     assert_eq!(fs::read(app.dir("uploads/keep")).unwrap(), payload);
     let run = app.t.args(["run", app.name.as_str(), "cat", "/app/storage/keep"]).refuse();
@@ -653,7 +669,7 @@ fn draining_the_pinned_node_rejects_the_push_naming_node_and_data() {
 
     cleanup.activate("berth-sw2");
     repo.push(&app).success();
-    assert_eq!(task_nodes(&web), ["berth-sw2"]);
+    assert_eq!(task_nodes(&service_of(&app, "web")), ["berth-sw2"]);
     assert_eq!(get(&upstream_url(&app), "/cgi-bin/file?name=keep").body, payload);
 }
 
@@ -710,7 +726,7 @@ fn an_exclusive_app_never_runs_two_tasks_at_once() {
 }
 
 #[test]
-fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
+fn a_failing_release_is_removed_and_the_push_rejected_with_the_reason() {
     if !enabled() {
         return;
     }
@@ -726,10 +742,13 @@ fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
     repo.write("bin/web", "#!/bin/sh\necho broken release; exit 3\n").commit("broken");
     let out = repo.push(&app).rejected();
     let text = out.to_string();
-    assert!(text.contains("failed and the engine rolled it back"), "{text}");
+    // Its service started beside the serving one, which the failure leaves untouched.
+    assert!(text.contains("failed to start: task"), "{text}");
     assert!(text.contains("non-zero exit (3)"), "{text}");
+    assert!(text.contains(&format!("its release failed, {web} keeps serving")), "{text}");
     let now = docker(&["service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", &web]);
-    assert_eq!(now, good, "the engine restored the previous release");
+    assert_eq!(now, good, "the previous release serves on");
+    assert_eq!(service_of(&app, "web"), web, "the failed release's service is gone");
     assert_eq!(get(&upstream_url(&app), "/health").status, 200);
 
     // berth's own rollback on the swarm: release 1 again, as a service update.
@@ -744,7 +763,7 @@ fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
     app.berth("rollback", &["1"]).success();
     let url = upstream_url(&app);
     assert_ne!(get(&url, "/").text(), "<p>three</p>\n", "release 1 serves again");
-    assert_eq!(task_nodes(&web).len(), 1);
+    assert_eq!(task_nodes(&service_of(&app, "web")).len(), 1);
     let logs = app.berth("logs", &["--tail", "50"]).success();
     assert!(
         format!("{}{}", logs.stdout, logs.stderr).contains("url:/health"),
@@ -770,4 +789,38 @@ fn the_proxy_serves_a_web_app_running_on_a_worker_node() {
     repo.write("www/index.html", "<p>two</p>\n").commit("two");
     repo.push(&app).success();
     assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>two</p>\n", "the route follows the new task");
+}
+
+#[test]
+fn s3_a_redeploy_of_two_replicas_fails_no_proxied_request_and_both_replicas_serve() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let caddy = RunningCaddy::start();
+    let app = swarm_app(&caddy.t, "s3-swap");
+    let host = format!("{}.test", app.name);
+    app.berth("domains:add", &[&host]).success();
+    let repo = Repo::from_template("web");
+    let toml = format!("{}\n[scale]\nweb = 2\n", repo.read("app.toml"));
+    repo.write("app.toml", &toml)
+        .write("www/cgi-bin/task", "#!/bin/sh\nprintf 'Status: 200 OK\\r\\n\\r\\n%s\\n' \"$(hostname)\"\n")
+        .commit("two replicas that name their task");
+    repo.push(&app).success();
+    let first = service_of(&app, "web");
+    let load = Load::start(&caddy.url, &host);
+    for release in 2..=3 {
+        repo.write("www/index.html", &format!("<p>release {release}</p>\n")).commit("again");
+        let out = repo.push(&app).success().to_string();
+        assert!(out.contains("Removing service"), "the old web service goes once the new one serves: {out}");
+    }
+    let (sent, failures) = load.finish();
+    assert!(sent > 20, "only {sent} requests were sent");
+    assert!(failures.is_empty(), "{} of {sent} requests failed: {failures:?}", failures.len());
+    assert_eq!(service_of(&app, "web"), format!("{first}_b"), "two swaps: back to the second name");
+    assert_eq!(task_nodes(&service_of(&app, "web")).len(), 2);
+    let answered: BTreeSet<String> =
+        (0..30).map(|_| get_host(&caddy.url, &host, "/cgi-bin/task").text().trim().to_string()).collect();
+    assert_eq!(answered.len(), 2, "both replicas answer proxied requests: {answered:?}");
+    assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>release 3</p>\n");
 }
