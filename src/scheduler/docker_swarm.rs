@@ -168,6 +168,7 @@ fn service_def(
         mounts,
         pinned_to,
         publish: if is_web { release.run.web_port } else { None },
+        publish_at: None,
         update_order: if exclusive { UpdateOrder::StopFirst } else { UpdateOrder::StartFirst },
         health: if is_web { health_check(release, timing) } else { None },
         restart: RestartPolicy {
@@ -300,9 +301,12 @@ pub fn start_release(
         web.name = next_web_service(app, web.update_order, serving_web.as_deref());
     }
     let timeout = stop_timeout(&release.run, timing);
-    for def in &defs {
+    for def in &mut defs {
         if def.update_order == UpdateOrder::StopFirst {
             retire_local(scheduler, app, def, timeout)?;
+        }
+        if def.publish.is_some() && def.update_order == UpdateOrder::StopFirst {
+            hold_for_successor(&swarm, routing, def)?;
         }
         step(format!("Updating service {} ({} replicas, {:?})", def.name, def.replicas, def.update_order));
         swarm.deploy(def)?;
@@ -368,6 +372,22 @@ fn next_web_service(app: &AppName, order: UpdateOrder, serving: Option<&str>) ->
         (UpdateOrder::StartFirst, Some(serving)) if serving == first => second_web_service(app),
         _ => first,
     }
+}
+
+/// Before the stop-first update of an exclusive web service pinned to its node: its successor
+/// is published at the serving task's port there, and the proxy holds requests for that
+/// address until the successor answers (as on docker-local). Nothing to hold otherwise: the
+/// engine picks the successor's port, and requests in that gap fail.
+fn hold_for_successor(swarm: &Swarm, routing: &mut Routing, def: &mut ServiceDef) -> Result<()> {
+    let Some(node) = &def.pinned_to else { return Ok(()) };
+    let node_ip = swarm.node(node)?.address.and_then(|a| a.parse::<IpAddr>().ok());
+    let tasks = web_tasks(swarm, &def.name)?;
+    let [(serving, _)] = tasks.as_slice() else { return Ok(()) };
+    if node_ip == Some(serving.ip()) {
+        def.publish_at = Some(serving.port());
+        routing.hold(*serving)?;
+    }
+    Ok(())
 }
 
 /// The release's web service started beside the serving one did not converge: it goes (the

@@ -91,6 +91,7 @@ fn service(name: &str, image: &ImageDigest, script: &str) -> ServiceDef {
         mounts: Vec::new(),
         pinned_to: None,
         publish: None,
+        publish_at: None,
         update_order: UpdateOrder::StartFirst,
         health: None,
         restart: RestartPolicy {
@@ -824,4 +825,32 @@ fn s3_a_redeploy_of_two_replicas_fails_no_proxied_request_and_both_replicas_serv
         (0..30).map(|_| get_host(&caddy.url, &host, "/cgi-bin/task").text().trim().to_string()).collect();
     assert_eq!(answered.len(), 2, "both replicas answer proxied requests: {answered:?}");
     assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>release 3</p>\n");
+}
+
+#[test]
+fn s3_an_exclusive_web_app_is_held_not_failed_through_its_stop_first_redeploy() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let caddy = RunningCaddy::start();
+    let app = swarm_app(&caddy.t, "s3-excl");
+    let host = format!("{}.test", app.name);
+    app.berth("domains:add", &[&host]).success();
+    let repo = Repo::from_template("web");
+    let toml = repo
+        .read("app.toml")
+        .replace("target = \"/app/storage\"\n", "target = \"/app/storage\"\nexclusive = true\n");
+    repo.write("app.toml", &toml).commit("exclusive uploads");
+    repo.push(&app).success();
+    let before = upstream_url(&app);
+    let load = Load::start(&caddy.url, &host);
+    repo.write("www/index.html", "<p>two</p>\n").commit("two");
+    let out = repo.push(&app).success().to_string();
+    let (sent, failures) = load.finish();
+    assert!(out.contains("The proxy holds requests for"), "{out}");
+    assert!(sent > 10, "only {sent} requests were sent");
+    assert!(failures.is_empty(), "{} of {sent} requests failed: {failures:?}", failures.len());
+    assert_eq!(upstream_url(&app), before, "the successor took its predecessor's port");
+    assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>two</p>\n");
 }
