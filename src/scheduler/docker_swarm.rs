@@ -719,6 +719,19 @@ mod tests {
     }
 
     #[test]
+    fn the_web_service_alternates_between_two_names_unless_exclusive() {
+        let app = AppName::new("demo").unwrap();
+        let next = |order, serving| next_web_service(&app, order, serving);
+        assert_eq!(next(UpdateOrder::StartFirst, None), "demo_web");
+        assert_eq!(next(UpdateOrder::StartFirst, Some("demo_web")), "demo_web_b");
+        assert_eq!(next(UpdateOrder::StartFirst, Some("demo_web_b")), "demo_web");
+        assert_eq!(next(UpdateOrder::StopFirst, Some("demo_web_b")), "demo_web_b", "updated in place");
+        assert_eq!(next(UpdateOrder::StopFirst, None), "demo_web");
+        assert!(is_service_of(&app, "web", "demo_web_b") && is_service_of(&app, "web", "demo_web"));
+        assert!(!is_service_of(&app, "worker", "demo_web_b"));
+    }
+
+    #[test]
     fn data_locations_name_the_node() {
         let mut state = AppState::default();
         state.mounts.push(crate::storage::Attachment {
