@@ -506,6 +506,22 @@ fn upstream_url(app: &App) -> String {
     format!("http://{}", current["web_upstream"].as_str().expect("the release records its upstream"))
 }
 
+/// A swarm app the test's Caddy serves at `<app>.test`, its host name.
+fn proxied_swarm_app<'t>(caddy: &'t RunningCaddy, tag: &str) -> (App<'t>, String) {
+    let app = swarm_app(&caddy.t, tag);
+    let host = format!("{}.test", app.name);
+    app.berth("domains:add", &[&host]).success();
+    (app, host)
+}
+
+/// Stops the load and fails unless it sent more than `at_least` requests and none failed.
+fn no_failed_request(load: Load, at_least: u64) -> u64 {
+    let (sent, failures) = load.finish();
+    assert!(sent > at_least, "only {sent} requests were sent");
+    assert!(failures.is_empty(), "{} of {sent} requests failed: {failures:?}", failures.len());
+    sent
+}
+
 /// One value of `scheduler:report <app> --<flag>`.
 fn scheduler_row(app: &App, flag: &str) -> String {
     app.berth("scheduler:report", &[&format!("--{flag}")]).success().stdout.trim().to_string()
@@ -779,9 +795,7 @@ fn the_proxy_serves_a_web_app_running_on_a_worker_node() {
     }
     let _swarm = bed();
     let caddy = RunningCaddy::start();
-    let app = swarm_app(&caddy.t, "sw-proxy");
-    let host = format!("{}.test", app.name);
-    app.berth("domains:add", &[&host]).success();
+    let (app, host) = proxied_swarm_app(&caddy, "sw-proxy");
     app.berth("scheduler:set", &["node", "berth-sw2"]).success();
     let repo = Repo::from_template("web");
     repo.push(&app).success();
@@ -799,9 +813,7 @@ fn s3_a_redeploy_of_two_replicas_fails_no_proxied_request_and_both_replicas_serv
     }
     let _swarm = bed();
     let caddy = RunningCaddy::start();
-    let app = swarm_app(&caddy.t, "s3-swap");
-    let host = format!("{}.test", app.name);
-    app.berth("domains:add", &[&host]).success();
+    let (app, host) = proxied_swarm_app(&caddy, "s3-swap");
     let repo = Repo::from_template("web");
     let toml = format!("{}\n[scale]\nweb = 2\n", repo.read("app.toml"));
     repo.write("app.toml", &toml)
@@ -815,9 +827,7 @@ fn s3_a_redeploy_of_two_replicas_fails_no_proxied_request_and_both_replicas_serv
         let out = repo.push(&app).success().to_string();
         assert!(out.contains("Removing service"), "the old web service goes once the new one serves: {out}");
     }
-    let (sent, failures) = load.finish();
-    assert!(sent > 20, "only {sent} requests were sent");
-    assert!(failures.is_empty(), "{} of {sent} requests failed: {failures:?}", failures.len());
+    let sent = no_failed_request(load, 20);
     assert_eq!(service_of(&app, "web"), first, "two swaps: back to the first name");
     eprintln!("{sent} proxied requests during two redeploys, none failed");
     assert_eq!(task_nodes(&service_of(&app, "web")).len(), 2);
@@ -834,9 +844,7 @@ fn s3_an_exclusive_web_app_is_held_not_failed_through_its_stop_first_redeploy() 
     }
     let _swarm = bed();
     let caddy = RunningCaddy::start();
-    let app = swarm_app(&caddy.t, "s3-excl");
-    let host = format!("{}.test", app.name);
-    app.berth("domains:add", &[&host]).success();
+    let (app, host) = proxied_swarm_app(&caddy, "s3-excl");
     let repo = Repo::from_template("web");
     let toml = repo
         .read("app.toml")
@@ -847,10 +855,8 @@ fn s3_an_exclusive_web_app_is_held_not_failed_through_its_stop_first_redeploy() 
     let load = Load::start(&caddy.url, &host);
     repo.write("www/index.html", "<p>two</p>\n").commit("two");
     let out = repo.push(&app).success().to_string();
-    let (sent, failures) = load.finish();
+    no_failed_request(load, 10);
     assert!(out.contains("The proxy holds requests for"), "{out}");
-    assert!(sent > 10, "only {sent} requests were sent");
-    assert!(failures.is_empty(), "{} of {sent} requests failed: {failures:?}", failures.len());
     assert_eq!(upstream_url(&app), before, "the successor took its predecessor's port");
     assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>two</p>\n");
 }
