@@ -26,3 +26,4 @@ pub mod ssh;
 pub mod state;
 pub mod storage;
 pub mod swarm;
+pub mod user;

@@ -1,10 +1,9 @@
 //! `apps:*`: create, list, destroy and report apps.
 
 use super::{Format, Result, confirm_destructive, existing_app, print_json};
-use crate::deploy::{self, Timing};
-use crate::engine::Engine;
+use crate::deploy;
 use crate::names::AppName;
-use crate::output::{Report, detail, heading, step, warn};
+use crate::output::{Report, heading, step};
 use crate::proxy::records::Records;
 use crate::state::Root;
 use crate::{git, hostfs};
@@ -59,48 +58,8 @@ pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> 
     let lock = root.lock_app(app)?;
     // Read again under the lock: another destroy may have won the race.
     let state = existing_app(root, app)?;
-    // Ask the engine before anything is removed, so a purge or a deployed app's teardown never
-    // stops half done.
-    let engine =
-        if purge_storage || state.current_release.is_some() { Some(Engine::connect()?) } else { None };
-    step(format!("Destroying {app}"));
     let served = !Records::read(root)?.hosts(app).is_empty();
-    if let Some(engine) = &engine {
-        let releases = root.read_releases(app)?;
-        let run =
-            state.current_release.and_then(|n| releases.get(n)).map(|r| r.run.clone()).unwrap_or_default();
-        let timeout = deploy::stop_timeout(&run, Timing::from_env());
-        for container in engine.app_containers(app.as_str())? {
-            deploy::stop_and_remove(engine, &container, timeout)?;
-            detail(format!("Removed container {container}"));
-        }
-        for release in root.read_releases(app)?.releases {
-            engine.remove_image(&release.image)?;
-        }
-    }
-    let storage_dir = root.app_storage_dir(app);
-    match engine.as_ref().filter(|_| purge_storage) {
-        Some(engine) => {
-            for volume in engine.app_volumes(app.as_str())? {
-                engine.remove_volume(&volume)?;
-                detail(format!("Removed volume {volume}"));
-            }
-            if hostfs::remove_tree(&storage_dir)? {
-                detail(format!("Removed {}", storage_dir.display()));
-            }
-        }
-        None => {
-            if storage_dir.exists() {
-                warn(format!("Preserving storage directory {}", storage_dir.display()));
-            }
-            warn(format!(
-                "App volumes ({app}_*) are kept too; `berth apps:destroy {app} --purge-storage` removes them"
-            ));
-        }
-    }
-    let repo = root.repo_dir(app);
-    hostfs::remove_tree(&repo)?;
-    root.remove_app_state(app, &lock)?;
+    deploy::destroy_app(root, app, &state, purge_storage, &lock)?;
     super::proxy::republish(root, served)
 }
 

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::refusal::Refusal;
 use super::{CliError, Result, existing_app};
 use crate::config::{self, Scope};
 use crate::engine::Engine;
@@ -53,25 +54,19 @@ fn lock_both(root: &Root, a: &AppName, b: &AppName) -> Result<(Lock, Lock)> {
 }
 
 /// Docker has no way to rename a volume or change its labels; berth does not copy data on its own.
-fn refuse_app_volumes(engine: &Engine, app: &AppName, command: &str) -> Result<()> {
+fn refuse_app_volumes(engine: &Engine, app: &AppName, command: &'static str) -> Result<()> {
     let volumes = engine.app_volumes(app.as_str())?;
     if volumes.is_empty() {
         return Ok(());
     }
-    Err(CliError::Usage(format!(
-        "app {app} has Docker volumes ({}); Docker cannot rename a volume or change its labels, and {command} does not copy data on its own: copy them into new volumes yourself, or destroy them first if they hold nothing you need",
-        volumes.join(", ")
-    )))
+    Err(Refusal::HasVolumes { app: app.clone(), volumes: volumes.join(", "), command }.into())
 }
 
 /// An app directory left from an earlier app of that name (destroyed without --purge-storage).
 fn refuse_leftover_dir(root: &Root, new: &AppName) -> Result<()> {
     let dir = root.app_storage_dir(new);
     if dir.exists() {
-        return Err(CliError::Usage(format!(
-            "{} exists (data kept from an earlier app {new}); move it away or remove it first, berth does not mix two apps' data",
-            dir.display()
-        )));
+        return Err(Refusal::LeftoverDir { dir, app: new.clone() }.into());
     }
     Ok(())
 }
@@ -108,9 +103,7 @@ pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
         existing_app(root, &old)?;
         refuse_existing(root, &new)?;
         if !engine.app_containers(old.as_str())?.is_empty() {
-            return Err(CliError::Usage(format!(
-                "{old} was started again while renaming; stop it and try again"
-            )));
+            return Err(Refusal::StartedWhileRenaming(old).into());
         }
         let mut records = Records::read(root)?;
         let domains = records.own.remove(&old).unwrap_or_default();
@@ -154,10 +147,7 @@ pub fn clone(root: &Root, args: CloneArgs) -> Result<()> {
         refuse_app_volumes(&engine, &old, "apps:clone")?;
     }
     if has_data && !args.copy_storage && !args.empty_storage {
-        return Err(CliError::Usage(format!(
-            "app {old} has data in {}; apps:clone copies it with --copy-storage, or gives {new} empty storage with --empty-storage",
-            data.display()
-        )));
+        return Err(Refusal::HasData { old, data, new }.into());
     }
     step(format!("Cloning {old} to {new}"));
     super::apps::create_quietly(root, &new)?;

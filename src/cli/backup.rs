@@ -120,7 +120,7 @@ fn select(
         if !only.is_empty() && !only.contains(&attachment.container_path) {
             continue;
         }
-        let Some(source) = attachment.resolve(app, &root.app_storage_dir(app), &entries) else {
+        let Ok(source) = attachment.resolve(app, &root.app_storage_dir(app), &entries) else {
             warn(format!("Skipping {}: its storage entry is gone", attachment.source));
             continue;
         };

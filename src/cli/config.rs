@@ -157,9 +157,7 @@ fn stdin_pair(words: &[String]) -> Result<(String, String)> {
     };
     config::key::check(key).map_err(config::ConfigError::from)?;
     let mut bytes = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut bytes)
-        .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
+    std::io::stdin().read_to_end(&mut bytes).map_err(|e| CliError::io("cannot read stdin", e))?;
     let mut value = String::from_utf8(bytes)
         .map_err(|_| CliError::Usage(format!("the value of {key} on stdin is not UTF-8")))?;
     if value.ends_with('\n') {

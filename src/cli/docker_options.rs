@@ -5,7 +5,7 @@ use crate::docker_options::{OptionsKey, parse_options};
 use crate::names::AppName;
 use crate::output::{Report, step};
 use crate::state::Root;
-use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
+use crate::storage::Phase;
 
 #[derive(Debug, clap::Args)]
 pub struct ChangeArgs {
@@ -106,7 +106,7 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
     }
     root.update_app(&app, |state| {
         for key in &keys {
-            let stored = state.docker_options.entry(key.to_string()).or_default();
+            let stored = state.docker_options.entry(key.clone()).or_default();
             if verb == "add" {
                 stored.extend(options.iter().cloned());
             } else {
@@ -145,10 +145,7 @@ pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
     root.update_app(&app, |state| {
         // Clearing a phase without --process clears every process type's options for it.
         state.docker_options.retain(|key, _| {
-            !keys.iter().any(|k| {
-                k.to_string() == *key
-                    || (args.processes.is_empty() && key.ends_with(&format!(".{}", k.phase)))
-            })
+            !keys.iter().any(|k| k == key || (args.processes.is_empty() && key.phase == k.phase))
         });
         Ok::<_, CliError>(())
     })?;
@@ -166,7 +163,7 @@ pub fn list(root: &Root, args: ListArgs) -> Result<()> {
         return Err(CliError::Usage("--phase takes one phase: build, deploy or run".into()));
     };
     let mut text = String::new();
-    for option in state.docker_options.get(&key.to_string()).into_iter().flatten() {
+    for option in state.docker_options.get(key).into_iter().flatten() {
         text.push_str(option);
         text.push('\n');
     }
@@ -177,13 +174,13 @@ fn options_report(root: &Root, app: &AppName) -> Result<Report> {
     let state = existing_app(root, app)?;
     let mut report = Report::default();
     for phase in Phase::ALL {
-        let key = format!("{DEFAULT_PROCESS_TYPE}.{phase}");
-        let options = state.docker_options.get(&key).cloned().unwrap_or_default();
+        let options =
+            state.docker_options.get(&OptionsKey::every_process(phase)).cloned().unwrap_or_default();
         report.row(format!("docker-options-{phase}"), options.join(" "));
     }
     for (key, options) in &state.docker_options {
-        if let Some(process) = key.strip_suffix(".deploy").filter(|p| *p != DEFAULT_PROCESS_TYPE) {
-            report.row(format!("docker-options-deploy.{process}"), options.join(" "));
+        if key.phase == Phase::Deploy && !key.is_every_process() {
+            report.row(format!("docker-options-deploy.{}", key.process_type), options.join(" "));
         }
     }
     Ok(report)

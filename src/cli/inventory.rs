@@ -35,7 +35,7 @@ pub fn app_rows(
     let engine = Engine::connect()?;
     let state = root.read_app(app)?;
     for (index, m) in state.mounts.iter().enumerate() {
-        let Some(source) = m.resolve(app, &root.app_storage_dir(app), entries) else { continue };
+        let Ok(source) = m.resolve(app, &root.app_storage_dir(app), entries) else { continue };
         report.row(format!("storage-attachment.{}.size", index + 1), size_of(&engine, &source)?);
     }
     Ok(())
@@ -67,10 +67,10 @@ pub fn report_detached(root: &Root, format: Format) -> Result<()> {
     for app in &apps {
         let state = root.read_app(app)?;
         let dir = root.app_storage_dir(app);
-        mounted.extend(state.mounts.iter().filter_map(|m| m.resolve(app, &dir, &entries)));
+        mounted.extend(state.mounts.iter().filter_map(|m| m.resolve(app, &dir, &entries).ok()));
         for release in root.read_releases(app)?.releases {
             for m in &release.mounts {
-                if let Some(source) = m.resolve(app, &dir, &entries) {
+                if let Ok(source) = m.resolve(app, &dir, &entries) {
                     used_by.push((source, app.clone(), release.number));
                 }
             }

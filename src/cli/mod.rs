@@ -12,6 +12,7 @@ mod help;
 mod inventory;
 mod proxy;
 mod ps;
+mod refusal;
 mod report;
 mod ssh;
 mod storage;
@@ -31,6 +32,7 @@ use crate::hostfs::HostFsError;
 use crate::names::{AppName, NameError};
 use crate::state::{AppState, Root, StateError};
 use crate::storage::{StorageError, metadata};
+pub use refusal::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -66,8 +68,17 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Scale(#[from] crate::scale::ScaleError),
+    #[error(transparent)]
+    User(#[from] crate::user::UserError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The command line is malformed: flags that do not go together, a missing argument.
     #[error("{0}")]
     Usage(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
     #[error("Confirmation did not match {0}. Aborted.")]
     ConfirmationMismatch(String),
     #[error(
@@ -76,10 +87,45 @@ pub enum CliError {
     NoConfirmation { action: String, command: &'static str, name: String },
 }
 
+/// Exit status of a command berth refused: bad input, nothing changed.
+const EXIT_REFUSED: i32 = 1;
+/// Exit status of a command that failed on the server (engine, filesystem, proxy).
+const EXIT_FAILED: i32 = 1;
+
 impl CliError {
-    /// 1 for every user-facing failure (Dokku uses 20 for an unknown app; berth keeps one code).
+    /// Dokku exits 1 for refusals and failures alike (20 only for an unknown app, which berth
+    /// does not copy), so both codes are 1; the match, without a catch-all, makes each new
+    /// variant choose.
     pub fn exit_code(&self) -> i32 {
-        1
+        match self {
+            CliError::Usage(_)
+            | CliError::ConfirmationMismatch(_)
+            | CliError::NoConfirmation { .. }
+            | CliError::Name(_)
+            | CliError::Storage(_)
+            | CliError::Options(_)
+            | CliError::Domain(_)
+            | CliError::Config(_)
+            | CliError::Scale(_)
+            | CliError::User(_)
+            | CliError::Refused(_)
+            | CliError::Commit(_) => EXIT_REFUSED,
+            CliError::State(_)
+            | CliError::Engine(_)
+            | CliError::HostFs(_)
+            | CliError::Git(_)
+            | CliError::Deploy(_)
+            | CliError::Hook(_)
+            | CliError::Ssh(_)
+            | CliError::Proxy(_)
+            | CliError::Backup(_)
+            | CliError::Io { .. }
+            | CliError::Json(_) => EXIT_FAILED,
+        }
+    }
+
+    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        CliError::Io { what: what.into(), source }
     }
 }
 
@@ -407,9 +453,7 @@ enum Command {
 
 /// `internal:chown <uid>:<gid> <dir>...`, run as root inside berth's helper image.
 fn internal_chown(owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
-    let bad = || CliError::Usage(format!("internal:chown wants <uid>:<gid>, not {owner:?}"));
-    let (uid, gid) = owner.split_once(':').ok_or_else(bad)?;
-    let (uid, gid) = (uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?);
+    let (uid, gid) = owner.parse::<crate::user::AppUser>()?.chown_ids();
     for dir in dirs {
         crate::hostfs::chown_tree(dir, uid, gid)?;
     }
@@ -524,7 +568,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut page)
-                .map_err(|e| CliError::Usage(format!("cannot render the man page: {e}")))?;
+                .map_err(|e| CliError::io("cannot render the man page", e))?;
             write_stdout(&page)
         }
     }
@@ -547,8 +591,7 @@ fn apply_or_hint(root: &Root, app: &AppName, restart: bool) -> Result<()> {
 
 /// Where the hook binaries are: beside the `berth` binary (they are built and installed together).
 fn hook_dir() -> Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::Usage(format!("cannot locate the berth binary: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| CliError::io("cannot locate the berth binary", e))?;
     exe.parent()
         .map(std::path::Path::to_path_buf)
         .ok_or_else(|| CliError::Usage("cannot locate the directory of the berth binary".into()))
@@ -596,7 +639,7 @@ fn confirm_destructive(
     let read = stdin
         .lock()
         .read_line(&mut answer)
-        .map_err(|e| CliError::Usage(format!("unable to read the confirmation: {e}")))?;
+        .map_err(|e| CliError::io("unable to read the confirmation", e))?;
     if read == 0 {
         return Err(CliError::NoConfirmation {
             action: format!("destroy {what} {name}"),
@@ -618,14 +661,14 @@ fn confirm_destructive(
 fn write_stdout(bytes: &[u8]) -> Result<()> {
     match std::io::stdout().lock().write_all(bytes) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::Usage(format!("cannot write to stdout: {e}")))
+            Err(CliError::io("cannot write to stdout", e))
         }
         _ => Ok(()),
     }
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string(value).map_err(|e| CliError::Usage(e.to_string()))?;
+    let text = serde_json::to_string(value)?;
     println!("{text}");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `ps:*`, `run`, `logs`, `releases`, `rollback` and `hooks:install`: the app's processes and
 //! its release history.
 
-use super::{CliError, Format, Result, existing_app, print_json};
+use super::refusal::Refusal;
+use super::{Format, Result, existing_app, print_json};
 use crate::deploy::{self, Commit, CommitError, Mode, Repo, Timing};
 use crate::engine::Engine;
 use crate::names::AppName;
@@ -135,13 +136,11 @@ pub fn logs(
         .filter(|name| process.is_none_or(|p| name.split('.').nth(1) == Some(p)))
         .collect();
     if containers.is_empty() {
-        return Err(CliError::Usage(format!("{app} has no containers; deploy it with git push")));
+        return Err(Refusal::NoContainers(app.clone()).into());
     }
     if follow && containers.len() > 1 {
-        return Err(CliError::Usage(format!(
-            "--follow needs one process; pass --process (one of: {})",
-            containers.iter().filter_map(|n| n.split('.').nth(1)).collect::<Vec<_>>().join(", ")
-        )));
+        let processes: Vec<&str> = containers.iter().filter_map(|n| n.split('.').nth(1)).collect();
+        return Err(Refusal::FollowNeedsOneProcess(processes.join(", ")).into());
     }
     for name in containers {
         engine.logs(&name, follow, tail, &mut |is_err, text| {

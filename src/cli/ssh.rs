@@ -9,7 +9,7 @@ use crate::ssh::{self, SshCommand, SshError};
 use crate::state::Root;
 
 fn berth_bin() -> Result<std::path::PathBuf> {
-    std::env::current_exe().map_err(|e| CliError::Usage(format!("cannot locate the berth binary: {e}")))
+    std::env::current_exe().map_err(|e| CliError::io("cannot locate the berth binary", e))
 }
 
 pub fn add(root: &Root, name: &str, file: &str, admin: bool) -> Result<()> {
@@ -18,10 +18,10 @@ pub fn add(root: &Root, name: &str, file: &str, admin: bool) -> Result<()> {
         std::io::stdin()
             .take(64 * 1024)
             .read_to_string(&mut text)
-            .map_err(|e| CliError::Usage(format!("cannot read the key from stdin: {e}")))?;
+            .map_err(|e| CliError::io("cannot read the key from stdin", e))?;
         text
     } else {
-        std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {file}: {e}")))?
+        std::fs::read_to_string(file).map_err(|e| CliError::io(format!("cannot read {file}"), e))?
     };
     ssh::add_key(root, name, &text, admin, &berth_bin()?)?;
     let role = if admin { "push and admin commands" } else { "push" };
@@ -80,5 +80,5 @@ pub fn git_shell(root: &Root, key_name: &str) -> Result<()> {
         }
         SshCommand::Admin(words) => std::process::Command::new(berth_bin()?).args(words).exec(),
     };
-    Err(CliError::Usage(format!("cannot start the command: {error}")))
+    Err(CliError::io("cannot start the command", error))
 }

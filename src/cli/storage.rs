@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::refusal::Refusal;
 use super::{CliError, Format, Result, confirm_destructive, existing_app, print_json};
 use crate::deploy;
 use crate::docker_options::volume_flag;
@@ -12,8 +13,11 @@ use crate::engine::Engine;
 use crate::hostfs;
 use crate::names::{AppName, EntryName, is_docker_volume_name};
 use crate::output::{Report, detail, step, warn};
-use crate::state::{AppState, Root, StateError};
+use crate::state::{Root, StateError};
+use crate::storage::host_path;
+use crate::storage::lifecycle;
 use crate::storage::metadata;
+use crate::storage::mounts::{self, Unmounted};
 use crate::storage::{
     Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, EntryBacking, LegacyMount, Mode, Origin, Phase,
     ReclaimPolicy, SCHEDULER, Source, StorageError, check_process_type, check_relative_subpath,
@@ -224,18 +228,14 @@ fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
             deploy::check_binds(root, app, &mounts, &root.entries_by_name()?)?;
             create_host_dir(path, chown)?;
         }
-        Source::HostPath(path) => check_host_path(path)?,
+        Source::HostPath(path) => host_path::check_present(path)?,
         Source::Volume(name) => Engine::connect()?.require_volume(name)?,
         _ => {}
     }
     let entries = root.entries_by_name()?;
     root.update_app(app, |state| {
-        if state.mounts.iter().any(|m| m.same_mount(&attachment)) {
-            return Err(CliError::Usage("Mount path already exists.".into()));
-        }
-        check_collisions(app, state, &attachment)?;
-        state.mounts.push(attachment);
-        Ok(deploy::check_binds(root, app, &state.mounts, &entries)?)
+        mounts::add(state, app, attachment)?;
+        Ok::<_, CliError>(deploy::check_binds(root, app, &state.mounts, &entries)?)
     })
 }
 
@@ -262,25 +262,6 @@ pub(super) fn warn_undeclared(root: &Root, app: &AppName, processes: &[String]) 
     Ok(())
 }
 
-pub(super) fn check_host_path(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() || meta.is_file() => Ok(()),
-        Ok(_) => Err(StorageError::OddHostPath(path.display().to_string()).into()),
-        Err(_) => Err(StorageError::MissingHostPath(path.display().to_string()).into()),
-    }
-}
-
-pub(super) fn check_collisions(app: &AppName, state: &AppState, attachment: &Attachment) -> Result<()> {
-    let taken = state.mounts.iter().find(|m| !m.same_mount(attachment) && m.collides_with(attachment));
-    match taken {
-        Some(other) => Err(CliError::Usage(format!(
-            "Container path {} on app {app} is already mounted by {} for process type {}; unmount it first",
-            attachment.container_path, other.source, other.process_type
-        ))),
-        None => Ok(()),
-    }
-}
-
 fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     let name = EntryName::new(&args.mount)?;
     let _entries_lock = root.lock_entries()?;
@@ -296,10 +277,7 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     let subpath = match args.volume_subpath.as_deref() {
         None => None,
         Some(_) if matches!(entry.host_path, EntryBacking::Volume(_)) => {
-            return Err(CliError::Usage(format!(
-                "--volume-subpath needs a directory-backed entry; \"{name}\" is the Docker volume {} (the engine's API has no volume subpaths)",
-                entry.host_path
-            )));
+            return Err(Refusal::SubpathOfVolume { name, volume: entry.host_path.to_string() }.into());
         }
         Some(sub) => Some(check_relative_subpath(sub)?.display().to_string()),
     };
@@ -324,17 +302,7 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     };
     let entries = root.entries_by_name()?;
     let updated = root.update_app(app, |state| {
-        check_collisions(app, state, &attachment)?;
-        let updated = match state.mounts.iter_mut().find(|m| m.same_mount(&attachment)) {
-            Some(existing) => {
-                *existing = attachment;
-                true
-            }
-            None => {
-                state.mounts.push(attachment);
-                false
-            }
-        };
+        let updated = mounts::put(state, app, attachment)?;
         deploy::check_binds(root, app, &state.mounts, &entries)?;
         Ok::<_, CliError>(updated)
     })?;
@@ -359,27 +327,10 @@ pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
         let legacy = LegacyMount::parse(&args.mount)?;
         let entries = root.entries_by_name()?;
         let app_dir = root.app_storage_dir(&app);
-        let forgotten = root.update_app(&app, |state| {
-            if remove_mounts(state, |m| {
-                m.source == legacy.source && m.container_path == legacy.container_path
-            })? {
-                return Ok(None);
-            }
-            // A mount app.toml dropped: forget the record; the data stays where it is.
-            let host = match &legacy.source {
-                Source::HostPath(path) => path.display().to_string(),
-                other => other.to_string().split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default(),
-            };
-            let position = state.detached.iter().position(|d| {
-                d.container_path == legacy.container_path
-                    && d.resolve(&app, &app_dir, &entries).is_some_and(|r| r.to_string() == host)
-            });
-            match position {
-                Some(index) => Ok(Some(state.detached.remove(index))),
-                None => Err(CliError::Usage("Mount path does not exist.".into())),
-            }
+        let unmounted = root.update_app(&app, |state| {
+            Ok::<_, CliError>(mounts::unmount_legacy(state, &app, &app_dir, &entries, &legacy)?)
         })?;
-        if let Some(detached) = forgotten {
+        if let Unmounted::Forgot(detached) = unmounted {
             step(format!(
                 "Forgot the detached mount {} at {}; its data is kept",
                 detached.source, detached.container_path
@@ -390,49 +341,10 @@ pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
     }
     let name = EntryName::new(&args.mount)?;
     let container_path = args.container_dir.as_deref().map(normalize_container_path).transpose()?;
-    let source = Source::Entry(name.clone());
     root.update_app(&app, |state| {
-        let mut paths: Vec<&str> = state
-            .mounts
-            .iter()
-            .filter(|m| m.source == source)
-            .map(|m| m.container_path.as_str())
-            .collect();
-        paths.sort_unstable();
-        paths.dedup();
-        let target = match (&container_path, paths.as_slice()) {
-            (_, []) => {
-                return Err(CliError::Usage(format!("storage entry \"{name}\" is not mounted on app \"{app}\"")));
-            }
-            (Some(path), _) => path.clone(),
-            (None, [only]) => (*only).to_string(),
-            (None, many) => {
-                return Err(CliError::Usage(format!(
-                    "storage entry \"{name}\" is mounted at multiple paths on app \"{app}\" ({}); pass --container-dir to disambiguate",
-                    many.join(", ")
-                )));
-            }
-        };
-        if remove_mounts(state, |m| m.source == source && m.container_path == target)? {
-            Ok(())
-        } else {
-            Err(CliError::Usage(format!("storage entry \"{name}\" is not mounted at \"{target}\" on app \"{app}\"")))
-        }
+        Ok::<_, CliError>(mounts::unmount_entry(state, &app, &name, container_path.as_deref())?)
     })?;
     super::apply_or_hint(root, &app, args.restart)
-}
-
-/// Removes the admin mounts that match; refuses repo-made ones, which `app.toml` owns.
-fn remove_mounts(state: &mut AppState, matches: impl Fn(&Attachment) -> bool) -> Result<bool> {
-    if let Some(repo_made) = state.mounts.iter().find(|m| matches(m) && m.made_by == Origin::Repo) {
-        return Err(CliError::Usage(format!(
-            "the mount at {} comes from the app's app.toml; remove it there and push, or it comes back on the next deploy",
-            repo_made.container_path
-        )));
-    }
-    let before = state.mounts.len();
-    state.mounts.retain(|m| !matches(m));
-    Ok(state.mounts.len() != before)
 }
 
 pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
@@ -441,7 +353,9 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
     let mut rows: Vec<(&Attachment, String)> = state
         .mounts
         .iter()
-        .filter_map(|m| m.resolve_base(app, &root.app_storage_dir(app), &entries).map(|s| (m, s.to_string())))
+        .filter_map(|m| {
+            m.resolve_base(app, &root.app_storage_dir(app), &entries).ok().map(|s| (m, s.to_string()))
+        })
         .collect();
     rows.sort_by(|a, b| (&a.1, &a.0.container_path).cmp(&(&b.1, &b.0.container_path)));
     // Only a deployed app can have them, and only the engine knows them.
@@ -520,7 +434,7 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     let mut report = Report::default();
     let mut phase_mounts: BTreeMap<Phase, Vec<String>> = BTreeMap::new();
     for (index, m) in state.mounts.iter().enumerate() {
-        let Some(source) = m.resolve(app, &root.app_storage_dir(app), entries) else {
+        let Ok(source) = m.resolve(app, &root.app_storage_dir(app), entries) else {
             warn(format!("Skipping attachment on \"{app}\": missing entry \"{}\"", m.source));
             continue;
         };
@@ -532,7 +446,8 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
         let phases: Vec<&str> = m.phases.iter().map(|p| p.as_str()).collect();
         report.row(key("entry-name"), entry_name);
         report.row(key("source"), m.source.to_string());
-        let base = m.resolve_base(app, &root.app_storage_dir(app), entries).unwrap_or_else(|| source.clone());
+        let base =
+            m.resolve_base(app, &root.app_storage_dir(app), entries).unwrap_or_else(|_| source.clone());
         report.row(key("host-path"), base.to_string());
         report.row(key("container-path"), m.container_path.clone());
         report.row(key("phases"), phases.join(","));
@@ -548,8 +463,7 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     }
     // Mounts an admin added as docker-options apply too: show them under their phase.
     for (key, options) in &state.docker_options {
-        let Some(phase) = key.rsplit('.').next().and_then(|p| p.parse::<Phase>().ok()) else { continue };
-        phase_mounts.entry(phase).or_default().extend(options.iter().filter_map(|o| volume_flag(o)));
+        phase_mounts.entry(key.phase).or_default().extend(options.iter().filter_map(|o| volume_flag(o)));
     }
     for phase in Phase::ALL {
         report.row(
@@ -561,7 +475,9 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
         .detached
         .iter()
         .filter_map(|d| {
-            d.resolve(app, &root.app_storage_dir(app), entries).map(|r| format!("{r}:{}", d.container_path))
+            d.resolve(app, &root.app_storage_dir(app), entries)
+                .ok()
+                .map(|r| format!("{r}:{}", d.container_path))
         })
         .collect();
     report.row("storage-detached", detached.join(" "));
@@ -636,8 +552,7 @@ fn report_global(root: &Root, format: Format) -> Result<()> {
 /// The directory an entry's chown and mode apply to: only its default one, as in Dokku, since a
 /// custom path may be anything on the host.
 fn entry_default_dir(root: &Root, entry: &Entry) -> Option<PathBuf> {
-    let default = root.entry_default_dir(&entry.name);
-    (entry.host_path == EntryBacking::Dir(default.clone())).then_some(default)
+    lifecycle::default_dir(entry, &root.entry_default_dir(&entry.name))
 }
 
 fn apply_entry_dir(root: &Root, entry: &Entry) -> Result<()> {
@@ -657,38 +572,14 @@ fn apply_entry_dir(root: &Root, entry: &Entry) -> Result<()> {
     Ok(())
 }
 
-fn only_on_default_path(root: &Root, entry: &Entry, flag: &str) -> Result<()> {
-    if entry_default_dir(root, entry).is_some() {
-        return Ok(());
-    }
-    Err(CliError::Usage(format!(
-        "{flag} is only supported when the storage entry uses the default host path ({}); omit {flag} and manage {} manually",
-        root.entry_default_dir(&entry.name).display(),
-        entry.host_path
-    )))
-}
-
 pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
     let name = EntryName::new(&args.name)?;
-    if args.scheduler != SCHEDULER {
-        return Err(CliError::Usage(format!(
-            "storage entry \"{name}\" has unsupported scheduler \"{}\" (supported: {SCHEDULER})",
-            args.scheduler
-        )));
-    }
+    lifecycle::check_scheduler(&name, &args.scheduler)?;
     let host_path = match args.path.as_deref() {
         Some(path) => EntryBacking::parse(&name, path)?,
         None => EntryBacking::Dir(root.entry_default_dir(&name)),
     };
-    if let EntryBacking::Dir(path) = &host_path
-        && path.exists()
-        && !path.is_dir()
-    {
-        return Err(CliError::Usage(format!(
-            "storage entry path {} exists but is not a directory",
-            path.display()
-        )));
-    }
+    lifecycle::check_backing(&host_path)?;
     let mut entry = Entry {
         name: name.clone(),
         scheduler: SCHEDULER.to_string(),
@@ -699,7 +590,7 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
         annotations: metadata::parse_pairs(metadata::Kind::Annotation, &args.annotations)?,
         labels: metadata::parse_pairs(metadata::Kind::Label, &args.labels)?,
     };
-    check_default_path_settings(root, &entry)?;
+    lifecycle::check_default_path_settings(&entry, &root.entry_default_dir(&name))?;
     let lock = root.lock_entries()?;
     if root.entry_exists(&name) {
         let existing = root.read_entry(&name)?;
@@ -741,34 +632,17 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--chown`, `--mode` and `--reclaim-policy Delete` act on the default directory only.
-fn check_default_path_settings(root: &Root, entry: &Entry) -> Result<()> {
-    if entry.chown.is_some() {
-        only_on_default_path(root, entry, "--chown")?;
-    }
-    if entry.mode.is_some() {
-        only_on_default_path(root, entry, "--mode")?;
-    }
-    if entry.reclaim_policy == ReclaimPolicy::Delete {
-        only_on_default_path(root, entry, "--reclaim-policy Delete")?;
-    }
-    Ok(())
-}
-
 pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> Result<()> {
     let name = EntryName::new(name)?;
     let entry = root.read_entry(&name)?;
     let removable_dir = entry_default_dir(root, &entry);
-    if destroy_host_dir && removable_dir.is_none() {
-        only_on_default_path(root, &entry, "--destroy-host-dir")?;
+    if destroy_host_dir {
+        lifecycle::only_on_default_path(&entry, &root.entry_default_dir(&name), "--destroy-host-dir")?;
     }
     let remove_dir = (destroy_host_dir || entry.reclaim_policy == ReclaimPolicy::Delete)
         .then_some(removable_dir)
         .flatten();
-    let mounted_by = root.apps_mounting(&name)?;
-    if !mounted_by.is_empty() {
-        return Err(still_mounted(&name, &mounted_by));
-    }
+    lifecycle::check_unmounted(&name, &root.apps_mounting(&name)?)?;
     let warning = remove_dir.as_ref().map(|dir| {
         format!(
             "Storage entry {name} is backed by {}, which will be removed along with its contents.",
@@ -778,10 +652,7 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
     confirm_destructive("storage entry", "storage:destroy", name.as_str(), force, warning.as_deref())?;
     let lock = root.lock_entries()?;
     // Checked again under the lock: a mount may have been added while we asked.
-    let mounted_by = root.apps_mounting(&name)?;
-    if !mounted_by.is_empty() {
-        return Err(still_mounted(&name, &mounted_by));
-    }
+    lifecycle::check_unmounted(&name, &root.apps_mounting(&name)?)?;
     root.remove_entry(&name, &lock)?;
     if let Some(dir) = remove_dir
         && hostfs::remove_tree(&dir)?
@@ -792,19 +663,11 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
     Ok(())
 }
 
-fn still_mounted(name: &EntryName, apps: &[AppName]) -> CliError {
-    let names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
-    CliError::Usage(format!(
-        "storage entry \"{name}\" is still mounted by app(s): {}; unmount it first (berth storage:unmount <app> {name})",
-        names.join(", ")
-    ))
-}
-
 pub fn info(root: &Root, name: &str, format: Format) -> Result<()> {
     let entry = root.read_entry(&EntryName::new(name)?)?;
     match format {
         Format::Json => {
-            let text = serde_json::to_string_pretty(&entry).map_err(|e| CliError::Usage(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&entry)?;
             println!("{text}");
         }
         Format::Text => {
@@ -830,7 +693,7 @@ pub fn list_entries(root: &Root, format: Format) -> Result<()> {
     let entries = root.list_entries()?;
     match format {
         Format::Json => {
-            let text = serde_json::to_string_pretty(&entries).map_err(|e| CliError::Usage(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&entries)?;
             println!("{text}");
         }
         Format::Text if entries.is_empty() => step("No storage entries registered"),
@@ -874,7 +737,7 @@ pub fn set(root: &Root, args: SetArgs) -> Result<()> {
     let before = root.read_entry(&name)?;
     let mut entry = before.clone();
     for (property, value) in changes.drain(..) {
-        set_property(root, &mut entry, property, value)?;
+        lifecycle::set_property(&mut entry, &root.entry_default_dir(&name), property, value)?;
     }
     if !args.annotations.is_empty() {
         entry.annotations = metadata::parse_pairs(metadata::Kind::Annotation, &args.annotations)?;
@@ -889,39 +752,6 @@ pub fn set(root: &Root, args: SetArgs) -> Result<()> {
         root.write_entry(&entry, &lock)?;
     }
     step(format!("Storage entry {name} updated"));
-    Ok(())
-}
-
-/// Sets (or, without a value, unsets) one property, checked before anything is saved.
-fn set_property(root: &Root, entry: &mut Entry, property: &str, value: Option<&str>) -> Result<()> {
-    let name = entry.name.clone();
-    match property {
-        "chown" => entry.chown = value.map(str::parse).transpose()?,
-        "mode" => entry.mode = value.map(str::parse).transpose()?,
-        "reclaim-policy" => entry.reclaim_policy = value.map(str::parse).transpose()?.unwrap_or_default(),
-        "access-mode" | "storage-class-name" => {
-            return Err(CliError::Usage(format!(
-                "storage:set cannot change {property} in place; recreate the entry (berth has no {property}: entries are {SCHEDULER})"
-            )));
-        }
-        "namespace" | "size" => {
-            return Err(CliError::Usage(format!(
-                "storage entry \"{name}\" ({SCHEDULER}) does not accept {property}"
-            )));
-        }
-        other => {
-            return Err(CliError::Usage(format!(
-                "Invalid property specified, valid properties include: chown, mode, reclaim-policy (not \"{other}\")"
-            )));
-        }
-    }
-    let flag = format!("--{property}");
-    if (property == "chown" && entry.chown.is_some())
-        || (property == "mode" && entry.mode.is_some())
-        || (property == "reclaim-policy" && entry.reclaim_policy == ReclaimPolicy::Delete)
-    {
-        only_on_default_path(root, entry, &flag)?;
-    }
     Ok(())
 }
 
@@ -945,7 +775,9 @@ pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool) -> Result<()
             "Disallowed {source} for {app}; running containers keep what they mount, but ps:restart and rollback \
              refuse releases that still use it until a push without it"
         )),
-        (false, false) => return Err(CliError::Usage(format!("{source} is not allowed for {app}"))),
+        (false, false) => {
+            return Err(Refusal::NotAllowed { grant: source.to_string(), app: app.clone() }.into());
+        }
     }
     Ok(())
 }
@@ -962,17 +794,12 @@ fn parse_grant(source: &str) -> Result<Grant> {
         return if is_driver_name(driver) {
             Ok(Grant::Driver(driver.to_string()))
         } else {
-            Err(CliError::Usage(format!(
-                "volume driver \"{driver}\" is not a plain name: lowercase letters, digits, '.', '_' and '-', without \
-                 '/' or '..' (install a plugin under such a name with `docker plugin install --alias <name>`)"
-            )))
+            Err(Refusal::BadDriverName(driver.to_string()).into())
         };
     }
     if source.starts_with('/') {
         crate::storage::check_no_separators("host path", source)?;
-        let path = normalize_container_path(source).map_err(|_| {
-            CliError::Usage(format!("host path \"{source}\" must be absolute, not \"/\", and free of \"..\""))
-        })?;
+        let path = normalize_container_path(source).map_err(|_| Refusal::BadGrantPath(source.to_string()))?;
         Ok(Grant::HostPath(PathBuf::from(path)))
     } else if is_docker_volume_name(source) {
         Ok(Grant::Volume(source.to_string()))

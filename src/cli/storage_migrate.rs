@@ -76,9 +76,9 @@ fn migrate_app(root: &Root, app: &AppName) -> Result<()> {
 
 fn movable(app: &AppName, state: &crate::state::AppState, planned: &Move) -> Result<()> {
     match &planned.attachment.source {
-        Source::HostPath(path) => super::storage::check_host_path(path)?,
+        Source::HostPath(path) => crate::storage::host_path::check_present(path)?,
         Source::Volume(name) => crate::engine::Engine::connect()?.require_volume(name)?,
         _ => {}
     }
-    super::storage::check_collisions(app, state, &planned.attachment)
+    Ok(crate::storage::mounts::check_collisions(app, state, &planned.attachment)?)
 }

@@ -4,15 +4,16 @@
 use super::fault::fault_point;
 use super::plan::Plan;
 use super::route::Routing;
-use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options};
+use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options, process_specs};
 use super::storage::{check_mounts, ensure_storage};
 use super::swap::start_release;
-use super::{DeployError, Result, Timing, image_repo, parse_user};
+use super::{DeployError, Result, Timing, image_repo};
 use crate::engine::{APP_LABEL, ContainerSpec};
 use crate::output::{detail, step};
 use crate::scheduler::{BuildContext, Scheduler};
 use crate::state::{Lock, Outcome, Release, Releases, Root};
 use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
+use crate::user::AppUser;
 
 /// Applies a plan: storage, image, build command, containers, state. Called with the app's
 /// lock held. On failure nothing of the app's state changes and the old release serves on.
@@ -27,7 +28,7 @@ pub fn apply(
     let app = &plan.app;
     let entries = root.entries_by_name()?;
     check_mounts(root, app, plan.release, &plan.mounts, &entries)?;
-    let owner = plan.run.user.as_deref().and_then(parse_user);
+    let owner = plan.run.user.as_ref().map(AppUser::chown_ids);
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
     let build_labels = [(APP_LABEL.to_string(), app.to_string())].into();
@@ -60,7 +61,8 @@ pub fn apply(
     }
     // Held until the release is recorded: a table built from the records names it.
     let mut routing = Routing::open(root, app, &plan.run)?;
-    let serving = start_release(root, scheduler, &mut routing, app, &state, &release, timing)?;
+    let specs = process_specs(root, app, &state, &release, &entries)?;
+    let serving = start_release(root, scheduler, &mut routing, app, &release, specs, timing)?;
     fault_point("after-retire");
     // Three writes, each atomic, so a crash between any two leaves a history that never calls
     // a release deployed unless the state made it current: the release is recorded as
@@ -122,7 +124,7 @@ fn run_build_command(root: &Root, scheduler: &dyn Scheduler, plan: &Plan, comman
         image: plan.image.clone(),
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_string()]),
         env: base_env(root, app, plan.release, &plan.run)?,
-        user: plan.run.user.clone(),
+        user: plan.run.user.as_ref().map(ToString::to_string),
         labels: labels(app, "build"),
         mounts: engine_mounts(root, app, &plan.mounts, &entries, Phase::Build, "build")?,
         publish: None,

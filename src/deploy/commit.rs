@@ -2,10 +2,9 @@
 //! (`ps:rebuild`): read `app.toml` from the commit, check it against the server, plan, print the
 //! plan, and apply it — or, for a dry run, stop after the plan with nothing changed.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::plan::{HostPathFact, Plan, PlanInputs, plan};
+use super::plan::{Plan, PlanInputs, plan};
 use super::{DeployError, Timing, apply, record_failure};
 use crate::git::{GitError, PushedRepo};
 use crate::manifest::{self, Diagnostic, Manifest, Policy, Server};
@@ -13,7 +12,8 @@ use crate::names::AppName;
 use crate::output::{self, warn};
 use crate::scheduler::{BuildContext, Scheduler};
 use crate::state::{Lock, Release, Root, StateError};
-use crate::storage::binds::{self, Bind};
+use crate::storage::binds::Bind;
+use crate::storage::host_path;
 use crate::storage::{Attachment, Origin, Source};
 
 /// Largest Dockerfile berth accepts (only its presence is checked).
@@ -162,7 +162,11 @@ fn plan_commit(
         None => Manifest::default(),
         Some(bytes) => manifest::check(bytes, &policy, &admin_mounts).map_err(CommitError::Manifest)?,
     };
-    let host_paths = host_path_facts(&manifest, &grants.host_paths);
+    let repo_host_paths = manifest.mounts.iter().filter_map(|mount| match &mount.source {
+        Source::HostPath(path) => Some(path),
+        _ => None,
+    });
+    let host_paths = host_path::repo_facts(repo_host_paths, &grants.host_paths);
     let dockerfile_found =
         repo.open()?.read_file(commit, &manifest.build.dockerfile, MAX_DOCKERFILE_BYTES)?.is_some();
     let releases = root.read_releases(app)?;
@@ -178,47 +182,4 @@ fn plan_commit(
         dockerfile_found,
     };
     plan(inputs).map_err(CommitError::Manifest)
-}
-
-/// What the server's filesystem says about each host path the manifest mounts.
-fn host_path_facts(manifest: &Manifest, grants: &[PathBuf]) -> BTreeMap<PathBuf, HostPathFact> {
-    let mut facts = BTreeMap::new();
-    for mount in &manifest.mounts {
-        let Source::HostPath(path) = &mount.source else { continue };
-        let fact = if let Some(link) = symlink_below_grant(path, grants) {
-            HostPathFact::ThroughSymlink(link)
-        } else if !path.exists() {
-            HostPathFact::Missing
-        } else {
-            match binds::check_parents(path) {
-                Ok(()) => HostPathFact::Usable,
-                Err(unsafe_parent) => HostPathFact::UnsafeParent(unsafe_parent.to_string()),
-            }
-        };
-        facts.insert(path.clone(), fact);
-    }
-    facts
-}
-
-/// The symlink a host path goes through below the grant that allows it (the first one, from
-/// the grant down), when every grant that allows the path leads through one. A link planted
-/// below an allowed directory (by the app itself, through a mount of it) must not redirect a
-/// mount elsewhere on the server. The grant itself may be a link: the admin chose it.
-fn symlink_below_grant(path: &Path, grants: &[PathBuf]) -> Option<PathBuf> {
-    let mut found = None;
-    for grant in grants {
-        let Ok(below) = path.strip_prefix(grant) else { continue };
-        let mut at = grant.clone();
-        let link = below.components().find_map(|part| {
-            at.push(part);
-            std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()).then(|| at.clone())
-        });
-        match link {
-            None => return None,
-            Some(link) => {
-                found.get_or_insert(link);
-            }
-        }
-    }
-    found
 }

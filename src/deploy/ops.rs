@@ -2,15 +2,17 @@
 //! `ps:restart` (today's mounts and docker-options), `ps:stop`, and `rollback`.
 
 use super::route::Routing;
+use super::specs::process_specs;
 use super::stop::{stop_and_remove, stop_timeout};
 use super::storage::{VolumeSpecs, check_mounts, ensure_storage};
 use super::swap::{Serving, start_release};
-use super::{DeployError, Result, Timing, parse_user};
+use super::{DeployError, Result, Timing};
 use crate::names::AppName;
 use crate::output::step;
 use crate::scheduler::Scheduler;
 use crate::state::{AppState, Lock, Outcome, Release, Root};
 use crate::storage::{Attachment, Origin};
+use crate::user::AppUser;
 
 /// Re-creates the containers of the current release with the app's current mounts and
 /// docker-options (how admin mount changes take effect).
@@ -50,9 +52,10 @@ fn serve(
 ) -> Result<Serving> {
     let entries = root.entries_by_name()?;
     check_mounts(root, app, release.number, &state.mounts, &entries)?;
-    let owner = release.run.user.as_deref().and_then(parse_user);
+    let owner = release.run.user.as_ref().map(AppUser::chown_ids);
     ensure_storage(root, scheduler, app, &state.mounts, &entries, owner, &VolumeSpecs::new())?;
-    start_release(root, scheduler, routing, app, state, release, timing)
+    let specs = process_specs(root, app, state, release, &entries)?;
+    start_release(root, scheduler, routing, app, release, specs, timing)
 }
 
 /// Stops (SIGTERM, the release's stop timeout) and removes the app's containers, and records

@@ -13,6 +13,7 @@ use crate::output::note;
 use crate::scheduler::Scheduler;
 use crate::state::Root;
 use crate::storage::binds::{self, Bind};
+use crate::storage::host_path;
 use crate::storage::{Attachment, Chown, Entry, EntryBacking, Origin, Source, app_volume_name};
 
 /// A volume's driver and options, by the app volume's name in `app.toml`.
@@ -74,14 +75,7 @@ pub fn ensure_storage(
                     give_to(&mut via_helper, &dir, chown)?;
                 }
             }
-            Source::HostPath(path) => {
-                if attachment.made_by == Origin::Repo {
-                    hostfs::check_no_symlinks(path)?;
-                }
-                if !path.exists() {
-                    return Err(DeployError::MissingHostPath(path.clone()));
-                }
-            }
+            Source::HostPath(path) => host_path::check_at_start(path, attachment.made_by)?,
             Source::Volume(name) => scheduler.require_volume(name)?,
         }
     }

@@ -10,14 +10,14 @@ use std::net::SocketAddr;
 use super::fault::fault_point;
 use super::health::wait_healthy;
 pub use super::route::Routing;
-use super::specs::{ProcessSpec, mount_image_volumes, process_specs, warn_anonymous_volume};
+use super::specs::{ProcessSpec, mount_image_volumes, warn_anonymous_volume};
 use super::stop::{stop, stop_and_remove, stop_timeout};
 use super::{RELEASE_LABEL, RETIRING, ROLE_LABEL, Result, Timing};
 use crate::engine::ContainerFacts;
 use crate::names::AppName;
 use crate::output::{detail, step, warn};
 use crate::scheduler::Scheduler;
-use crate::state::{AppState, Release, Root};
+use crate::state::{Release, Root};
 
 /// Where a release's web process serves, once it does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,17 +107,16 @@ fn undo_swaps(scheduler: &dyn Scheduler, swaps: &[Swap], timeout: std::time::Dur
 /// Starts the release's containers beside the old ones, waits for them to be healthy, points
 /// the proxy at the new web instance, then retires the old ones. On failure the new
 /// containers go and the old ones serve again, with their route. Returns where web serves.
-pub fn start_release(
+/// `specs` are the release's containers ([`process_specs`](super::specs::process_specs)).
+pub(super) fn start_release(
     root: &Root,
     scheduler: &dyn Scheduler,
     routing: &mut Routing,
     app: &AppName,
-    state: &AppState,
     release: &Release,
+    mut specs: Vec<ProcessSpec>,
     timing: Timing,
 ) -> Result<Serving> {
-    let entries = root.entries_by_name()?;
-    let mut specs = process_specs(root, app, state, release, &entries)?;
     let mut anonymous = BTreeMap::new();
     for ProcessSpec { spec, .. } in &mut specs {
         anonymous.extend(mount_image_volumes(scheduler, app, spec)?);

@@ -8,7 +8,7 @@ use super::swap::start_release;
 use super::*;
 use crate::scheduler::Scheduler;
 use crate::scheduler::fake::Fake;
-use crate::state::{Outcome, Release, Root, RunConfig};
+use crate::state::{AppState, Outcome, Release, Root, RunConfig};
 
 struct Bed {
     _dir: tempfile::TempDir,
@@ -161,12 +161,24 @@ fn recover_puts_the_recorded_release_back_after_a_crash_mid_swap() {
     let release = new_release_record(&bed, 2);
     bed.fake.rename_container("demo.web.1", "demo.web.1.retiring").unwrap();
     let state = bed.root.read_app(&bed.app).unwrap();
-    let specs = super::specs::process_specs(&bed.root, &bed.app, &state, &release, &BTreeMap::new()).unwrap();
+    let specs = specs(&bed, &state, &release);
     bed.fake.create_container(&specs[0].spec).unwrap();
     bed.fake.start_container("demo.web.1").unwrap();
     recover(&bed.fake, &bed.app, Some(1), TIMING.stop_timeout).unwrap();
     assert_eq!(bed.fake.running(), ["demo.web.1"]);
     assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
+}
+
+/// The release's containers, as a start makes them (no storage entries).
+fn specs(bed: &Bed, state: &AppState, release: &Release) -> Vec<super::specs::ProcessSpec> {
+    super::specs::process_specs(&bed.root, &bed.app, state, release, &BTreeMap::new()).unwrap()
+}
+
+/// Starts `release` beside what runs, with the app's recorded state.
+fn start(bed: &Bed, routing: &mut route::Routing, release: &Release) -> Serving {
+    let state = bed.root.read_app(&bed.app).unwrap();
+    start_release(&bed.root, &bed.fake, routing, &bed.app, release, specs(bed, &state, release), TIMING)
+        .unwrap()
 }
 
 fn new_release_record(bed: &Bed, number: u32) -> Release {
@@ -257,9 +269,7 @@ fn the_proxy_switches_to_the_healthy_new_instance_and_the_old_one_drains_before_
     let second = Release { number: 2, image: "berth/demo:2".into(), ..first.clone() };
     bed.fake.state.borrow_mut().images.insert(second.image.clone());
     bed.fake.state.borrow_mut().ignoring_term.insert(first.image.clone());
-    let state = bed.root.read_app(&bed.app).unwrap();
-    let serving =
-        start_release(&bed.root, &bed.fake, &mut routing, &bed.app, &state, &second, TIMING).unwrap();
+    let serving = start(&bed, &mut routing, &second);
     let new = serving.upstream.unwrap();
     assert_ne!(new, old, "the new instance has an address of its own");
     let route = &routing.proxy().unwrap().table().apps[&bed.app];
@@ -285,9 +295,7 @@ fn an_exclusive_web_swap_holds_requests_for_the_new_address_before_the_old_one_s
     let mut routing = route::Routing::with(&bed.app, Box::new(proxy), Duration::from_secs(5));
     let second = Release { number: 2, image: "berth/demo:2".into(), ..first.clone() };
     bed.fake.state.borrow_mut().images.insert(second.image.clone());
-    let state = bed.root.read_app(&bed.app).unwrap();
-    let serving =
-        start_release(&bed.root, &bed.fake, &mut routing, &bed.app, &state, &second, TIMING).unwrap();
+    let serving = start(&bed, &mut routing, &second);
     let table = routing.proxy().unwrap().table();
     assert_eq!(table.apps[&bed.app].target, Target::Up(vec![serving.upstream.unwrap()]));
 }
