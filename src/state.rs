@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::docker_options::OptionsKey;
 use crate::manifest::Policy;
 use crate::names::{AppName, EntryName};
+use crate::output::Reporter;
 use crate::proxy::{Domain, ProxySettings};
 use crate::storage::binds::Bind;
 use crate::storage::{Attachment, Entry};
@@ -285,10 +286,8 @@ impl Root {
     }
 
     /// Takes the app's lock for a deploy-like change, telling the user when another holds it.
-    pub fn lock_app_announced(&self, app: &AppName) -> Result<Lock, StateError> {
-        self.lock_app_or_wait(app, || {
-            crate::output::step(format!("Waiting for another deploy of {app} to finish"))
-        })
+    pub fn lock_app_announced(&self, app: &AppName, out: &Reporter) -> Result<Lock, StateError> {
+        self.lock_app_or_wait(app, || out.step(format!("Waiting for another deploy of {app} to finish")))
     }
 
     /// The apps that mount an entry, sorted.

@@ -10,7 +10,7 @@ use super::{CliError, Result, existing_app};
 use crate::config::{self, Scope};
 use crate::engine::Engine;
 use crate::names::AppName;
-use crate::output::{detail, step, warn};
+use crate::output::Reporter;
 use crate::proxy::records::Records;
 use crate::state::{Lock, Root, StateError};
 use crate::storage::Origin;
@@ -86,7 +86,7 @@ fn rename_path(from: &Path, to: &Path) -> Result<bool> {
     Ok(true)
 }
 
-pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
+pub fn rename(root: &Root, args: RenameArgs, out: &Reporter) -> Result<()> {
     let (old, new) = names(&args.old, &args.new)?;
     existing_app(root, &old)?;
     refuse_existing(root, &new)?;
@@ -95,8 +95,8 @@ pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
     refuse_app_volumes(&engine, &old, "apps:rename")?;
     let was_running = !engine.app_containers(old.as_str())?.is_empty();
     if was_running {
-        step(format!("Stopping {old} to rename it"));
-        super::ps::stop(root, &old)?;
+        out.step(format!("Stopping {old} to rename it"));
+        super::ps::stop(root, &old, out)?;
     }
     {
         let _locks = lock_both(root, &old, &new)?;
@@ -109,11 +109,11 @@ pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
         let domains = records.own.remove(&old).unwrap_or_default();
         records.own.insert(new.clone(), domains);
         records.check_unique(Some(&new))?;
-        step(format!("Renaming {old} to {new}"));
+        out.step(format!("Renaming {old} to {new}"));
         // The repo and the data first, the state last: the state file is what makes an app exist.
         rename_path(&root.repo_dir(&old), &root.repo_dir(&new))?;
         if rename_path(&root.app_storage_dir(&old), &root.app_storage_dir(&new))? {
-            detail(format!(
+            out.detail(format!(
                 "Moved {} to {}",
                 root.app_storage_dir(&old).display(),
                 root.app_storage_dir(&new).display()
@@ -121,21 +121,21 @@ pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
         }
         rename_path(&root.app_dir(&old), &root.app_dir(&new))?;
     }
-    if let Err(e) = super::proxy::build_config(root, None) {
-        warn(format!("the proxy config was not reloaded ({e}); run berth proxy:build-config"));
+    if let Err(e) = super::proxy::build_config(root, None, out) {
+        out.warn(format!("the proxy config was not reloaded ({e}); run berth proxy:build-config"));
     }
     if was_running && !args.skip_deploy {
-        super::ps::start(root, &new)?;
+        super::ps::start(root, &new, out)?;
     }
-    step(format!("Renamed {old} to {new}"));
+    out.step(format!("Renamed {old} to {new}"));
     Ok(())
 }
 
-pub fn clone(root: &Root, args: CloneArgs) -> Result<()> {
+pub fn clone(root: &Root, args: CloneArgs, out: &Reporter) -> Result<()> {
     let (old, new) = names(&args.old, &args.new)?;
     let state = existing_app(root, &old)?;
     if root.app_exists(&new) && args.ignore_existing {
-        warn(format!("Name is already taken: {new}; leaving it as it is"));
+        out.warn(format!("Name is already taken: {new}; leaving it as it is"));
         return Ok(());
     }
     refuse_existing(root, &new)?;
@@ -149,13 +149,13 @@ pub fn clone(root: &Root, args: CloneArgs) -> Result<()> {
     if has_data && !args.copy_storage && !args.empty_storage {
         return Err(Refusal::HasData { old, data, new }.into());
     }
-    step(format!("Cloning {old} to {new}"));
+    out.step(format!("Cloning {old} to {new}"));
     super::apps::create_quietly(root, &new)?;
     git::copy_refs(&root.repo_dir(&old), &root.repo_dir(&new))?;
     if has_data && args.copy_storage {
         root.make_data_root()?;
         hostfs::copy_tree(&data, &root.app_storage_dir(&new))?;
-        detail(format!("Copied {} to {}", data.display(), root.app_storage_dir(&new).display()));
+        out.detail(format!("Copied {} to {}", data.display(), root.app_storage_dir(&new).display()));
     }
     root.update_app(&new, |clone| {
         // The repo's own mounts come back with the first push; domains stay the old app's;
@@ -171,6 +171,6 @@ pub fn clone(root: &Root, args: CloneArgs) -> Result<()> {
         *clone = vars;
         Ok(())
     })?;
-    step(format!("Cloned {old} to {new}; push to it to deploy (git push <remote for {new}> <branch>)"));
+    out.step(format!("Cloned {old} to {new}; push to it to deploy (git push <remote for {new}> <branch>)"));
     Ok(())
 }

@@ -3,7 +3,7 @@
 use super::{CliError, Format, Result, existing_app};
 use crate::docker_options::{OptionsKey, parse_options};
 use crate::names::AppName;
-use crate::output::{Report, step};
+use crate::output::{Report, Reporter};
 use crate::state::Root;
 use crate::storage::Phase;
 
@@ -79,15 +79,15 @@ fn keys(processes: &[String], phases: &[Phase]) -> Result<Vec<OptionsKey>> {
     Ok(keys)
 }
 
-pub fn add(root: &Root, args: ChangeArgs) -> Result<()> {
-    change(root, args, "add")
+pub fn add(root: &Root, args: ChangeArgs, out: &Reporter) -> Result<()> {
+    change(root, args, "add", out)
 }
 
-pub fn remove(root: &Root, args: ChangeArgs) -> Result<()> {
-    change(root, args, "remove from")
+pub fn remove(root: &Root, args: ChangeArgs, out: &Reporter) -> Result<()> {
+    change(root, args, "remove from", out)
 }
 
-fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
+fn change(root: &Root, args: ChangeArgs, verb: &'static str, out: &Reporter) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
     let (options, lifted) = crate::docker_options::lift_processes(parse_options(&args.option.join(" "))?)?;
@@ -100,9 +100,9 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
     if verb == "add" {
         // Refuse what berth cannot hand to the engine now, not at the next deploy.
         if let Some(warning) = crate::docker_options::RunOptions::parse(&options)?.unapplied_warning() {
-            crate::output::warn(warning);
+            out.warn(warning);
         }
-        super::storage::warn_undeclared(root, &app, &processes)?;
+        super::storage::warn_undeclared(root, &app, &processes, out)?;
     }
     root.update_app(&app, |state| {
         for key in &keys {
@@ -116,10 +116,10 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
         state.docker_options.retain(|_, options| !options.is_empty());
         Ok::<_, CliError>(())
     })?;
-    super::apply_or_hint(root, &app, false)
+    super::apply_or_hint(root, &app, false, out)
 }
 
-pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
+pub fn clear(root: &Root, args: ClearArgs, out: &Reporter) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
     let phases = match args.phases.as_deref() {
@@ -130,15 +130,15 @@ pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
     };
     let keys = keys(&args.processes, &phases)?;
     match (&args.phases, args.processes.as_slice()) {
-        (None, []) => step(format!("Clearing docker-options for {app} on all phases")),
+        (None, []) => out.step(format!("Clearing docker-options for {app} on all phases")),
         (_, []) => {
             for phase in &phases {
-                step(format!("Clearing docker-options for {app} on phase {phase}"));
+                out.step(format!("Clearing docker-options for {app} on phase {phase}"));
             }
         }
         (_, processes) => {
             for process in processes {
-                step(format!("Clearing docker-options for {app} on phase deploy for process {process}"));
+                out.step(format!("Clearing docker-options for {app} on phase deploy for process {process}"));
             }
         }
     }
@@ -149,7 +149,7 @@ pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
         });
         Ok::<_, CliError>(())
     })?;
-    super::apply_or_hint(root, &app, false)
+    super::apply_or_hint(root, &app, false, out)
 }
 
 /// Dokku's `docker-options:list`: the options of one process and phase pair, one per line.
@@ -186,7 +186,7 @@ fn options_report(root: &Root, app: &AppName) -> Result<Report> {
     Ok(report)
 }
 
-pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
+pub fn report(root: &Root, args: ReportArgs, out: &Reporter) -> Result<()> {
     let request = super::report::Request::parse(root, "docker-options:report", &args.args, args.format)?;
-    request.print("docker-options", "docker-options", |app| options_report(root, app))
+    request.print("docker-options", "docker-options", |app| options_report(root, app), out)
 }

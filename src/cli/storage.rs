@@ -12,7 +12,7 @@ use crate::docker_options::volume_flag;
 use crate::engine::Engine;
 use crate::hostfs;
 use crate::names::{AppName, EntryName, is_docker_volume_name};
-use crate::output::{Report, detail, step, warn};
+use crate::output::{Report, Reporter};
 use crate::state::{Root, StateError};
 use crate::storage::host_path;
 use crate::storage::lifecycle;
@@ -162,8 +162,8 @@ impl SetArgs {
     }
 }
 
-pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()> {
-    warn("Deprecated: please use 'storage:create' instead of 'storage:ensure-directory'");
+pub fn ensure_directory(root: &Root, directory: &str, chown: &str, out: &Reporter) -> Result<()> {
+    out.warn("Deprecated: please use 'storage:create' instead of 'storage:ensure-directory'");
     if directory.is_empty() {
         return Err(CliError::Usage("Please specify a directory to create".into()));
     }
@@ -175,18 +175,18 @@ pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()>
     }
     let chown: Chown = chown.parse()?;
     let path = root.storage_root().join(directory);
-    step(format!("Ensuring {} exists", path.display()));
+    out.step(format!("Ensuring {} exists", path.display()));
     root.make_data_root()?;
     hostfs::ensure_dir(&path)?;
     if let Some(uid) = chown.uid() {
-        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        out.detail(format!("Setting directory ownership to {uid}:{uid}"));
         hostfs::chown_tree(&path, uid, uid)?;
     }
-    detail("Directory ready for mounting");
+    out.detail("Directory ready for mounting");
     Ok(())
 }
 
-pub fn mount(root: &Root, args: MountArgs) -> Result<()> {
+pub fn mount(root: &Root, args: MountArgs, out: &Reporter) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
     if args.mount.starts_with('/') && !args.mount.contains(':') {
@@ -202,23 +202,23 @@ pub fn mount(root: &Root, args: MountArgs) -> Result<()> {
                 args.mount.splitn(3, ':').take(2).collect::<Vec<_>>().join(":")
             )));
         }
-        mount_legacy(root, &app, &args)?;
+        mount_legacy(root, &app, &args, out)?;
     } else if args.create {
         return Err(CliError::Usage(
             "--create applies to the colon form (berth storage:mount <app> /srv/x:/data --create); an entry's directory is made by storage:create".into(),
         ));
     } else {
-        mount_entry(root, &app, &args)?;
+        mount_entry(root, &app, &args, out)?;
     }
-    super::apply_or_hint(root, &app, args.restart)
+    super::apply_or_hint(root, &app, args.restart, out)
 }
 
-fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
+fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs, out: &Reporter) -> Result<()> {
     let legacy = LegacyMount::parse(&args.mount)?;
     let chown: Chown = args.chown.as_deref().unwrap_or("herokuish").parse()?;
     let attachment = legacy.attachment([Phase::Deploy, Phase::Run].into());
     if let Some(warning) = crate::storage::unenforced_option_warning(attachment.volume_options.as_deref()) {
-        warn(warning);
+        out.warn(warning);
     }
     match &attachment.source {
         Source::HostPath(path) if args.create && !path.exists() => {
@@ -226,7 +226,7 @@ fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
             let mut mounts = existing_app(root, app)?.mounts;
             mounts.push(attachment.clone());
             deploy::check_binds(root, app, &mounts, &root.entries_by_name()?)?;
-            create_host_dir(path, chown)?;
+            create_host_dir(path, chown, out)?;
         }
         Source::HostPath(path) => host_path::check_present(path)?,
         Source::Volume(name) => Engine::connect()?.require_volume(name)?,
@@ -241,28 +241,33 @@ fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
 
 /// `storage:mount --create`: the missing host directory, given to its owner (only it: parents
 /// made on the way stay root's, as `mkdir -p` leaves them).
-fn create_host_dir(path: &Path, chown: Chown) -> Result<()> {
+fn create_host_dir(path: &Path, chown: Chown, out: &Reporter) -> Result<()> {
     hostfs::ensure_dir(path)?;
-    detail(format!("Created {}", path.display()));
+    out.detail(format!("Created {}", path.display()));
     if let Some(uid) = chown.uid() {
-        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        out.detail(format!("Setting directory ownership to {uid}:{uid}"));
         hostfs::chown_tree(path, uid, uid)?;
     }
     Ok(())
 }
 
 /// Warns about process types the app's current release does not declare.
-pub(super) fn warn_undeclared(root: &Root, app: &AppName, processes: &[String]) -> Result<()> {
+pub(super) fn warn_undeclared(
+    root: &Root,
+    app: &AppName,
+    processes: &[String],
+    out: &Reporter,
+) -> Result<()> {
     let declared = root.declared_process_types(app)?;
     for process in processes {
         if let Some(warning) = crate::storage::undeclared_process_type(app, process, declared.as_deref()) {
-            warn(warning);
+            out.warn(warning);
         }
     }
     Ok(())
 }
 
-fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
+fn mount_entry(root: &Root, app: &AppName, args: &MountArgs, out: &Reporter) -> Result<()> {
     let name = EntryName::new(&args.mount)?;
     let _entries_lock = root.lock_entries()?;
     let entry = root.read_entry(&name)?;
@@ -273,7 +278,7 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     let phases = parse_phases(&args.phases)?;
     let process_type = args.process_type.clone().unwrap_or_else(|| DEFAULT_PROCESS_TYPE.to_string());
     check_process_type(&process_type)?;
-    warn_undeclared(root, app, std::slice::from_ref(&process_type))?;
+    warn_undeclared(root, app, std::slice::from_ref(&process_type), out)?;
     let subpath = match args.volume_subpath.as_deref() {
         None => None,
         Some(_) if matches!(entry.host_path, EntryBacking::Volume(_)) => {
@@ -287,7 +292,7 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     };
     let volume_chown = args.volume_chown.as_deref().map(str::parse::<Chown>).transpose()?;
     if let Some(warning) = crate::storage::unenforced_option_warning(volume_options.as_deref()) {
-        warn(warning);
+        out.warn(warning);
     }
     let attachment = Attachment {
         source: Source::Entry(name.clone()),
@@ -307,14 +312,14 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
         Ok::<_, CliError>(updated)
     })?;
     if updated {
-        step(format!("Storage entry {name} mount at {container_path} on {app} updated"));
+        out.step(format!("Storage entry {name} mount at {container_path} on {app} updated"));
     } else {
-        step(format!("Storage entry {name} mounted at {container_path} on {app}"));
+        out.step(format!("Storage entry {name} mounted at {container_path} on {app}"));
     }
     Ok(())
 }
 
-pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
+pub fn unmount(root: &Root, args: UnmountArgs, out: &Reporter) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
     if args.mount.starts_with('/') && !args.mount.contains(':') {
@@ -331,23 +336,23 @@ pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
             Ok::<_, CliError>(mounts::unmount_legacy(state, &app, &app_dir, &entries, &legacy)?)
         })?;
         if let Unmounted::Forgot(detached) = unmounted {
-            step(format!(
+            out.step(format!(
                 "Forgot the detached mount {} at {}; its data is kept",
                 detached.source, detached.container_path
             ));
             return Ok(());
         }
-        return super::apply_or_hint(root, &app, args.restart);
+        return super::apply_or_hint(root, &app, args.restart, out);
     }
     let name = EntryName::new(&args.mount)?;
     let container_path = args.container_dir.as_deref().map(normalize_container_path).transpose()?;
     root.update_app(&app, |state| {
         Ok::<_, CliError>(mounts::unmount_entry(state, &app, &name, container_path.as_deref())?)
     })?;
-    super::apply_or_hint(root, &app, args.restart)
+    super::apply_or_hint(root, &app, args.restart, out)
 }
 
-pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
+pub fn list(root: &Root, app: &AppName, format: Format, out: &Reporter) -> Result<()> {
     let state = existing_app(root, app)?;
     let entries = root.entries_by_name()?;
     let mut rows: Vec<(&Attachment, String)> = state
@@ -390,10 +395,10 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                     json!({"source": format!("anonymous:{volume}"), "host_path": volume, "container_path": path, "anonymous": true})
                 }))
                 .collect();
-            print_json(&items)
+            print_json(&items, out)
         }
         Format::Text => {
-            step(format!("{app} volume bind-mounts:"));
+            out.step(format!("{app} volume bind-mounts:"));
             for (m, host) in rows {
                 let mut line = format!("{host}:{}", m.container_path);
                 if let Some(options) = m.option_suffix() {
@@ -410,17 +415,17 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                 if m.made_by == Origin::Repo {
                     notes.push("from app.toml".to_string());
                 }
-                if notes.is_empty() || crate::output::is_quiet() {
-                    crate::output::item(line);
+                if notes.is_empty() || out.is_quiet() {
+                    out.item(line);
                 } else {
-                    detail(format!("{line}  ({})", notes.join("; ")));
+                    out.detail(format!("{line}  ({})", notes.join("; ")));
                 }
             }
             for (volume, path) in anonymous {
-                if crate::output::is_quiet() {
-                    crate::output::item(format!("{volume}:{path}"));
+                if out.is_quiet() {
+                    out.item(format!("{volume}:{path}"));
                 } else {
-                    detail(format!("{volume}:{path}  (anonymous: Dockerfile VOLUME, not in app.toml)"));
+                    out.detail(format!("{volume}:{path}  (anonymous: Dockerfile VOLUME, not in app.toml)"));
                 }
             }
             Ok(())
@@ -429,13 +434,18 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
 }
 
 /// Every info flag of one app's storage report, keyed without `--`.
-fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entry>) -> Result<Report> {
+fn storage_report(
+    root: &Root,
+    app: &AppName,
+    entries: &BTreeMap<EntryName, Entry>,
+    out: &Reporter,
+) -> Result<Report> {
     let state = existing_app(root, app)?;
     let mut report = Report::default();
     let mut phase_mounts: BTreeMap<Phase, Vec<String>> = BTreeMap::new();
     for (index, m) in state.mounts.iter().enumerate() {
         let Ok(source) = m.resolve(app, &root.app_storage_dir(app), entries) else {
-            warn(format!("Skipping attachment on \"{app}\": missing entry \"{}\"", m.source));
+            out.warn(format!("Skipping attachment on \"{app}\": missing entry \"{}\"", m.source));
             continue;
         };
         let key = |field: &str| format!("storage-attachment.{}.{field}", index + 1);
@@ -488,7 +498,7 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     Ok(report)
 }
 
-pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
+pub fn report(root: &Root, args: ReportArgs, out: &Reporter) -> Result<()> {
     let has = |flag: &str| args.args.iter().any(|w| w == flag);
     let (global, size, detached) =
         (args.global || has("--global"), args.size || has("--size"), args.detached || has("--detached"));
@@ -502,25 +512,30 @@ pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
         if !rest.is_empty() {
             return Err(CliError::Usage("--detached takes no app and no info flag".into()));
         }
-        return super::inventory::report_detached(root, format);
+        return super::inventory::report_detached(root, format, out);
     }
     if global {
         let (rest, format) = super::report::take_format(&words, args.format)?;
         if !rest.is_empty() {
             return Err(CliError::Usage("--global takes no app and no info flag".into()));
         }
-        return report_global(root, format);
+        return report_global(root, format, out);
     }
     let request = super::report::Request::parse(root, "storage:report", &words, args.format)?;
     let entries = root.entries_by_name()?;
-    request.print("storage", "storage", |app| {
-        let mut report = storage_report(root, app, &entries)?;
-        super::inventory::app_rows(root, app, &entries, size, &mut report)?;
-        Ok(report)
-    })
+    request.print(
+        "storage",
+        "storage",
+        |app| {
+            let mut report = storage_report(root, app, &entries, out)?;
+            super::inventory::app_rows(root, app, &entries, size, &mut report)?;
+            Ok(report)
+        },
+        out,
+    )
 }
 
-fn report_global(root: &Root, format: Format) -> Result<()> {
+fn report_global(root: &Root, format: Format, out: &Reporter) -> Result<()> {
     let entries = root.list_entries()?;
     let mut rows = Vec::new();
     for entry in entries {
@@ -531,18 +546,18 @@ fn report_global(root: &Root, format: Format) -> Result<()> {
         Format::Json => {
             let items: Vec<serde_json::Value> =
                 rows.iter().map(|(entry, apps)| json!({"entry": entry, "mounted_by": apps})).collect();
-            print_json(&items)
+            print_json(&items, out)
         }
         Format::Text if rows.is_empty() => {
-            step("No storage entries registered");
+            out.step("No storage entries registered");
             Ok(())
         }
         Format::Text => {
-            step("Storage report (global):");
+            out.step("Storage report (global):");
             for (entry, apps) in rows {
                 let names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
                 let mounted_by = if names.is_empty() { "—".to_string() } else { names.join(", ") };
-                detail(format!("{}\t{}\tmounted by: {mounted_by}", entry.name, entry.scheduler));
+                out.detail(format!("{}\t{}\tmounted by: {mounted_by}", entry.name, entry.scheduler));
             }
             Ok(())
         }
@@ -555,24 +570,24 @@ fn entry_default_dir(root: &Root, entry: &Entry) -> Option<PathBuf> {
     lifecycle::default_dir(entry, &root.entry_default_dir(&entry.name))
 }
 
-fn apply_entry_dir(root: &Root, entry: &Entry) -> Result<()> {
+fn apply_entry_dir(root: &Root, entry: &Entry, out: &Reporter) -> Result<()> {
     let Some(dir) = entry_default_dir(root, entry) else { return Ok(()) };
     root.make_data_root()?;
     if hostfs::ensure_dir(&dir)? {
-        detail(format!("Created {}", dir.display()));
+        out.detail(format!("Created {}", dir.display()));
     }
     if let Some(mode) = entry.mode {
-        detail(format!("Setting directory mode to {mode}"));
+        out.detail(format!("Setting directory mode to {mode}"));
         hostfs::set_mode(&dir, mode.0)?;
     }
     if let Some(uid) = entry.chown.and_then(Chown::uid) {
-        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        out.detail(format!("Setting directory ownership to {uid}:{uid}"));
         hostfs::chown_tree(&dir, uid, uid)?;
     }
     Ok(())
 }
 
-pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
+pub fn create(root: &Root, args: CreateArgs, out: &Reporter) -> Result<()> {
     let name = EntryName::new(&args.name)?;
     lifecycle::check_scheduler(&name, &args.scheduler)?;
     let host_path = match args.path.as_deref() {
@@ -603,16 +618,16 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
         }
         let changes = entry.changes_from(&existing)?;
         if changes.is_empty() {
-            step(format!("Storage entry {name} already exists, leaving in place"));
+            out.step(format!("Storage entry {name} already exists, leaving in place"));
         } else {
-            step(format!("Storage entry {name} already exists, updating {}", changes.join(", ")));
+            out.step(format!("Storage entry {name} already exists, updating {}", changes.join(", ")));
         }
         // Ownership and mode are applied again either way, as Dokku does: something else may
         // have changed them since.
-        apply_entry_dir(root, &entry)?;
+        apply_entry_dir(root, &entry, out)?;
         if !changes.is_empty() {
             root.write_entry(&entry, &lock)?;
-            step(format!("Storage entry {name} updated"));
+            out.step(format!("Storage entry {name} updated"));
         }
         return Ok(());
     }
@@ -623,16 +638,16 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
         && entry_default_dir(root, &entry).is_none()
         && hostfs::ensure_dir(path)?
     {
-        detail(format!("Created {}", path.display()));
+        out.detail(format!("Created {}", path.display()));
     }
-    apply_entry_dir(root, &entry)?;
-    super::storage_metadata::ensure_entry_volume(&entry)?;
+    apply_entry_dir(root, &entry, out)?;
+    super::storage_metadata::ensure_entry_volume(&entry, out)?;
     root.write_entry(&entry, &lock)?;
-    step(format!("Storage entry {name} created"));
+    out.step(format!("Storage entry {name} created"));
     Ok(())
 }
 
-pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> Result<()> {
+pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool, out: &Reporter) -> Result<()> {
     let name = EntryName::new(name)?;
     let entry = root.read_entry(&name)?;
     let removable_dir = entry_default_dir(root, &entry);
@@ -649,7 +664,7 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
             dir.display()
         )
     });
-    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force, warning.as_deref())?;
+    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force, warning.as_deref(), out)?;
     let lock = root.lock_entries()?;
     // Checked again under the lock: a mount may have been added while we asked.
     lifecycle::check_unmounted(&name, &root.apps_mounting(&name)?)?;
@@ -657,21 +672,21 @@ pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> 
     if let Some(dir) = remove_dir
         && hostfs::remove_tree(&dir)?
     {
-        detail(format!("Removed {}", dir.display()));
+        out.detail(format!("Removed {}", dir.display()));
     }
-    step(format!("Storage entry {name} destroyed"));
+    out.step(format!("Storage entry {name} destroyed"));
     Ok(())
 }
 
-pub fn info(root: &Root, name: &str, format: Format) -> Result<()> {
+pub fn info(root: &Root, name: &str, format: Format, out: &Reporter) -> Result<()> {
     let entry = root.read_entry(&EntryName::new(name)?)?;
     match format {
         Format::Json => {
             let text = serde_json::to_string_pretty(&entry)?;
-            println!("{text}");
+            out.text(format!("{text}\n"));
         }
         Format::Text => {
-            step(format!("Storage entry {}", entry.name));
+            out.step(format!("Storage entry {}", entry.name));
             let mut rows =
                 vec![("Scheduler:", entry.scheduler.clone()), ("Host path:", entry.host_path.to_string())];
             if let Some(chown) = entry.chown {
@@ -682,25 +697,25 @@ pub fn info(root: &Root, name: &str, format: Format) -> Result<()> {
             }
             rows.push(("Reclaim policy:", entry.reclaim_policy.to_string()));
             for (label, value) in rows {
-                detail(format!("{label:<18}{value}"));
+                out.detail(format!("{label:<18}{value}"));
             }
         }
     }
     Ok(())
 }
 
-pub fn list_entries(root: &Root, format: Format) -> Result<()> {
+pub fn list_entries(root: &Root, format: Format, out: &Reporter) -> Result<()> {
     let entries = root.list_entries()?;
     match format {
         Format::Json => {
             let text = serde_json::to_string_pretty(&entries)?;
-            println!("{text}");
+            out.text(format!("{text}\n"));
         }
-        Format::Text if entries.is_empty() => step("No storage entries registered"),
+        Format::Text if entries.is_empty() => out.step("No storage entries registered"),
         Format::Text => {
-            step("Storage entries:");
+            out.step("Storage entries:");
             for entry in entries {
-                detail(format!("{}\t{}\t{}", entry.name, entry.scheduler, entry.host_path));
+                out.detail(format!("{}\t{}\t{}", entry.name, entry.scheduler, entry.host_path));
             }
         }
     }
@@ -709,7 +724,7 @@ pub fn list_entries(root: &Root, format: Format) -> Result<()> {
 
 /// `storage:set <name> <property> [<value>]`, and Dokku's deprecated flag form
 /// (`storage:set <name> --mode 0770`, `--annotation k=v`, `--label k=v`) with its warning.
-pub fn set(root: &Root, args: SetArgs) -> Result<()> {
+pub fn set(root: &Root, args: SetArgs, out: &Reporter) -> Result<()> {
     let name = EntryName::new(&args.name)?;
     let flags = args.flag_properties();
     let metadata_flags = !args.annotations.is_empty() || !args.labels.is_empty();
@@ -726,10 +741,10 @@ pub fn set(root: &Root, args: SetArgs) -> Result<()> {
         None => flags.into_iter().map(|(p, v)| (p, Some(v))).collect(),
     };
     if args.property.is_none() && !changes.is_empty() {
-        warn("Deprecated: please use 'storage:set <name> <property> [<value>]' instead of flags");
+        out.warn("Deprecated: please use 'storage:set <name> <property> [<value>]' instead of flags");
     }
     if metadata_flags {
-        warn(
+        out.warn(
             "Deprecated: please use 'storage:annotations:set' and 'storage:labels:set' instead of --annotation and --label",
         );
     }
@@ -747,17 +762,17 @@ pub fn set(root: &Root, args: SetArgs) -> Result<()> {
     }
     if before != entry {
         if before.chown != entry.chown || before.mode != entry.mode {
-            apply_entry_dir(root, &entry)?;
+            apply_entry_dir(root, &entry, out)?;
         }
         root.write_entry(&entry, &lock)?;
     }
-    step(format!("Storage entry {name} updated"));
+    out.step(format!("Storage entry {name} updated"));
     Ok(())
 }
 
 /// `storage:allow` and `storage:disallow`: a host path (and below), an external volume, or
 /// `driver:<name>`, a volume driver.
-pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool) -> Result<()> {
+pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool, out: &Reporter) -> Result<()> {
     existing_app(root, app)?;
     let grant = parse_grant(source)?;
     let changed = root.update_app(app, |state| {
@@ -769,9 +784,9 @@ pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool) -> Result<()
         })
     })?;
     match (allow, changed) {
-        (true, true) => step(format!("Allowed {source} in app.toml of {app}")),
-        (true, false) => step(format!("{source} is already allowed for {app}")),
-        (false, true) => step(format!(
+        (true, true) => out.step(format!("Allowed {source} in app.toml of {app}")),
+        (true, false) => out.step(format!("{source} is already allowed for {app}")),
+        (false, true) => out.step(format!(
             "Disallowed {source} for {app}; running containers keep what they mount, but ps:restart and rollback \
              refuse releases that still use it until a push without it"
         )),

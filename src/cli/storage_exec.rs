@@ -7,6 +7,7 @@ use super::Result;
 use super::refusal::Refusal;
 use crate::engine::{ContainerSpec, Engine, EngineMount, MountKind};
 use crate::names::EntryName;
+use crate::output::Reporter;
 use crate::state::Root;
 use crate::storage::{Chown, EntryBacking};
 
@@ -30,7 +31,7 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-pub fn exec(root: &Root, args: ExecArgs) -> Result<i32> {
+pub fn exec(root: &Root, args: ExecArgs, out: &Reporter) -> Result<i32> {
     let name = EntryName::new(&args.name)?;
     let entry = root.read_entry(&name)?;
     let command: Vec<String> = args.command.into_iter().skip_while(|w| w == "--").collect();
@@ -72,7 +73,7 @@ pub fn exec(root: &Root, args: ExecArgs) -> Result<i32> {
         ..ContainerSpec::default()
     };
     engine.create_container(&spec)?;
-    let status = engine.run_attached(&container, &mut crate::output::relay);
+    let status = engine.run_attached(&container, &mut |is_err, text| out.relay(is_err, text));
     engine.remove_container(&container)?;
     Ok(i32::try_from(status?).unwrap_or(1))
 }

@@ -5,11 +5,11 @@ use super::fault::fault_point;
 use super::plan::Plan;
 use super::route::Routing;
 use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options, process_specs};
-use super::storage::{check_mounts, ensure_storage};
+use super::storage::{StorageSpec, check_mounts, ensure_storage};
 use super::swap::start_release;
 use super::{DeployError, Result, Timing, image_repo};
 use crate::engine::{APP_LABEL, ContainerSpec};
-use crate::output::{detail, step};
+use crate::output::Reporter;
 use crate::scheduler::{BuildContext, Scheduler};
 use crate::state::{Lock, Outcome, Release, Releases, Root};
 use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
@@ -24,13 +24,14 @@ pub fn apply(
     context: BuildContext,
     lock: &Lock,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<Release> {
     let app = &plan.app;
     let entries = root.entries_by_name()?;
     check_mounts(root, app, plan.release, &plan.mounts, &entries)?;
     let owner = plan.run.user.as_ref().map(AppUser::chown_ids);
     // Build first: a failed build leaves storage exactly as it was.
-    step(format!("Building {}", plan.image));
+    out.step(format!("Building {}", plan.image));
     let build_labels = [(APP_LABEL.to_string(), app.to_string())].into();
     let build_args = crate::config::build_args(root, app, &plan.run)?;
     scheduler.build_image(
@@ -39,15 +40,16 @@ pub fn apply(
         &build_labels,
         &build_args,
         context,
-        &mut |line| detail(line),
+        &mut |line| out.detail(line),
     )?;
-    fault_point("after-build");
-    step("Ensuring storage");
-    ensure_storage(root, scheduler, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
-    fault_point("after-storage");
+    fault_point("after-build", out);
+    out.step("Ensuring storage");
+    let spec = StorageSpec { owner, volumes: Some(&plan.volume_specs) };
+    ensure_storage(root, scheduler, app, &plan.mounts, &entries, spec, out)?;
+    fault_point("after-storage", out);
     if let Some(command) = &plan.build_command {
-        run_build_command(root, scheduler, plan, command)?;
-        fault_point("after-build-command");
+        run_build_command(root, scheduler, plan, command, out)?;
+        fault_point("after-build-command", out);
     }
     let release = new_release(plan, Outcome::Deployed);
     let mut state = root.read_app(app)?;
@@ -62,8 +64,8 @@ pub fn apply(
     // Held until the release is recorded: a table built from the records names it.
     let mut routing = Routing::open(root, app, &plan.run)?;
     let specs = process_specs(root, app, &state, &release, &entries)?;
-    let serving = start_release(root, scheduler, &mut routing, app, &release, specs, timing)?;
-    fault_point("after-retire");
+    let serving = start_release(root, scheduler, &mut routing, &release, specs, timing, out)?;
+    fault_point("after-retire", out);
     // Three writes, each atomic, so a crash between any two leaves a history that never calls
     // a release deployed unless the state made it current: the release is recorded as
     // interrupted, then made current, then marked deployed (restart finishes the last step).
@@ -75,7 +77,7 @@ pub fn apply(
         ..release
     });
     root.write_releases(app, &releases, lock)?;
-    fault_point("after-release-write");
+    fault_point("after-release-write", out);
     state.current_release = Some(plan.release);
     root.write_app(app, &state, lock)?;
     mark_deployed(root, &mut releases, plan, lock)
@@ -112,9 +114,15 @@ fn mark_deployed(root: &Root, releases: &mut Releases, plan: &Plan, lock: &Lock)
 
 /// Runs `[build].command` in a container of the new image with the build-phase mounts, and
 /// commits the result as the release image.
-fn run_build_command(root: &Root, scheduler: &dyn Scheduler, plan: &Plan, command: &str) -> Result<()> {
+fn run_build_command(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    plan: &Plan,
+    command: &str,
+    out: &Reporter,
+) -> Result<()> {
     let app = &plan.app;
-    step(format!("Running build command: {command}"));
+    out.step(format!("Running build command: {command}"));
     let config = scheduler.image_config(&plan.image)?;
     let entries = root.entries_by_name()?;
     let name = format!("{app}.build.{}", plan.release);
@@ -137,7 +145,7 @@ fn run_build_command(root: &Root, scheduler: &dyn Scheduler, plan: &Plan, comman
     scheduler.create_container(&spec)?;
     let status = scheduler.run_attached(&name, &mut |_, text| {
         for line in text.lines() {
-            detail(line);
+            out.detail(line);
         }
     });
     let outcome = match status {

@@ -9,7 +9,7 @@ use super::{DeployError, Timing, apply, record_failure};
 use crate::git::{GitError, PushedRepo};
 use crate::manifest::{self, Diagnostic, Manifest, Policy, Server};
 use crate::names::AppName;
-use crate::output::{self, warn};
+use crate::output::{self, Reporter};
 use crate::scheduler::{BuildContext, Scheduler};
 use crate::state::{Lock, Release, Root, StateError};
 use crate::storage::binds::Bind;
@@ -84,10 +84,11 @@ pub fn deploy_commit(
     source: Commit<'_>,
     lock: &Lock,
     mode: Mode,
+    out: &Reporter,
 ) -> Result<(Plan, Release), CommitError> {
     let Commit { repo, app, commit, manifest: manifest_bytes } = source;
     let plan = plan_commit(root, &repo, app, commit, manifest_bytes)?;
-    output::text(plan.to_string());
+    out.text(plan.to_string());
     // A proxy that is down refuses the push before anything is built or recorded.
     super::check_proxy(root, app, &plan.run)?;
     if mode == Mode::DryRun {
@@ -99,11 +100,11 @@ pub fn deploy_commit(
             .and_then(|repo| repo.write_tree_tar(&context_commit, out))
             .map_err(|e| std::io::Error::other(e.to_string()))
     });
-    match apply(root, scheduler, &plan, context, lock, Timing::from_env()) {
+    match apply(root, scheduler, &plan, context, lock, Timing::from_env(), out) {
         Ok(release) => Ok((plan, release)),
         Err(error) => {
             if let Err(record) = record_failure(root, &plan, &error.to_string(), lock) {
-                warn(format!("could not record the failed release: {record}"));
+                out.warn(format!("could not record the failed release: {record}"));
             }
             Err(error.into())
         }
@@ -113,24 +114,27 @@ pub fn deploy_commit(
 /// Prints why a deploy of a commit did not happen: each `app.toml` problem with its position
 /// and hint, the dry run's verdict, or the deploy error; `verdict` says what that means
 /// ("the push is rejected").
-pub fn report_commit_failure(error: &CommitError, verdict: &str) {
+pub fn report_commit_failure(error: &CommitError, verdict: &str, out: &Reporter) {
     match error {
         CommitError::Manifest(problems) => {
-            print_problems(problems);
-            warn(format!("app.toml has {} problem(s); {verdict} and nothing was changed", problems.len()));
+            print_problems(problems, out);
+            out.warn(format!(
+                "app.toml has {} problem(s); {verdict} and nothing was changed",
+                problems.len()
+            ));
         }
-        CommitError::DryRun => warn(format!("Dry run: {verdict}; nothing was built, started or changed")),
+        CommitError::DryRun => out.warn(format!("Dry run: {verdict}; nothing was built, started or changed")),
         other => {
-            warn(output::printable(&other.to_string()));
-            warn(format!("{}; the previous release keeps serving", capitalized(verdict)));
+            out.warn(output::printable(&other.to_string()));
+            out.warn(format!("{}; the previous release keeps serving", capitalized(verdict)));
         }
     }
 }
 
 /// Each `app.toml` problem with its position and hint, on stderr.
-pub fn print_problems(problems: &[Diagnostic]) {
+pub fn print_problems(problems: &[Diagnostic], out: &Reporter) {
     for problem in problems {
-        output::error_text(problem.to_string());
+        out.error_text(problem.to_string());
     }
 }
 

@@ -30,7 +30,7 @@ pub use plan::{Plan, PlanInputs, plan, short};
 pub use route::{announce, check as check_proxy};
 pub use specs::engine_mounts;
 pub use stop::{stop_and_remove, stop_timeout};
-pub use storage::{check_binds, check_mounts, ensure_storage};
+pub use storage::{StorageSpec, check_binds, check_mounts, ensure_storage};
 pub use swap::{Serving, recover};
 pub use teardown::destroy_app;
 

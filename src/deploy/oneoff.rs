@@ -2,10 +2,11 @@
 //! attached until it exits, then removed.
 
 use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options};
-use super::storage::{VolumeSpecs, check_mounts, ensure_storage};
+use super::storage::{StorageSpec, check_mounts, ensure_storage};
 use super::{DeployError, Result};
 use crate::engine::ContainerSpec;
 use crate::names::AppName;
+use crate::output::Reporter;
 use crate::scheduler::{OnOutput, Scheduler};
 use crate::state::Root;
 use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
@@ -19,6 +20,7 @@ pub fn run_oneoff(
     app: &AppName,
     command: &[String],
     on_output: OnOutput<'_>,
+    out: &Reporter,
 ) -> Result<i64> {
     let state = root.read_app(app)?;
     let releases = root.read_releases(app)?;
@@ -27,7 +29,7 @@ pub fn run_oneoff(
     let entries = root.entries_by_name()?;
     check_mounts(root, app, number, &state.mounts, &entries)?;
     let owner = release.run.user.as_ref().map(AppUser::chown_ids);
-    ensure_storage(root, scheduler, app, &state.mounts, &entries, owner, &VolumeSpecs::new())?;
+    ensure_storage(root, scheduler, app, &state.mounts, &entries, StorageSpec::owned_by(owner), out)?;
     let name = format!("{app}.run.{}", std::process::id());
     let mut spec = ContainerSpec {
         name: name.clone(),

@@ -8,7 +8,7 @@ use super::{DeployError, PROCESS_LABEL, RELEASE_LABEL, ROLE_LABEL, Result, conta
 use crate::docker_options::{OptionsKey, RunOptions};
 use crate::engine::{APP_LABEL, ContainerSpec, EngineMount, MountKind};
 use crate::names::{AppName, EntryName};
-use crate::output::warn;
+use crate::output::Reporter;
 use crate::scheduler::Scheduler;
 use crate::state::{AppState, Release, Root, RunConfig};
 use crate::storage::{Attachment, Entry, MountSource, Phase, app_volume_name};
@@ -163,13 +163,13 @@ pub(super) fn mount_image_volumes(
 }
 
 /// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
-pub(super) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
+pub(super) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str, out: &Reporter) {
     let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
-    warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
+    out.warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
     for line in
         ["[[storage.mounts]]".to_string(), format!("source = \"{name}\""), format!("target = \"{path}\"")]
     {
-        warn(format!("  {line}"));
+        out.warn(format!("  {line}"));
     }
 }
 
