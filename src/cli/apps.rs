@@ -98,7 +98,7 @@ pub fn git_set(
     if let Some(branch) = value
         && !git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
     {
-        return Err(super::CliError::Usage(format!("\"{branch}\" is not a valid branch name")));
+        return Err(super::Refusal::BadBranchName(branch.to_string()).into());
     }
     root.update_app(app, |state| {
         state.deploy_branch = value.map(str::to_string);

@@ -47,4 +47,9 @@ pub enum Refusal {
     BadDriverName(String),
     #[error("host path \"{0}\" must be absolute, not \"/\", and free of \"..\"")]
     BadGrantPath(String),
+    #[error("\"{0}\" is not a valid branch name")]
+    BadBranchName(String),
+    /// The directory name is kept for callers; Dokku's message does not repeat it.
+    #[error("Directory can only contain the following set of characters: [A-Za-z0-9_-]")]
+    BadDirectoryName(String),
 }

@@ -169,9 +169,7 @@ pub fn ensure_directory(root: &Root, directory: &str, chown: &str, out: &Reporte
     }
     let valid = directory.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
-        return Err(CliError::Usage(
-            "Directory can only contain the following set of characters: [A-Za-z0-9_-]".into(),
-        ));
+        return Err(Refusal::BadDirectoryName(directory.to_string()).into());
     }
     let chown: Chown = chown.parse()?;
     let path = root.storage_root().join(directory);
