@@ -10,6 +10,9 @@ pub mod restore;
 pub mod swap;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::io;
 use std::path::{Path, PathBuf};
 

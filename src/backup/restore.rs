@@ -1,6 +1,8 @@
 //! Verifies a backup stream into staging directories and swaps them in (inside berth's helper
 //! container). Nothing outside staging is written until the whole stream has been read and
-//! every member, size and checksum checked; a refused stream leaves no staging behind.
+//! every member, size and checksum checked; a refused stream leaves no staging behind. What it
+//! holds is bounded whatever the stream's size: the checksums of one list's files and the
+//! directories above the current member.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -95,11 +97,11 @@ fn whole(read: u64, size: u64, shown: &str) -> Result<(), BackupError> {
     )))
 }
 
-/// A metadata member, whole and within the memory bound.
-fn read_meta(entry: &mut tar::Entry<impl Read>, what: &str) -> Result<Vec<u8>, BackupError> {
+/// A metadata member, whole and within the memory bound `max`.
+fn read_meta(entry: &mut tar::Entry<impl Read>, what: &str, max: u64) -> Result<Vec<u8>, BackupError> {
     let size = entry.size();
-    if size > manifest::MAX_META_BYTES {
-        return Err(refused(format!("{what} is larger than {} MiB", manifest::MAX_META_BYTES >> 20)));
+    if size > max {
+        return Err(refused(format!("{what} is larger than {} MiB", max >> 20)));
     }
     let mut bytes = Vec::new();
     entry.read_to_end(&mut bytes).map_err(BackupError::Stream)?;
@@ -111,7 +113,7 @@ fn read_json<T: serde::de::DeserializeOwned>(
     entry: &mut tar::Entry<impl Read>,
     what: &str,
 ) -> Result<T, BackupError> {
-    let bytes = read_meta(entry, what)?;
+    let bytes = read_meta(entry, what, manifest::MAX_META_BYTES)?;
     serde_json::from_slice(&bytes).map_err(|e| refused(format!("{what} is not valid: {e}")))
 }
 
@@ -143,10 +145,12 @@ impl<'m> Mounts<'m> {
                 record,
                 place,
                 staging,
-                sums: Vec::new(),
+                pending: Pending::default(),
+                files: 0,
                 bytes: 0,
-                verified: false,
+                lists: 0,
                 dirs: Vec::new(),
+                buf: Vec::new(),
             });
         }
         Ok(mounts)
@@ -161,12 +165,12 @@ impl<'m> Mounts<'m> {
 
     fn finish(&self, end: End) -> Result<(), BackupError> {
         let counts: Vec<(String, u64, u64)> =
-            self.mounts.iter().map(|m| (m.record.id.clone(), m.sums.len() as u64, m.bytes)).collect();
+            self.mounts.iter().map(|m| (m.record.id.clone(), m.files, m.bytes)).collect();
         let summary: Vec<(String, u64, u64)> =
             end.mounts.into_iter().map(|c| (c.id, c.files, c.bytes)).collect();
-        if let Some(mount) = self.mounts.iter().find(|m| !m.verified) {
+        if let Some(mount) = self.mounts.iter().find(|m| m.lists == 0 || !m.pending.sums.is_empty()) {
             return Err(refused(format!(
-                "mount {} has no checksum list: the stream is truncated",
+                "mount {} has files no checksum list covers: the stream is truncated",
                 mount.record.id
             )));
         }
@@ -183,15 +187,13 @@ impl<'m> Mounts<'m> {
         let mut done = Vec::new();
         for mount in &mut self.mounts {
             let (Some(place), Some(staging)) = (mount.place.clone(), mount.staging.clone()) else { continue };
-            for (path, meta) in mount.dirs.iter().rev() {
-                set_meta(path, meta)?;
-            }
+            mount.leave_dirs(None)?;
             set_meta(&staging, &mount.record.root)?;
             let replaced = place.swap(&staging, stamp)?;
             mount.staging = None;
             done.push(Restored {
                 id: mount.record.id.clone(),
-                files: mount.sums.len() as u64,
+                files: mount.files,
                 bytes: mount.bytes,
                 replaced,
             });
@@ -232,20 +234,29 @@ struct Mount<'m> {
     record: &'m MountRecord,
     place: Option<Place>,
     staging: Option<PathBuf>,
-    /// The checksums computed so far, in stream order.
-    sums: Vec<Sum>,
+    /// The checksums computed since the last list, in stream order.
+    pending: Pending,
+    files: u64,
     bytes: u64,
-    verified: bool,
-    /// Directories get their owner, mode and mtime once all their children are in.
+    /// Checksum lists verified.
+    lists: u64,
+    /// The staged directories above the current member, outermost first: a directory gets its
+    /// owner, mode and mtime once the stream has left it (all its children are in).
     dirs: Vec<(PathBuf, RootMeta)>,
+    /// Where file data passes, allocated once (at the first file).
+    buf: Vec<u8>,
+}
+
+/// Checksums waiting for the list that covers them.
+#[derive(Default)]
+struct Pending {
+    sums: Vec<Sum>,
+    path_bytes: u64,
 }
 
 impl Mount<'_> {
     fn member(&mut self, entry: &mut tar::Entry<impl Read>, rel: &Path) -> Result<(), BackupError> {
         let shown = rel.display().to_string();
-        if self.verified {
-            return Err(refused(format!("{shown} of mount {} follows its checksum list", self.record.id)));
-        }
         let header = entry.header();
         let meta = header_meta(header).map_err(BackupError::Stream)?;
         let kind = header.entry_type();
@@ -253,6 +264,9 @@ impl Mount<'_> {
             Some(staging) => Some(staged_path(staging, rel)?),
             None => None,
         };
+        if let Some(path) = &path {
+            self.leave_dirs(Some(path))?;
+        }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 self.file(entry, path.as_deref(), &meta, shown)
@@ -328,10 +342,21 @@ impl Mount<'_> {
     ) -> Result<(), BackupError> {
         let size = entry.size();
         let total = self.bytes.saturating_add(size);
-        if total > self.record.bytes || self.sums.len() as u64 >= self.record.files {
+        if total > self.record.bytes || self.files >= self.record.files {
             return Err(refused(format!(
                 "the data of mount {} is larger than its manifest says ({} files, {} bytes)",
                 self.record.id, self.record.files, self.record.bytes
+            )));
+        }
+        self.pending.path_bytes = self.pending.path_bytes.saturating_add(shown.len() as u64);
+        if self.pending.sums.len() >= manifest::SUMS_FILES
+            || self.pending.path_bytes > manifest::MAX_SUMS_BYTES
+        {
+            return Err(refused(format!(
+                "mount {} has more than {} files (or {} MiB of names) without a checksum list",
+                self.record.id,
+                manifest::SUMS_FILES,
+                manifest::MAX_SUMS_BYTES >> 20
             )));
         }
         let mut data = super::writer::Hashing { inner: entry, hasher: Sha256::new() };
@@ -344,7 +369,10 @@ impl Mount<'_> {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(path)
                     .map_err(|e| collision(&shown, e))?;
-                let written = write_sparse(&file, &mut data).map_err(BackupError::Stream)?;
+                if self.buf.is_empty() {
+                    self.buf = vec![0u8; COPY_BUFFER];
+                }
+                let written = write_sparse(&file, &mut data, &mut self.buf).map_err(BackupError::Stream)?;
                 whole(written, size, &shown)?;
                 set_file_meta(&file, path, meta)?;
             }
@@ -355,17 +383,28 @@ impl Mount<'_> {
         }
         let hasher = data.hasher;
         self.bytes = total;
-        self.sums.push(Sum { path: shown, size, sha256: hex(&hasher.finalize()) });
+        self.files += 1;
+        self.pending.sums.push(Sum { path: shown, size, sha256: hex(&hasher.finalize()) });
         Ok(())
     }
 
-    /// Compares the stream's checksum list with what was read.
+    /// Gives the staged directories the stream has left (all of them for `None`) their
+    /// metadata: those that are not above `next`.
+    fn leave_dirs(&mut self, next: Option<&Path>) -> Result<(), BackupError> {
+        while let Some((dir, meta)) = self.dirs.last() {
+            if next.is_some_and(|next| next.starts_with(dir)) {
+                break;
+            }
+            set_meta(dir, meta)?;
+            self.dirs.pop();
+        }
+        Ok(())
+    }
+
+    /// Compares a checksum list of the stream with the files read since the last one.
     fn verify(&mut self, entry: &mut tar::Entry<impl Read>) -> Result<(), BackupError> {
         let id = &self.record.id;
-        if self.verified {
-            return Err(refused(format!("a second checksum list for mount {id}")));
-        }
-        let bytes = read_meta(entry, &format!("the checksum list of mount {id}"))?;
+        let bytes = read_meta(entry, &format!("a checksum list of mount {id}"), manifest::MAX_SUMS_BYTES)?;
         let text = String::from_utf8(bytes)
             .map_err(|e| refused(format!("the checksum list of mount {id} is not text: {e}")))?;
         let listed: Vec<Sum> = text
@@ -373,20 +412,22 @@ impl Mount<'_> {
             .map(serde_json::from_str)
             .collect::<Result<_, _>>()
             .map_err(|e| refused(format!("the checksum list of mount {id} is not valid: {e}")))?;
-        if listed.len() != self.sums.len() {
+        let read = &self.pending.sums;
+        if listed.len() != read.len() {
             return Err(refused(format!(
-                "the checksum list of mount {id} has {} files, the stream {}: the manifest does not match the data",
+                "a checksum list of mount {id} has {} files, the stream {} before it: the manifest does not match the data",
                 listed.len(),
-                self.sums.len()
+                read.len()
             )));
         }
-        if let Some((want, got)) = listed.iter().zip(&self.sums).find(|(want, got)| want != got) {
+        if let Some((want, got)) = listed.iter().zip(read).find(|(want, got)| want != got) {
             return Err(refused(format!(
                 "checksum mismatch in mount {id}: {} should be {} bytes with sha256 {}, the stream has {} bytes with sha256 {} ({})",
                 want.path, want.size, want.sha256, got.size, got.sha256, got.path
             )));
         }
-        self.verified = true;
+        self.pending = Pending::default();
+        self.lists += 1;
         Ok(())
     }
 }
@@ -461,14 +502,15 @@ fn set_meta(path: &Path, meta: &RootMeta) -> Result<(), BackupError> {
 
 const BLOCK: usize = 4096;
 static ZEROS: [u8; BLOCK] = [0; BLOCK];
+/// Bytes of a file read (and written) at a time.
+const COPY_BUFFER: usize = 1 << 20;
 
-/// Copies `data` into `file`, leaving holes for the all-zero blocks: a sparse file comes back
-/// sparse. Returns the bytes copied.
-fn write_sparse(file: &File, data: &mut impl Read) -> io::Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
+/// Copies `data` into `file` through `buf`, leaving holes for the all-zero blocks: a sparse
+/// file comes back sparse. Returns the bytes copied.
+fn write_sparse(file: &File, data: &mut impl Read, buf: &mut [u8]) -> io::Result<u64> {
     let mut pos = 0u64;
     loop {
-        let n = read_full(data, &mut buf)?;
+        let n = read_full(data, buf)?;
         if n == 0 {
             break;
         }

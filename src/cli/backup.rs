@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::{CliError, Result, app_name, confirm_destructive, existing_app};
@@ -202,7 +203,7 @@ pub fn backup(root: &Root, args: BackupArgs) -> Result<()> {
         berth_version: env!("CARGO_PKG_VERSION").to_string(),
         mounts: selected.iter().enumerate().map(|(i, s)| s.record(manifest::mount_id(i))).collect(),
     };
-    let mut sink = Sink::open(args.output.as_deref())?;
+    let sink = Sink::open(args.output.as_deref())?;
     let live = running(&engine, &app)?;
     if live && !args.stop {
         warn(format!(
@@ -224,7 +225,7 @@ pub fn backup(root: &Root, args: BackupArgs) -> Result<()> {
         args: vec![helper::pipe_path(), plan],
     };
     let bytes =
-        with_stopped(root, &app, args.stop && live, || Ok(helper::read_into(job, sink.writer(), true)?))?;
+        with_stopped(root, &app, args.stop && live, || Ok(helper::read_into(job, sink.file(), true)?))?;
     sink.commit()?;
     step(format!("Backed up {} mount(s) of {app}: {bytes} bytes", selected.len()));
     Ok(())
@@ -270,10 +271,10 @@ impl Sink {
         }
     }
 
-    fn writer(&mut self) -> &mut (dyn Write + Send) {
+    fn file(&self) -> &File {
         match self {
             Sink::Stdout(file) => file,
-            Sink::File { temp, .. } => temp.as_file_mut(),
+            Sink::File { temp, .. } => temp.as_file(),
         }
     }
 
@@ -296,9 +297,13 @@ pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
         None => from.clone(),
     };
     let state = existing_app(root, &to)?;
-    let mut input: Box<dyn Read + Send> = match args.input.as_deref() {
-        None | Some("-") => Box::new(std::io::stdin()),
-        Some(path) => Box::new(File::open(path).map_err(BackupError::io("open", Path::new(path)))?),
+    let mut input = match args.input.as_deref() {
+        None | Some("-") => std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .map_err(|e| CliError::Usage(format!("cannot read the stream from stdin: {e}")))?,
+        Some(path) => File::open(path).map_err(BackupError::io("open", Path::new(path)))?,
     };
     let (prefix, manifest) = read_manifest(&mut input)?;
     if manifest.app != from.as_str() {
@@ -354,7 +359,7 @@ pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
         args: vec![helper::pipe_path(), plan_text],
     };
     let output =
-        with_stopped(root, &to, args.stop && live, || Ok(helper::restore_from(job, &prefix, &mut input)?))?;
+        with_stopped(root, &to, args.stop && live, || Ok(helper::restore_from(job, &prefix, &input)?))?;
     let restored: Vec<Restored> = serde_json::from_str(output.trim())
         .map_err(|e| CliError::Usage(format!("the restore helper answered {output:?}: {e}")))?;
     record_restores(root, &to, &pairs, &restored)?;
@@ -531,7 +536,8 @@ pub fn internal_read(pipe: &Path, plan: &str) -> Result<()> {
         serde_json::from_str(plan).map_err(|e| CliError::Usage(format!("bad plan: {e}")))?;
     let dirs: Vec<PathBuf> = manifest.mounts.iter().map(|m| Path::new(SOURCES_DIR).join(&m.id)).collect();
     let out = File::options().write(true).open(pipe).map_err(BackupError::io("open", pipe))?;
-    Ok(writer::write(manifest, &dirs, BufWriter::with_capacity(1 << 20, out))?)
+    // Smaller than the writer's file chunks, which then bypass it: only headers are buffered.
+    Ok(writer::write(manifest, &dirs, BufWriter::with_capacity(64 << 10, out))?)
 }
 
 /// `internal:backup-restore <fifo> <plan>`: verifies the stream into staging and swaps it in;
@@ -539,7 +545,8 @@ pub fn internal_read(pipe: &Path, plan: &str) -> Result<()> {
 pub fn internal_restore(pipe: &Path, plan: &str) -> Result<()> {
     let plan: Plan = serde_json::from_str(plan).map_err(|e| CliError::Usage(format!("bad plan: {e}")))?;
     let input = File::open(pipe).map_err(BackupError::io("open", pipe))?;
-    let done = crate::backup::restore::restore(BufReader::with_capacity(1 << 20, input), &plan)?;
+    // Smaller than a restore's file reads, which then bypass it.
+    let done = crate::backup::restore::restore(BufReader::with_capacity(64 << 10, input), &plan)?;
     super::print_json(&done)
 }
 

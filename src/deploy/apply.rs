@@ -4,7 +4,9 @@
 use super::fault::fault_point;
 use super::plan::Plan;
 use super::route::Routing;
-use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options};
+use super::specs::{
+    base_env, check_shadowed_volumes, engine_mounts, labels, mount_image_volumes, phase_options,
+};
 use super::storage::{check_mounts, ensure_storage};
 use super::swap::start_release;
 use super::{DeployError, Result, Timing, image_repo, parse_user};
@@ -41,6 +43,7 @@ pub fn apply(
         &mut |line| detail(line),
     )?;
     fault_point("after-build");
+    check_shadowed_volumes(scheduler, &plan.image, &plan.mounts, plan.allow_shadowed_volumes)?;
     step("Ensuring storage");
     ensure_storage(root, scheduler, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
     fault_point("after-storage");
