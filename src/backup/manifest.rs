@@ -28,7 +28,7 @@ pub const DATA_PREFIX: &str = "data/";
 pub const MAX_META_BYTES: u64 = 64 << 20;
 /// The most files one checksum list covers: what a restore holds before it can compare.
 pub const SUMS_FILES: usize = 1024;
-/// A writer starts a new list once the lines waiting reach this size.
+/// A writer starts a new list once the paths waiting reach this size.
 pub const SUMS_FLUSH_BYTES: usize = 256 << 10;
 /// The most one checksum list may take (SUMS_FILES lines of the longest paths), and the most the
 /// paths of the files waiting for a list may take in a restore.

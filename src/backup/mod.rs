@@ -3,6 +3,7 @@
 //! into staging and swapped in (`restore`, `swap`), the trees reached through berth's helper
 //! container (`helper`), and the sizes and kept restores `storage:report` lists (`inventory`).
 
+pub mod hasher;
 pub mod helper;
 pub mod inventory;
 pub mod manifest;

@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, Gid, Mode, Timespec, Timestamps, Uid};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::BackupError;
+use super::hasher::Hasher;
 use super::manifest::{self, End, Manifest, Member, MountRecord, RootMeta, Sum};
 use super::swap::Place;
-use super::writer::hex;
 
 /// One mount to restore, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,7 +149,7 @@ impl<'m> Mounts<'m> {
                 bytes: 0,
                 lists: 0,
                 dirs: Vec::new(),
-                buf: Vec::new(),
+                hasher: None,
             });
         }
         Ok(mounts)
@@ -168,7 +167,7 @@ impl<'m> Mounts<'m> {
             self.mounts.iter().map(|m| (m.record.id.clone(), m.files, m.bytes)).collect();
         let summary: Vec<(String, u64, u64)> =
             end.mounts.into_iter().map(|c| (c.id, c.files, c.bytes)).collect();
-        if let Some(mount) = self.mounts.iter().find(|m| m.lists == 0 || !m.pending.sums.is_empty()) {
+        if let Some(mount) = self.mounts.iter().find(|m| m.lists == 0 || !m.pending.files.is_empty()) {
             return Err(refused(format!(
                 "mount {} has files no checksum list covers: the stream is truncated",
                 mount.record.id
@@ -243,14 +242,14 @@ struct Mount<'m> {
     /// The staged directories above the current member, outermost first: a directory gets its
     /// owner, mode and mtime once the stream has left it (all its children are in).
     dirs: Vec<(PathBuf, RootMeta)>,
-    /// Where file data passes, allocated once (at the first file).
-    buf: Vec<u8>,
+    /// Hashes file data beside the copy, started at the first file.
+    hasher: Option<Hasher>,
 }
 
-/// Checksums waiting for the list that covers them.
+/// Files (path and size) waiting for the list that covers them; the hasher has their digests.
 #[derive(Default)]
 struct Pending {
-    sums: Vec<Sum>,
+    files: Vec<(String, u64)>,
     path_bytes: u64,
 }
 
@@ -349,7 +348,7 @@ impl Mount<'_> {
             )));
         }
         self.pending.path_bytes = self.pending.path_bytes.saturating_add(shown.len() as u64);
-        if self.pending.sums.len() >= manifest::SUMS_FILES
+        if self.pending.files.len() >= manifest::SUMS_FILES
             || self.pending.path_bytes > manifest::MAX_SUMS_BYTES
         {
             return Err(refused(format!(
@@ -359,7 +358,7 @@ impl Mount<'_> {
                 manifest::MAX_SUMS_BYTES >> 20
             )));
         }
-        let mut data = super::writer::Hashing { inner: entry, hasher: Sha256::new() };
+        let hasher = self.hasher.get_or_insert_with(|| Hasher::start(COPY_BUFFER));
         match path {
             Some(path) => {
                 let file = File::options()
@@ -369,22 +368,18 @@ impl Mount<'_> {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(path)
                     .map_err(|e| collision(&shown, e))?;
-                if self.buf.is_empty() {
-                    self.buf = vec![0u8; COPY_BUFFER];
-                }
-                let written = write_sparse(&file, &mut data, &mut self.buf).map_err(BackupError::Stream)?;
+                let written = write_sparse(&file, entry, hasher).map_err(BackupError::Stream)?;
                 whole(written, size, &shown)?;
                 set_file_meta(&file, path, meta)?;
             }
             None => {
-                let read = io::copy(&mut data, &mut io::sink()).map_err(BackupError::Stream)?;
+                let read = copy_through(entry, hasher, |_, _| Ok(())).map_err(BackupError::Stream)?;
                 whole(read, size, &shown)?;
             }
         }
-        let hasher = data.hasher;
         self.bytes = total;
         self.files += 1;
-        self.pending.sums.push(Sum { path: shown, size, sha256: hex(&hasher.finalize()) });
+        self.pending.files.push((shown, size));
         Ok(())
     }
 
@@ -401,6 +396,15 @@ impl Mount<'_> {
         Ok(())
     }
 
+    /// The checksums of the files read since the last list, as the hasher computed them.
+    fn read_sums(&mut self) -> Result<Vec<Sum>, BackupError> {
+        let files = std::mem::take(&mut self.pending.files);
+        let Some(hasher) = &self.hasher else { return Ok(Vec::new()) };
+        let sum =
+            |(path, size)| Ok(Sum { path, size, sha256: hasher.digest().map_err(BackupError::Stream)? });
+        files.into_iter().map(sum).collect()
+    }
+
     /// Compares a checksum list of the stream with the files read since the last one.
     fn verify(&mut self, entry: &mut tar::Entry<impl Read>) -> Result<(), BackupError> {
         let id = &self.record.id;
@@ -412,7 +416,7 @@ impl Mount<'_> {
             .map(serde_json::from_str)
             .collect::<Result<_, _>>()
             .map_err(|e| refused(format!("the checksum list of mount {id} is not valid: {e}")))?;
-        let read = &self.pending.sums;
+        let read = self.read_sums()?;
         if listed.len() != read.len() {
             return Err(refused(format!(
                 "a checksum list of mount {id} has {} files, the stream {} before it: the manifest does not match the data",
@@ -420,7 +424,7 @@ impl Mount<'_> {
                 read.len()
             )));
         }
-        if let Some((want, got)) = listed.iter().zip(read).find(|(want, got)| want != got) {
+        if let Some((want, got)) = listed.iter().zip(&read).find(|(want, got)| want != got) {
             return Err(refused(format!(
                 "checksum mismatch in mount {id}: {} should be {} bytes with sha256 {}, the stream has {} bytes with sha256 {} ({})",
                 want.path, want.size, want.sha256, got.size, got.sha256, got.path
@@ -503,32 +507,51 @@ fn set_meta(path: &Path, meta: &RootMeta) -> Result<(), BackupError> {
 const BLOCK: usize = 4096;
 static ZEROS: [u8; BLOCK] = [0; BLOCK];
 /// Bytes of a file read (and written) at a time.
-const COPY_BUFFER: usize = 1 << 20;
+const COPY_BUFFER: usize = 256 << 10;
 
-/// Copies `data` into `file` through `buf`, leaving holes for the all-zero blocks: a sparse
-/// file comes back sparse. Returns the bytes copied.
-fn write_sparse(file: &File, data: &mut impl Read, buf: &mut [u8]) -> io::Result<u64> {
-    let mut pos = 0u64;
-    loop {
-        let n = read_full(data, buf)?;
-        if n == 0 {
-            break;
-        }
+/// Copies `data` into `file`, leaving holes for the all-zero blocks: a sparse file comes back
+/// sparse. Returns the bytes copied.
+fn write_sparse(file: &File, data: &mut impl Read, hasher: &Hasher) -> io::Result<u64> {
+    let size = copy_through(data, hasher, |buf, pos| {
         let mut start = 0;
-        while start < n {
-            let zero = is_zero(&buf[start..(start + BLOCK).min(n)]);
-            let mut end = (start + BLOCK).min(n);
-            while end < n && is_zero(&buf[end..(end + BLOCK).min(n)]) == zero {
-                end = (end + BLOCK).min(n);
+        while start < buf.len() {
+            let zero = is_zero(&buf[start..(start + BLOCK).min(buf.len())]);
+            let mut end = (start + BLOCK).min(buf.len());
+            while end < buf.len() && is_zero(&buf[end..(end + BLOCK).min(buf.len())]) == zero {
+                end = (end + BLOCK).min(buf.len());
             }
             if !zero {
                 file.write_all_at(&buf[start..end], pos + start as u64)?;
             }
             start = end;
         }
+        Ok(())
+    })?;
+    file.set_len(size)?;
+    Ok(size)
+}
+
+/// Reads `data` to its end through the hasher's buffers, giving each to `write` with its offset
+/// before the hasher takes it as the file's next data; returns the bytes read.
+fn copy_through(
+    data: &mut impl Read,
+    hasher: &Hasher,
+    mut write: impl FnMut(&[u8], u64) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut pos = 0u64;
+    loop {
+        let mut buf = hasher.buffer()?;
+        let n = read_full(data, &mut buf)?;
+        if n > 0 {
+            write(&buf[..n], pos)?;
+        }
+        hasher.hash(buf, n)?;
+        if n == 0 {
+            break;
+        }
         pos += n as u64;
     }
-    file.set_len(pos)?;
+    hasher.end_file()?;
     Ok(pos)
 }
 

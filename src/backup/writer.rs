@@ -1,8 +1,9 @@
 //! Writes a backup stream from mounted trees (inside berth's helper container): a metadata walk
 //! for the manifest's counts, then each tree in name order with its checksum lists. A file's
-//! bytes are read once into a fixed buffer, hashed there and written from there; checksums go
-//! out in lists of at most [`manifest::SUMS_FILES`] files, so memory does not grow with the
-//! size of the files or their number.
+//! bytes are read once into one of a few fixed buffers, written from there and hashed there by
+//! the [`Hasher`] thread meanwhile; checksums go out in lists of at most
+//! [`manifest::SUMS_FILES`] files, so memory does not grow with the size of the files or their
+//! number.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -10,9 +11,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::BackupError;
+use super::hasher::Hasher;
 use super::manifest::{self, Counts, End, Manifest, RootMeta, Sum};
 
 /// Writes the whole stream for `manifest` (its mounts' counts are filled in here); `dirs[i]` is
@@ -27,12 +27,12 @@ pub fn write(mut manifest: Manifest, dirs: &[PathBuf], out: impl Write) -> Resul
     let mut tar = tar::Builder::new(out);
     append_json(&mut tar, manifest::MANIFEST, &manifest)?;
     let mut end = End::default();
-    let mut buf = vec![0u8; COPY_BUFFER];
+    let hasher = Hasher::start(COPY_BUFFER);
     for (mount, dir) in manifest.mounts.iter().zip(dirs) {
         let mut tree = Tree {
             tar: &mut tar,
             id: &mount.id,
-            buf: &mut buf,
+            hasher: &hasher,
             sums: Sums::default(),
             links: Links::default(),
             files: 0,
@@ -135,7 +135,7 @@ const COPY_BUFFER: usize = 256 << 10;
 struct Tree<'a, W: Write> {
     tar: &'a mut tar::Builder<W>,
     id: &'a str,
-    buf: &'a mut [u8],
+    hasher: &'a Hasher,
     /// The checksum lines not written yet.
     sums: Sums,
     /// The first member of each inode with several links, for the later ones.
@@ -144,11 +144,11 @@ struct Tree<'a, W: Write> {
     bytes: u64,
 }
 
-/// Checksum lines waiting for the next list.
+/// Files (path and size) whose checksums wait for the next list; the hasher has their digests.
 #[derive(Default)]
 struct Sums {
-    lines: Vec<u8>,
-    files: usize,
+    files: Vec<(String, u64)>,
+    path_bytes: usize,
 }
 
 impl<W: Write> Tree<'_, W> {
@@ -203,15 +203,15 @@ impl<W: Write> Tree<'_, W> {
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
         write_header(self.tar, &mut header, member).map_err(BackupError::Write)?;
-        let sha256 = copy_hashed(&mut file, size, self.buf, self.tar.get_mut())
-            .map_err(|e| BackupError::io("copy", path)(e))?;
+        copy_hashed(&mut file, size, self.hasher, self.tar.get_mut())
+            .map_err(BackupError::io("copy", path))?;
         self.files += 1;
         self.bytes += size;
-        let sum = Sum { path: rel.to_string_lossy().into_owned(), size, sha256 };
-        serde_json::to_writer(&mut self.sums.lines, &sum).map_err(|e| BackupError::Format(e.to_string()))?;
-        self.sums.lines.push(b'\n');
-        self.sums.files += 1;
-        if self.sums.files >= manifest::SUMS_FILES || self.sums.lines.len() >= manifest::SUMS_FLUSH_BYTES {
+        let shown = rel.to_string_lossy().into_owned();
+        self.sums.path_bytes += shown.len();
+        self.sums.files.push((shown, size));
+        if self.sums.files.len() >= manifest::SUMS_FILES || self.sums.path_bytes >= manifest::SUMS_FLUSH_BYTES
+        {
             self.flush_sums()?;
         }
         Ok(())
@@ -219,10 +219,14 @@ impl<W: Write> Tree<'_, W> {
 
     /// Writes the checksums of the files since the last list.
     fn flush_sums(&mut self) -> Result<(), BackupError> {
-        let name = format!("{}{}", manifest::SUMS_PREFIX, self.id);
-        append_bytes(self.tar, &name, &self.sums.lines)?;
-        self.sums = Sums::default();
-        Ok(())
+        let mut lines = Vec::new();
+        for (path, size) in std::mem::take(&mut self.sums).files {
+            let sha256 = self.hasher.digest().map_err(BackupError::Write)?;
+            let sum = Sum { path, size, sha256 };
+            serde_json::to_writer(&mut lines, &sum).map_err(|e| BackupError::Format(e.to_string()))?;
+            lines.push(b'\n');
+        }
+        append_bytes(self.tar, &format!("{}{}", manifest::SUMS_PREFIX, self.id), &lines)
     }
 }
 
@@ -252,14 +256,15 @@ fn write_header<W: Write>(
     tar.get_mut().write_all(header.as_bytes())
 }
 
-/// Copies `size` bytes of `file` to `out` through `buf`, hashing them on the way, then the tar
-/// padding; returns the sha256. A file that shrinks during a live copy is padded with zeros, one
-/// that grows is cut, so the header's size always holds; the checksum is of what was written.
-fn copy_hashed(file: &mut File, size: u64, buf: &mut [u8], out: &mut impl Write) -> io::Result<String> {
-    let mut hasher = Sha256::new();
+/// Copies `size` bytes of `file` to `out` through the hasher's buffers, which it hashes as the
+/// file's data, then the tar padding. A file that shrinks during a live copy is padded with
+/// zeros, one that grows is cut, so the header's size always holds; the checksum is of what was
+/// written.
+fn copy_hashed(file: &mut File, size: u64, hasher: &Hasher, out: &mut impl Write) -> io::Result<()> {
     let mut left = size;
     let mut ended = false;
     while left > 0 {
+        let mut buf = hasher.buffer()?;
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = if ended { 0 } else { read_some(file, &mut buf[..want])? };
         let n = if n == 0 {
@@ -269,13 +274,13 @@ fn copy_hashed(file: &mut File, size: u64, buf: &mut [u8], out: &mut impl Write)
         } else {
             n
         };
-        hasher.update(&buf[..n]);
         out.write_all(&buf[..n])?;
+        hasher.hash(buf, n)?;
         left -= n as u64;
     }
+    hasher.end_file()?;
     let padding = (512 - size % 512) % 512;
-    out.write_all(&[0u8; 512][..padding as usize])?;
-    Ok(hex(&hasher.finalize()))
+    out.write_all(&[0u8; 512][..padding as usize])
 }
 
 fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -295,20 +300,6 @@ fn header_for(meta: &fs::Metadata) -> tar::Header {
     header.set_mtime(meta.mtime().max(0) as u64);
     header.set_size(0);
     header
-}
-
-/// A reader that hashes what passes through it.
-pub struct Hashing<R> {
-    pub inner: R,
-    pub hasher: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
