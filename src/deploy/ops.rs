@@ -2,27 +2,35 @@
 //! `ps:restart` (today's mounts and docker-options), `ps:stop`, and `rollback`.
 
 use super::route::Routing;
+use super::specs::process_specs;
 use super::stop::{stop_and_remove, stop_timeout};
-use super::storage::{VolumeSpecs, check_mounts, ensure_storage};
+use super::storage::{StorageSpec, check_mounts, ensure_storage};
 use super::swap::{Serving, start_release};
-use super::{DeployError, Result, Timing, parse_user};
+use super::{DeployError, Result, Timing};
 use crate::names::AppName;
-use crate::output::step;
+use crate::output::Reporter;
 use crate::scheduler::Scheduler;
 use crate::state::{AppState, Lock, Outcome, Release, Root};
 use crate::storage::{Attachment, Origin};
+use crate::user::AppUser;
 
 /// Re-creates the containers of the current release with the app's current mounts and
 /// docker-options (how admin mount changes take effect).
-pub fn restart(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<Serving> {
-    let lock = root.lock_app_announced(app)?;
+pub fn restart(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    timing: Timing,
+    out: &Reporter,
+) -> Result<Serving> {
+    let lock = root.lock_app_announced(app, out)?;
     let mut state = root.read_app(app)?;
     let mut releases = root.read_releases(app)?;
     let number = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
     let mut routing = Routing::open(root, app, &release.run)?;
-    let serving = serve(root, scheduler, &mut routing, app, &state, &release, timing)?;
+    let serving = serve(root, scheduler, &mut routing, &state, &release, timing, out)?;
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
         record.web_host_port = serving.host_port;
         record.web_upstream = serving.upstream;
@@ -43,31 +51,39 @@ fn serve(
     root: &Root,
     scheduler: &dyn Scheduler,
     routing: &mut Routing,
-    app: &AppName,
     state: &AppState,
     release: &Release,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<Serving> {
+    let app = &routing.app().clone();
     let entries = root.entries_by_name()?;
     check_mounts(root, app, release.number, &state.mounts, &entries)?;
-    let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, scheduler, app, &state.mounts, &entries, owner, &VolumeSpecs::new())?;
-    start_release(root, scheduler, routing, app, state, release, timing)
+    let owner = release.run.user.as_ref().map(AppUser::chown_ids);
+    ensure_storage(root, scheduler, app, &state.mounts, &entries, StorageSpec::owned_by(owner), out)?;
+    let specs = process_specs(root, app, state, release, &entries)?;
+    start_release(root, scheduler, routing, state, release, specs, timing, out)
 }
 
 /// Stops (SIGTERM, the release's stop timeout) and removes the app's containers, and records
 /// the app as stopped, so its route answers 503 at once; data and images stay.
-pub fn stop(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<()> {
-    let lock: Lock = root.lock_app_announced(app)?;
+pub fn stop(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    timing: Timing,
+    out: &Reporter,
+) -> Result<()> {
+    let lock: Lock = root.lock_app_announced(app, out)?;
     let mut state = root.read_app(app)?;
     let releases = root.read_releases(app)?;
     let run = state.current_release.and_then(|n| releases.get(n)).map(|r| r.run.clone()).unwrap_or_default();
     let timeout = stop_timeout(&run, timing);
     for name in scheduler.app_containers(app.as_str())? {
-        step(format!("Stopping {name}"));
-        stop_and_remove(scheduler, &name, timeout)?;
+        out.step(format!("Stopping {name}"));
+        stop_and_remove(scheduler, &name, timeout, out)?;
     }
-    crate::scheduler::docker_swarm::remove_services(&state, app)?;
+    crate::scheduler::docker_swarm::remove_services(&state, app, out)?;
     state.stopped = true;
     root.write_app(app, &state, &lock)?;
     Ok(())
@@ -81,8 +97,9 @@ pub fn rollback(
     app: &AppName,
     number: Option<u32>,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<u32> {
-    let lock = root.lock_app_announced(app)?;
+    let lock = root.lock_app_announced(app, out)?;
     let mut state = root.read_app(app)?;
     let mut releases = root.read_releases(app)?;
     let current = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
@@ -109,7 +126,7 @@ pub fn rollback(
     mounts.extend(release.mounts.iter().filter(|m| m.made_by == Origin::Repo).cloned());
     state.mounts = mounts;
     let mut routing = Routing::open(root, app, &release.run)?;
-    let serving = serve(root, scheduler, &mut routing, app, &state, &release, timing)?;
+    let serving = serve(root, scheduler, &mut routing, &state, &release, timing, out)?;
     // The new container has a new address; the proxy and ps:report read it from the release.
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {
         record.web_host_port = serving.host_port;

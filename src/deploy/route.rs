@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::Result;
 use super::swap::Serving;
 use crate::names::AppName;
-use crate::output::{detail, heading, warn};
+use crate::output::Reporter;
 use crate::proxy::caddy::Caddy;
 use crate::proxy::records::Records;
 use crate::proxy::{Drained, Proxy};
@@ -48,10 +48,9 @@ impl Routing {
         Ok(routing)
     }
 
-    /// Without a proxy: unit tests of the swap, and apps the proxy does not serve.
-    #[cfg(test)]
-    pub fn none(app: &AppName) -> Routing {
-        Routing { _lock: None, app: app.clone(), proxy: None, drain: DEFAULT_DRAIN }
+    /// The app whose route this is.
+    pub fn app(&self) -> &AppName {
+        &self.app
     }
 
     /// With `proxy`, for unit tests.
@@ -68,10 +67,10 @@ impl Routing {
 
     /// Exclusive swap, before the old instance stops: requests wait for `next`, and the old
     /// instance finishes the ones it has (up to the drain time), with no other load.
-    pub fn hold(&mut self, next: SocketAddr) -> Result<()> {
+    pub fn hold(&mut self, next: SocketAddr, out: &Reporter) -> Result<()> {
         let Some(proxy) = &mut self.proxy else { return Ok(()) };
         proxy.hold(&self.app, next)?;
-        detail(format!("The proxy holds requests for {} until {next} answers", self.app));
+        out.detail(format!("The proxy holds requests for {} until {next} answers", self.app));
         let draining = proxy.table().apps.get(&self.app).map(|r| r.draining.clone()).unwrap_or_default();
         for old in draining {
             wait_idle(proxy.as_ref(), old, self.drain)?;
@@ -81,7 +80,7 @@ impl Routing {
 
     /// The new instances are healthy: new requests go to them. The previous ones then drain
     /// (normal swap); after a hold, the route already pointed at them and nothing is loaded.
-    pub fn switch(&mut self, to: &[SocketAddr]) -> Result<()> {
+    pub fn switch(&mut self, to: &[SocketAddr], out: &Reporter) -> Result<()> {
         let Some(proxy) = &mut self.proxy else { return Ok(()) };
         let held = proxy
             .table()
@@ -90,7 +89,7 @@ impl Routing {
             .is_some_and(|r| matches!(r.target, crate::proxy::Target::Held(a) if to == [a]));
         proxy.switch_upstream(&self.app, to.to_vec())?;
         let listed: Vec<String> = to.iter().map(SocketAddr::to_string).collect();
-        detail(format!("The proxy sends {}'s requests to {}", self.app, listed.join(", ")));
+        out.detail(format!("The proxy sends {}'s requests to {}", self.app, listed.join(", ")));
         if held {
             return Ok(());
         }
@@ -103,23 +102,23 @@ impl Routing {
             // The drained upstream stays in the loaded config (it matches no request) until the
             // next change: one load less, and every load is a reload of Caddy's servers.
             match wait_idle(proxy.as_ref(), old, self.drain) {
-                Ok(Drained::Idle) => detail(format!("{old} finished its requests")),
-                Ok(Drained::TimedOut { in_flight }) => warn(format!(
+                Ok(Drained::Idle) => out.detail(format!("{old} finished its requests")),
+                Ok(Drained::TimedOut { in_flight }) => out.warn(format!(
                     "{old} still had {in_flight} request(s) after {}s of draining; stopping it anyway",
                     self.drain.as_secs()
                 )),
-                Err(e) => warn(format!("could not drain {old}: {e}")),
+                Err(e) => out.warn(format!("could not drain {old}: {e}")),
             }
         }
         Ok(())
     }
 
     /// A failed swap put `previous` back: the route points at it again.
-    pub fn restore(&mut self, previous: Option<SocketAddr>) {
+    pub fn restore(&mut self, previous: Option<SocketAddr>, out: &Reporter) {
         let Some(proxy) = &mut self.proxy else { return };
         let Some(previous) = previous else { return };
         if let Err(e) = proxy.switch_upstream(&self.app, vec![previous]) {
-            warn(format!("could not point the proxy back at {previous}: {e}"));
+            out.warn(format!("could not point the proxy back at {previous}: {e}"));
         }
     }
 
@@ -132,16 +131,16 @@ impl Routing {
 
 /// Prints where the app serves: its URLs through the proxy, else (no host name) its port on
 /// the loopback address.
-pub fn announce(root: &Root, app: &AppName, serving: Serving) {
+pub fn announce(root: &Root, app: &AppName, serving: Serving, out: &Reporter) {
     let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
     if urls.is_empty() {
         if let Some(port) = serving.host_port {
-            heading(format!("Application deployed: http://127.0.0.1:{port}"));
+            out.heading(format!("Application deployed: http://127.0.0.1:{port}"));
         }
         return;
     }
     for url in urls {
-        heading(format!("Application deployed: {url}"));
+        out.heading(format!("Application deployed: {url}"));
     }
 }
 

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use super::fault::fault_point;
 use super::health::wait_healthy;
 pub use super::route::Routing;
-use super::specs::{ProcessSpec, mount_image_volumes, process_specs, warn_anonymous_volume};
+use super::specs::{ProcessSpec, mount_image_volumes, warn_anonymous_volume};
 use super::stop::{stop, stop_and_remove, stop_timeout};
 use super::{RELEASE_LABEL, RETIRING, ROLE_LABEL, Result, Timing};
 use crate::engine::ContainerFacts;
 use crate::names::AppName;
-use crate::output::{detail, step, warn};
+use crate::output::Reporter;
 use crate::scheduler::{Scheduler, docker_swarm};
 use crate::state::{AppState, Release, Root};
 
@@ -38,6 +38,7 @@ pub fn recover(
     app: &AppName,
     serving: Option<u32>,
     timeout: std::time::Duration,
+    out: &Reporter,
 ) -> Result<()> {
     let release_of =
         |facts: &ContainerFacts| facts.labels.get(RELEASE_LABEL).and_then(|r| r.parse::<u32>().ok());
@@ -48,25 +49,25 @@ pub fn recover(
         let helper =
             matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown") | None);
         if helper {
-            warn(format!("Removing {name}, left by an interrupted deploy"));
-            stop_and_remove(scheduler, &name, timeout)?;
+            out.warn(format!("Removing {name}, left by an interrupted deploy"));
+            stop_and_remove(scheduler, &name, timeout, out)?;
             continue;
         }
         let Some(base) = name.strip_suffix(&format!(".{RETIRING}")) else { continue };
         match scheduler.inspect_container(base)? {
             Some(successor) if release_of(&successor) == serving || release_of(&facts) != serving => {
-                warn(format!(
+                out.warn(format!(
                     "Removing {name}: {base} serves release {}",
                     release_of(&successor).unwrap_or(0)
                 ));
-                stop_and_remove(scheduler, &name, timeout)?;
+                stop_and_remove(scheduler, &name, timeout, out)?;
             }
             successor => {
                 if successor.is_some() {
-                    warn(format!("Removing {base}: its release was never recorded"));
-                    stop_and_remove(scheduler, base, timeout)?;
+                    out.warn(format!("Removing {base}: its release was never recorded"));
+                    stop_and_remove(scheduler, base, timeout, out)?;
                 }
-                warn(format!("Restoring {base} from an interrupted deploy"));
+                out.warn(format!("Restoring {base} from an interrupted deploy"));
                 scheduler.rename_container(&name, base)?;
                 scheduler.start_container(base)?;
             }
@@ -88,17 +89,17 @@ impl Swap {
     }
 }
 
-fn undo_swaps(scheduler: &dyn Scheduler, swaps: &[Swap], timeout: std::time::Duration) {
+fn undo_swaps(scheduler: &dyn Scheduler, swaps: &[Swap], timeout: std::time::Duration, out: &Reporter) {
     for swap in swaps.iter().rev() {
-        if let Err(e) = stop_and_remove(scheduler, &swap.name, timeout) {
-            warn(format!("could not remove {}: {e}", swap.name));
+        if let Err(e) = stop_and_remove(scheduler, &swap.name, timeout, out) {
+            out.warn(format!("could not remove {}: {e}", swap.name));
         }
         if swap.had_old {
             let restored = scheduler
                 .rename_container(&swap.retiring(), &swap.name)
                 .and_then(|()| if swap.stopped_old { scheduler.start_container(&swap.name) } else { Ok(()) });
             if let Err(e) = restored {
-                warn(format!("could not restore {}: {e}; run `berth ps:restart`", swap.name));
+                out.warn(format!("could not restore {}: {e}; run `berth ps:restart`", swap.name));
             }
         }
     }
@@ -107,31 +108,34 @@ fn undo_swaps(scheduler: &dyn Scheduler, swaps: &[Swap], timeout: std::time::Dur
 /// Starts the release's containers beside the old ones, waits for them to be healthy, points
 /// the proxy at the new web instance, then retires the old ones. On failure the new
 /// containers go and the old ones serve again, with their route. Returns where web serves.
-pub fn start_release(
+/// `specs` are the release's containers ([`process_specs`](super::specs::process_specs)); an
+/// app on the swarm (`state`) is started as its services instead.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn start_release(
     root: &Root,
     scheduler: &dyn Scheduler,
     routing: &mut Routing,
-    app: &AppName,
     state: &AppState,
     release: &Release,
+    mut specs: Vec<ProcessSpec>,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<Serving> {
+    let app = &routing.app().clone();
     if docker_swarm::is_selected(root, state)? {
-        return docker_swarm::start_release(root, scheduler, routing, app, state, release, timing);
+        return docker_swarm::start_release(root, scheduler, routing, state, release, timing, out);
     }
     // Back from the swarm: its tasks stop before containers start, never two writers.
-    docker_swarm::remove_services(state, app)?;
-    let entries = root.entries_by_name()?;
-    let mut specs = process_specs(root, app, state, release, &entries)?;
+    docker_swarm::remove_services(state, app, out)?;
     let mut anonymous = BTreeMap::new();
     for ProcessSpec { spec, .. } in &mut specs {
         anonymous.extend(mount_image_volumes(scheduler, app, spec)?);
     }
     for (path, volume) in &anonymous {
-        warn_anonymous_volume(app, path, volume);
+        warn_anonymous_volume(app, path, volume, out);
     }
     let timeout = stop_timeout(&release.run, timing);
-    recover(scheduler, app, root.read_app(app)?.current_release, timeout)?;
+    recover(scheduler, app, root.read_app(app)?.current_release, timeout, out)?;
     if release.run.web_port.is_some()
         && let Some(web) = specs.iter_mut().find(|s| s.process == "web")
     {
@@ -139,21 +143,23 @@ pub fn start_release(
     }
     let previous = routing.current();
     let mut swaps: Vec<Swap> = Vec::new();
-    let started = start_beside(scheduler, routing, &specs, release, timing, &mut swaps)
-        .and_then(|serving| serving.upstream.map_or(Ok(()), |to| routing.switch(&[to])).map(|()| serving));
+    let started =
+        start_beside(scheduler, routing, &specs, release, timing, &mut swaps, out).and_then(|serving| {
+            serving.upstream.map_or(Ok(()), |to| routing.switch(&[to], out)).map(|()| serving)
+        });
     match started {
         Ok(serving) => {
-            fault_point("before-retire");
-            retire(scheduler, app, &specs, &swaps, timeout)?;
+            fault_point("before-retire", out);
+            retire(scheduler, app, &specs, &swaps, timeout, out)?;
             Ok(serving)
         }
         Err(error) => {
             for swap in &swaps {
-                show_last_logs(scheduler, &swap.name);
+                show_last_logs(scheduler, &swap.name, out);
             }
-            undo_swaps(scheduler, &swaps, timeout);
+            undo_swaps(scheduler, &swaps, timeout, out);
             if routing.current() != previous {
-                routing.restore(previous);
+                routing.restore(previous, out);
             }
             Err(error)
         }
@@ -169,38 +175,39 @@ fn start_beside(
     release: &Release,
     timing: Timing,
     swaps: &mut Vec<Swap>,
+    out: &Reporter,
 ) -> Result<Serving> {
     let timeout = stop_timeout(&release.run, timing);
     for ProcessSpec { process, spec } in specs {
         let had_old = scheduler.inspect_container(&spec.name)?.is_some();
         let swap = Swap { name: spec.name.clone(), had_old, stopped_old: false };
         if had_old {
-            stop_and_remove(scheduler, &swap.retiring(), timeout)?;
+            stop_and_remove(scheduler, &swap.retiring(), timeout, out)?;
             scheduler.rename_container(&spec.name, &swap.retiring())?;
             if release.run.exclusive.contains(process) {
                 let retiring = swap.retiring();
                 swaps.push(swap);
                 if let Some(next) = upstream(spec, release) {
-                    routing.hold(next)?;
+                    routing.hold(next, out)?;
                 }
-                detail(format!("Stopping the old {process} container first (exclusive mounts)"));
+                out.detail(format!("Stopping the old {process} container first (exclusive mounts)"));
                 // From here on a failure starts the old container again.
                 if let Some(swap) = swaps.last_mut() {
                     swap.stopped_old = true;
                 }
-                stop(scheduler, &retiring, timeout)?;
-                start_new(scheduler, process, spec)?;
+                stop(scheduler, &retiring, timeout, out)?;
+                start_new(scheduler, process, spec, out)?;
                 continue;
             }
         }
         swaps.push(swap);
-        start_new(scheduler, process, spec)?;
+        start_new(scheduler, process, spec, out)?;
     }
-    fault_point("after-start");
+    fault_point("after-start", out);
     let mut serving = Serving::default();
     for ProcessSpec { process, spec } in specs {
         let upstream = upstream(spec, release);
-        let port = wait_healthy(scheduler, process, &spec.name, upstream, release, timing)?;
+        let port = wait_healthy(scheduler, process, &spec.name, upstream, release, timing, out)?;
         if process == "web" {
             serving = Serving { host_port: port, upstream };
         }
@@ -208,8 +215,13 @@ fn start_beside(
     Ok(serving)
 }
 
-fn start_new(scheduler: &dyn Scheduler, process: &str, spec: &crate::engine::ContainerSpec) -> Result<()> {
-    step(format!("Starting {process} ({})", spec.name));
+fn start_new(
+    scheduler: &dyn Scheduler,
+    process: &str,
+    spec: &crate::engine::ContainerSpec,
+    out: &Reporter,
+) -> Result<()> {
+    out.step(format!("Starting {process} ({})", spec.name));
     scheduler.create_container(spec)?;
     Ok(scheduler.start_container(&spec.name)?)
 }
@@ -227,10 +239,11 @@ fn retire(
     specs: &[ProcessSpec],
     swaps: &[Swap],
     timeout: std::time::Duration,
+    out: &Reporter,
 ) -> Result<()> {
     for swap in swaps.iter().filter(|s| s.had_old) {
-        step(format!("Stopping {} (SIGTERM, up to {}s)", swap.retiring(), timeout.as_secs()));
-        stop_and_remove(scheduler, &swap.retiring(), timeout)?;
+        out.step(format!("Stopping {} (SIGTERM, up to {}s)", swap.retiring(), timeout.as_secs()));
+        stop_and_remove(scheduler, &swap.retiring(), timeout, out)?;
     }
     let keep: Vec<&str> = specs.iter().map(|s| s.spec.name.as_str()).collect();
     for name in scheduler.app_containers(app.as_str())? {
@@ -238,24 +251,24 @@ fn retire(
             .inspect_container(&name)?
             .is_some_and(|facts| facts.labels.get(ROLE_LABEL).is_some_and(|role| role == "process"));
         if is_process && !keep.contains(&name.as_str()) && !name.ends_with(RETIRING) {
-            step(format!("Removing {name} (process no longer declared)"));
-            stop_and_remove(scheduler, &name, timeout)?;
+            out.step(format!("Removing {name} (process no longer declared)"));
+            stop_and_remove(scheduler, &name, timeout, out)?;
         }
     }
     Ok(())
 }
 
-fn show_last_logs(scheduler: &dyn Scheduler, name: &str) {
+fn show_last_logs(scheduler: &dyn Scheduler, name: &str, out: &Reporter) {
     let mut lines = Vec::new();
     if let Err(e) =
         scheduler.logs(name, false, Some(20), &mut |_, text| lines.push(text.trim_end().to_string()))
     {
-        warn(format!("could not read the output of {name}: {e}"));
+        out.warn(format!("could not read the output of {name}: {e}"));
     }
     if !lines.is_empty() {
-        warn(format!("Last output of {name}:"));
+        out.warn(format!("Last output of {name}:"));
         for line in lines.iter().flat_map(|l| l.lines()) {
-            warn(format!("  {line}"));
+            out.warn(format!("  {line}"));
         }
     }
 }

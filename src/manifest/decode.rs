@@ -19,6 +19,7 @@ use crate::storage::{
     Phase, RESERVED_PROCESS_TYPES, Source, StorageError, check_process_type, is_driver_name,
     normalize_container_path,
 };
+use crate::user::{MAX_ID, Preset, UserError};
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<DeString<'i>>;
@@ -74,7 +75,7 @@ const WEB_ALIASES: &[(&str, &str)] = &[
     ("hold", "hold_seconds"),
     ("hold_timeout", "hold_seconds"),
 ];
-const STORAGE_KEYS: &[&str] = &["mounts"];
+const STORAGE_KEYS: &[&str] = &["mounts", "allow_shadowed_volumes"];
 const STORAGE_ALIASES: &[(&str, &str)] = &[("volumes", "mounts"), ("mount", "mounts"), ("binds", "mounts")];
 const MOUNT_KEYS: &[&str] = &[
     "source",
@@ -111,14 +112,12 @@ const MOUNT_ALIASES: &[(&str, &str)] = &[
     ("options", "driver_opts"),
     ("driver_options", "driver_opts"),
 ];
-const USER_PRESETS: &[(&str, u32)] = &[("herokuish", 32767), ("heroku", 1000), ("paketo", 2000), ("root", 0)];
 /// Container paths the runtime manages; mounting over them breaks the container.
 const RESERVED_TARGETS: &[&str] = &["proc", "sys", "dev"];
 const MAX_PATH: usize = 4096;
 const MAX_COMPONENT: usize = 255;
 const MAX_COMMAND: usize = 32 * 1024;
 const MAX_DRIVER_OPTS: usize = 64;
-const MAX_ID: u32 = 65535;
 
 const LEAVES_HINT: &str = "use \"./name\" for a directory of this app, or ask the admin to allow a host path";
 const SOURCE_FORMS: &str = "a source is \"./dir\" (a directory of this app), \"name\" (a volume of this app) \
@@ -342,7 +341,7 @@ impl<'s> Decoder<'s> {
                 "storage" => {
                     let example = "[[storage.mounts]] source = \"./uploads\" target = \"/app/storage\"";
                     if let Some(table) = self.table("[storage]", value, example) {
-                        manifest.mounts = self.storage(table);
+                        (manifest.mounts, manifest.allow_shadowed_volumes) = self.storage(table);
                     }
                 }
                 "env" => {
@@ -405,17 +404,17 @@ impl<'s> Decoder<'s> {
     }
 
     fn user(&mut self, value: &Value) -> Option<AppUser> {
-        let presets = "herokuish (32767), heroku (1000), paketo (2000), root (0)";
+        let presets = Preset::listed();
         match value.get_ref() {
-            DeValue::String(s) => match parse_user(s) {
+            DeValue::String(s) => match s.parse::<AppUser>() {
                 Ok(user) => Some(user),
                 Err(UserError::Range(id)) => {
-                    let message = format!("`app.user` id {} is out of range", quoted(id));
+                    let message = format!("`app.user` id {} is out of range", quoted(&id));
                     self.error(value.span().start, message, format!("ids go from 0 to {MAX_ID}"));
                     None
                 }
-                Err(UserError::Form) => {
-                    let names: Vec<&str> = USER_PRESETS.iter().map(|(name, _)| *name).collect();
+                Err(UserError::Form(_)) => {
+                    let names: Vec<&str> = Preset::ALL.iter().map(|(_, name, _)| *name).collect();
                     let guess = suggest(s, &names, &[("packeto", "paketo")])
                         .map(|guess| format!("did you mean \"{guess}\"? "))
                         .unwrap_or_default();
@@ -560,8 +559,10 @@ impl<'s> Decoder<'s> {
         processes
     }
 
-    fn storage(&mut self, table: &DeTable) -> Vec<DeclaredMount> {
+    /// The mounts and `allow_shadowed_volumes`.
+    fn storage(&mut self, table: &DeTable) -> (Vec<DeclaredMount>, bool) {
         let mut mounts = Vec::new();
+        let mut allow_shadowed = false;
         for (key, value) in table.iter() {
             match key.get_ref().as_ref() {
                 "mounts" => match value.get_ref() {
@@ -606,10 +607,15 @@ impl<'s> Decoder<'s> {
                         "[[storage.mounts]] tables, or mounts = [\"./uploads:/app/storage\"]",
                     ),
                 },
+                "allow_shadowed_volumes" => {
+                    let example = "allow_shadowed_volumes = true";
+                    allow_shadowed =
+                        self.boolean("`storage.allow_shadowed_volumes`", value, example).unwrap_or(false);
+                }
                 _ => self.unknown_key(key, "[storage]", STORAGE_KEYS, STORAGE_ALIASES),
             }
         }
-        mounts
+        (mounts, allow_shadowed)
     }
 
     fn mount_table(&mut self, table: &DeTable, start: usize) -> Option<DeclaredMount> {
@@ -955,28 +961,6 @@ impl<'s> Decoder<'s> {
         }
         options
     }
-}
-
-enum UserError<'a> {
-    Form,
-    Range(&'a str),
-}
-
-fn parse_user(s: &str) -> Result<AppUser, UserError<'_>> {
-    if let Some((_, uid)) = USER_PRESETS.iter().find(|(name, _)| *name == s) {
-        return Ok(AppUser { uid: *uid, gid: Some(*uid) });
-    }
-    match s.split_once(':') {
-        Some((uid, gid)) => Ok(AppUser { uid: id(uid)?, gid: Some(id(gid)?) }),
-        None => Ok(AppUser { uid: id(s)?, gid: None }),
-    }
-}
-
-fn id(part: &str) -> Result<u32, UserError<'_>> {
-    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(UserError::Form);
-    }
-    part.parse::<u32>().ok().filter(|id| *id <= MAX_ID).ok_or(UserError::Range(part))
 }
 
 fn default_phases() -> BTreeSet<Phase> {

@@ -14,14 +14,14 @@ use bollard::models::TaskState;
 use super::Scheduler;
 use super::selection::{SchedulerKind, selected};
 use crate::deploy::{
-    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, parse_user,
-    process_specs, stop_and_remove, stop_timeout, warn_anonymous_volume,
+    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, process_specs,
+    stop_and_remove, stop_timeout, warn_anonymous_volume,
 };
 use crate::docker_options::RunOptions;
 use crate::engine::{EngineMount, MountKind};
 use crate::helper_image::CHOWN_COMMAND;
 use crate::names::AppName;
-use crate::output::{detail, step, warn};
+use crate::output::Reporter;
 use crate::scale::scale_of;
 use crate::state::{AppState, Release, Root};
 use crate::storage::Source;
@@ -54,12 +54,12 @@ pub fn service_name(app: &AppName, process: &str) -> String {
 
 /// Records the node a swarm app's node-local data lives on, at its first swarm deploy: the
 /// manager berth runs on. Nothing for other apps, or when a node is recorded.
-pub fn choose_node(root: &Root, state: &mut AppState) -> Result<()> {
+pub fn choose_node(root: &Root, state: &mut AppState, out: &Reporter) -> Result<()> {
     if state.swarm_node.is_some() || !is_selected(root, state)? {
         return Ok(());
     }
     let this = Swarm::connect()?.this_node()?;
-    detail(format!("Node-local data of this app lives on swarm node {} (this manager)", this.hostname));
+    out.detail(format!("Node-local data of this app lives on swarm node {} (this manager)", this.hostname));
     state.swarm_node = Some(this.hostname);
     Ok(())
 }
@@ -120,6 +120,8 @@ fn health_check(release: &Release, timing: Timing) -> Option<HealthCheck> {
 /// A release on its way to the swarm.
 struct Rollout<'a> {
     app: &'a AppName,
+    /// Where the release's image is pushed, and berth's helper image for one-off tasks.
+    registry: Registry,
     state: &'a AppState,
     release: &'a Release,
     image: ImageDigest,
@@ -188,6 +190,7 @@ fn plan_services(
     scheduler: &dyn Scheduler,
     swarm: &Swarm,
     rollout: &Rollout<'_>,
+    out: &Reporter,
 ) -> Result<Services> {
     let Rollout { app, state, release, .. } = *rollout;
     let entries = root.entries_by_name()?;
@@ -207,7 +210,7 @@ fn plan_services(
         }
     }
     for (path, volume) in &anonymous {
-        warn_anonymous_volume(app, path, volume);
+        warn_anonymous_volume(app, path, volume, out);
     }
     let mut placed = Vec::new();
     let mut local_data = Vec::new();
@@ -277,23 +280,24 @@ pub fn start_release(
     root: &Root,
     scheduler: &dyn Scheduler,
     routing: &mut Routing,
-    app: &AppName,
     state: &AppState,
     release: &Release,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<Serving> {
+    let app = &routing.app().clone();
     let swarm = Swarm::connect()?;
     let registry = registry(root)?;
-    step(format!("Pushing {} to {}", release.image, registry.as_str()));
+    out.step(format!("Pushing {} to {}", release.image, registry.as_str()));
     let image = swarm.push(&release.image, &registry, &image_repo(app), &release.number.to_string())?;
-    detail(format!("Services run {image}"));
-    let rollout = Rollout { app, state, release, image, timing };
-    let Services { mut defs, pin } = plan_services(root, scheduler, &swarm, &rollout)?;
+    out.detail(format!("Services run {image}"));
+    let rollout = Rollout { app, registry, state, release, image, timing };
+    let Services { mut defs, pin } = plan_services(root, scheduler, &swarm, &rollout, out)?;
     if let Some(Pin { node, data }) = &pin {
         require_pinned_node(&swarm, app, node, data)?;
-        detail(format!("Pinned to node {node}, where its data lives: {}", data.join(", ")));
+        out.detail(format!("Pinned to node {node}, where its data lives: {}", data.join(", ")));
         if node.as_str() != swarm.this_node()?.hostname {
-            prepare_app_dirs(root, scheduler, &swarm, &registry, &rollout, node, &defs)?;
+            prepare_app_dirs(root, scheduler, &swarm, &rollout, node, &defs, out)?;
         }
     }
     let serving_web = serving_web_service(&swarm, app, routing)?;
@@ -303,12 +307,15 @@ pub fn start_release(
     let timeout = stop_timeout(&release.run, timing);
     for def in &mut defs {
         if def.update_order == UpdateOrder::StopFirst {
-            retire_local(scheduler, app, def, timeout)?;
+            retire_local(scheduler, app, def, timeout, out)?;
         }
         if def.publish.is_some() && def.update_order == UpdateOrder::StopFirst {
-            hold_for_successor(&swarm, routing, def)?;
+            hold_for_successor(&swarm, routing, def, out)?;
         }
-        step(format!("Updating service {} ({} replicas, {:?})", def.name, def.replicas, def.update_order));
+        out.step(format!(
+            "Updating service {} ({} replicas, {:?})",
+            def.name, def.replicas, def.update_order
+        ));
         swarm.deploy(def)?;
     }
     let mut serving = Serving::default();
@@ -317,25 +324,25 @@ pub fn start_release(
         let beside = def.publish.is_some() && serving_web.as_ref().is_some_and(|s| *s != def.name);
         if let Err(error) = swarm.wait_converged(&def.name, def.replicas, wait) {
             if beside {
-                remove_failed_web(&swarm, &def.name, serving_web.as_deref());
+                remove_failed_web(&swarm, &def.name, serving_web.as_deref(), out);
             } else if def.publish.is_some() {
-                follow_rollback(&swarm, routing, &def.name, timing);
+                follow_rollback(&swarm, routing, &def.name, timing, out);
             }
             return Err(error.into());
         }
-        detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
+        out.detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
         if def.publish.is_some() && def.replicas > 0 {
-            serving = route_to_web(&swarm, routing, &def.name)?;
+            serving = route_to_web(&swarm, routing, &def.name, out)?;
         }
         if let Some(old) = serving_web.as_ref().filter(|_| beside) {
-            step(format!("Removing service {old}: {} serves release {}", def.name, release.number));
+            out.step(format!("Removing service {old}: {} serves release {}", def.name, release.number));
             swarm.remove(old)?;
         }
     }
     for def in &defs {
-        retire_local(scheduler, app, def, timeout)?;
+        retire_local(scheduler, app, def, timeout, out)?;
     }
-    remove_undeclared(&swarm, app, &defs)?;
+    remove_undeclared(&swarm, app, &defs, out)?;
     Ok(serving)
 }
 
@@ -378,36 +385,43 @@ fn next_web_service(app: &AppName, order: UpdateOrder, serving: Option<&str>) ->
 /// is published at the serving task's port there, and the proxy holds requests for that
 /// address until the successor answers (as on docker-local). Nothing to hold otherwise: the
 /// engine picks the successor's port, and requests in that gap fail.
-fn hold_for_successor(swarm: &Swarm, routing: &mut Routing, def: &mut ServiceDef) -> Result<()> {
+fn hold_for_successor(
+    swarm: &Swarm,
+    routing: &mut Routing,
+    def: &mut ServiceDef,
+    out: &Reporter,
+) -> Result<()> {
     let Some(node) = &def.pinned_to else { return Ok(()) };
     let node_ip = swarm.node(node)?.address.and_then(|a| a.parse::<IpAddr>().ok());
     let tasks = web_tasks(swarm, &def.name)?;
     let [(serving, _)] = tasks.as_slice() else { return Ok(()) };
     if node_ip == Some(serving.ip()) {
         def.publish_at = Some(serving.port());
-        routing.hold(*serving)?;
+        routing.hold(*serving, out)?;
     }
     Ok(())
 }
 
 /// The release's web service started beside the serving one did not converge: it goes (the
 /// engine stops its tasks), and the serving one, untouched, keeps serving.
-fn remove_failed_web(swarm: &Swarm, failed: &str, serving: Option<&str>) {
+fn remove_failed_web(swarm: &Swarm, failed: &str, serving: Option<&str>, out: &Reporter) {
     let serving = serving.unwrap_or("the previous release");
-    step(format!("Removing service {failed}: its release failed, {serving} keeps serving"));
+    out.step(format!("Removing service {failed}: its release failed, {serving} keeps serving"));
     if let Err(e) = swarm.remove(failed) {
-        warn(format!("could not remove service {failed}: {e}; remove it with `docker service rm {failed}`"));
+        out.warn(format!(
+            "could not remove service {failed}: {e}; remove it with `docker service rm {failed}`"
+        ));
     }
 }
 
 /// Points the proxy at every running task of the web service; what the release records.
-fn route_to_web(swarm: &Swarm, routing: &mut Routing, service: &str) -> Result<Serving> {
+fn route_to_web(swarm: &Swarm, routing: &mut Routing, service: &str, out: &Reporter) -> Result<Serving> {
     let tasks = web_tasks(swarm, service)?;
     let addresses: Vec<SocketAddr> = tasks.iter().map(|(address, _)| *address).collect();
     if addresses.is_empty() {
-        warn(format!("no running task of {service} publishes its port; the proxy was not changed"));
+        out.warn(format!("no running task of {service} publishes its port; the proxy was not changed"));
     } else {
-        routing.switch(&addresses)?;
+        routing.switch(&addresses, out)?;
     }
     Ok(serving_of(&tasks))
 }
@@ -422,10 +436,10 @@ fn prepare_app_dirs(
     root: &Root,
     scheduler: &dyn Scheduler,
     swarm: &Swarm,
-    registry: &Registry,
     rollout: &Rollout<'_>,
     node: &NodeName,
     defs: &[ServiceDef],
+    out: &Reporter,
 ) -> Result<()> {
     let app_dir = root.app_storage_dir(rollout.app);
     let mut dirs: Vec<String> = Vec::new();
@@ -442,11 +456,11 @@ fn prepare_app_dirs(
     if dirs.is_empty() {
         return Ok(());
     }
-    step(format!("Preparing {} app director(ies) on node {node}", dirs.len()));
+    out.step(format!("Preparing {} app director(ies) on node {node}", dirs.len()));
     let helper = scheduler.helper_image()?;
-    let image = swarm.push(&helper, registry, HELPER_REPOSITORY, "current")?;
+    let image = swarm.push(&helper, &rollout.registry, HELPER_REPOSITORY, "current")?;
     // Without [app].user the engine would have made them root's: so does berth.
-    let (uid, gid) = rollout.release.run.user.as_deref().and_then(parse_user).unwrap_or((0, 0));
+    let (uid, gid) = rollout.release.run.user.as_ref().map(crate::user::AppUser::chown_ids).unwrap_or((0, 0));
     let mut command =
         vec!["/berth".to_string(), CHOWN_COMMAND.into(), "--create".into(), format!("{uid}:{gid}")];
     command.extend(dirs.iter().map(|d| format!("{NODE_ROOT}{d}")));
@@ -461,20 +475,26 @@ fn prepare_app_dirs(
     };
     swarm.run_job(&job, PREPARE_TIMEOUT)?;
     for dir in &dirs {
-        detail(format!("Directory {dir} ready on node {node}"));
+        out.detail(format!("Directory {dir} ready on node {node}"));
     }
     Ok(())
 }
 
 /// Stops (SIGTERM, the stop timeout) and removes the `docker-local` containers a service
 /// replaces, left from before the app switched schedulers.
-fn retire_local(scheduler: &dyn Scheduler, app: &AppName, def: &ServiceDef, timeout: Duration) -> Result<()> {
+fn retire_local(
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    def: &ServiceDef,
+    timeout: Duration,
+    out: &Reporter,
+) -> Result<()> {
     let process = def.labels.get(PROCESS_LABEL).map(String::as_str).unwrap_or_default();
     let prefix = format!("{app}.{process}.");
     for name in scheduler.app_containers(app.as_str())? {
         if name.starts_with(&prefix) {
-            step(format!("Stopping {name}: {} replaces it on the swarm", def.name));
-            stop_and_remove(scheduler, &name, timeout)?;
+            out.step(format!("Stopping {name}: {} replaces it on the swarm", def.name));
+            stop_and_remove(scheduler, &name, timeout, out)?;
         }
     }
     Ok(())
@@ -483,7 +503,7 @@ fn retire_local(scheduler: &dyn Scheduler, app: &AppName, def: &ServiceDef, time
 /// After a failed update of an exclusive web service: the engine's rollback may serve from a
 /// new task (the old one stopped once its successor ran), at another port. The proxy follows
 /// it; the recorded upstream is fixed by the next deploy or `ps:restart`.
-fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: Timing) {
+fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: Timing, out: &Reporter) {
     let deadline = std::time::Instant::now() + timing.health_timeout;
     while std::time::Instant::now() < deadline {
         if let Ok(tasks) = web_tasks(swarm, service)
@@ -491,12 +511,12 @@ fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: 
         {
             let addresses: Vec<SocketAddr> = tasks.iter().map(|(address, _)| *address).collect();
             if !routing.current().into_iter().any(|a| addresses.contains(&a)) {
-                warn(format!(
+                out.warn(format!(
                     "the rolled-back {service} serves from a new task at {}; the proxy follows it, run `berth ps:restart` to record it",
                     addresses[0]
                 ));
-                if let Err(e) = routing.switch(&addresses) {
-                    warn(format!("could not point the proxy at {service}'s tasks: {e}"));
+                if let Err(e) = routing.switch(&addresses, out) {
+                    out.warn(format!("could not point the proxy at {service}'s tasks: {e}"));
                 }
             }
             return;
@@ -506,10 +526,10 @@ fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: 
 }
 
 /// Removes the app's services of process types the release does not declare.
-fn remove_undeclared(swarm: &Swarm, app: &AppName, defs: &[ServiceDef]) -> Result<()> {
+fn remove_undeclared(swarm: &Swarm, app: &AppName, defs: &[ServiceDef], out: &Reporter) -> Result<()> {
     for name in swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())? {
         if !defs.iter().any(|d| d.name == name) {
-            step(format!("Removing service {name} (process no longer declared)"));
+            out.step(format!("Removing service {name} (process no longer declared)"));
             swarm.remove(&name)?;
         }
     }
@@ -548,10 +568,10 @@ fn serving_of(tasks: &[(SocketAddr, bool)]) -> Serving {
 
 /// Removes the app's services (`ps:stop`, `apps:destroy`): the engine stops each task with
 /// SIGTERM and its stop grace period. Nothing for an app never deployed to the swarm.
-pub fn remove_services(state: &AppState, app: &AppName) -> Result<()> {
+pub fn remove_services(state: &AppState, app: &AppName, out: &Reporter) -> Result<()> {
     let Some(swarm) = connect_if_deployed(state)? else { return Ok(()) };
     for name in swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())? {
-        step(format!("Removing service {name}"));
+        out.step(format!("Removing service {name}"));
         swarm.remove(&name)?;
     }
     Ok(())
