@@ -318,31 +318,48 @@ pub fn start_release(
         ));
         swarm.deploy(def)?;
     }
-    let mut serving = Serving::default();
+    let serving = converge(&swarm, routing, &defs, serving_web.as_deref(), &rollout, out)?;
     for def in &defs {
+        retire_local(scheduler, app, def, timeout, out)?;
+    }
+    remove_undeclared(&swarm, app, &defs, out)?;
+    Ok(serving)
+}
+
+/// Waits for each service to converge, in order; once the web service has, points the proxy
+/// at all its tasks and removes the web service it replaced. A web service started beside the
+/// serving one that fails is removed; the engine's rollback of an updated one is followed.
+fn converge(
+    swarm: &Swarm,
+    routing: &mut Routing,
+    defs: &[ServiceDef],
+    serving_web: Option<&str>,
+    rollout: &Rollout<'_>,
+    out: &Reporter,
+) -> Result<Serving> {
+    let Rollout { release, timing, .. } = *rollout;
+    let timeout = stop_timeout(&release.run, timing);
+    let mut serving = Serving::default();
+    for def in defs {
         let wait = timing.health_timeout + (timeout + timing.settle) * def.replicas.max(1);
-        let beside = def.publish.is_some() && serving_web.as_ref().is_some_and(|s| *s != def.name);
+        let replaced = serving_web.filter(|s| def.publish.is_some() && *s != def.name);
         if let Err(error) = swarm.wait_converged(&def.name, def.replicas, wait) {
-            if beside {
-                remove_failed_web(&swarm, &def.name, serving_web.as_deref(), out);
+            if replaced.is_some() {
+                remove_failed_web(swarm, &def.name, replaced, out);
             } else if def.publish.is_some() {
-                follow_rollback(&swarm, routing, &def.name, timing, out);
+                follow_rollback(swarm, routing, &def.name, timing, out);
             }
             return Err(error.into());
         }
         out.detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
         if def.publish.is_some() && def.replicas > 0 {
-            serving = route_to_web(&swarm, routing, &def.name, out)?;
+            serving = route_to_web(swarm, routing, &def.name, out)?;
         }
-        if let Some(old) = serving_web.as_ref().filter(|_| beside) {
+        if let Some(old) = replaced {
             out.step(format!("Removing service {old}: {} serves release {}", def.name, release.number));
             swarm.remove(old)?;
         }
     }
-    for def in &defs {
-        retire_local(scheduler, app, def, timeout, out)?;
-    }
-    remove_undeclared(&swarm, app, &defs, out)?;
     Ok(serving)
 }
 
