@@ -208,8 +208,7 @@ fn push_options() -> Vec<String> {
 /// The last line of a deploy: where the app now answers.
 pub fn announce(root: &Root, app: &AppName, release: &crate::state::Release) {
     if release.web_host_port.is_some() {
-        let serving = deploy::Serving { host_port: release.web_host_port, upstream: release.web_upstream };
-        deploy::announce(root, app, serving);
+        deploy::announce(root, app, release.web_host_port);
     } else {
         heading(format!("Application deployed: {app} release {}", release.number));
     }

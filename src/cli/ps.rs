@@ -12,14 +12,22 @@ use crate::state::{Outcome, Root};
 pub fn start(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     step(format!("Starting {app}"));
-    deploy::announce(root, app, deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
+    deploy::announce(
+        root,
+        app,
+        deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?.host_port,
+    );
     Ok(())
 }
 
 pub fn restart(root: &Root, app: &AppName) -> Result<()> {
     existing_app(root, app)?;
     step(format!("Restarting {app} with its current mounts"));
-    deploy::announce(root, app, deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?);
+    deploy::announce(
+        root,
+        app,
+        deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?.host_port,
+    );
     Ok(())
 }
 
@@ -97,6 +105,7 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
         }
     }
     report.row("ps-processes", containers.len().to_string());
+    report.row("ps-scale", crate::scale::describe(&crate::scale::of_app(root, app, &state)?));
     report.row("ps-running", (running > 0 && running == containers.len()).to_string());
     // Through the proxy when the app has a host name, else its port on the loopback address.
     let loopback = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));

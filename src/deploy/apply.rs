@@ -6,7 +6,7 @@ use super::plan::Plan;
 use super::route::Routing;
 use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options};
 use super::storage::{check_mounts, ensure_storage};
-use super::swap::start_release;
+use super::swap::{Replace, start_release};
 use super::{DeployError, Result, Timing, image_repo, parse_user};
 use crate::engine::{APP_LABEL, ContainerSpec};
 use crate::output::{detail, step};
@@ -60,7 +60,8 @@ pub fn apply(
     }
     // Held until the release is recorded: a table built from the records names it.
     let mut routing = Routing::open(root, app, &plan.run)?;
-    let serving = start_release(root, scheduler, &mut routing, app, &state, &release, timing)?;
+    let serving =
+        start_release(root, scheduler, &mut routing, app, &state, &release, timing, Replace::Every)?;
     fault_point("after-retire");
     // Three writes, each atomic, so a crash between any two leaves a history that never calls
     // a release deployed unless the state made it current: the release is recorded as
@@ -68,7 +69,7 @@ pub fn apply(
     let mut releases = root.read_releases(app)?;
     releases.releases.push(Release {
         web_host_port: serving.host_port,
-        web_upstream: serving.upstream,
+        web_upstreams: serving.upstreams,
         outcome: Outcome::Interrupted,
         ..release
     });
@@ -91,7 +92,7 @@ fn new_release(plan: &Plan, outcome: Outcome) -> Release {
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,
-        web_upstream: None,
+        web_upstreams: Vec::new(),
     }
 }
 

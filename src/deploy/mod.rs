@@ -12,6 +12,7 @@ mod health;
 mod oneoff;
 mod ops;
 mod plan;
+mod rolling;
 mod route;
 mod specs;
 mod stop;
@@ -24,13 +25,13 @@ pub use commit::{
 };
 pub use fault::fault_point;
 pub use oneoff::run_oneoff;
-pub use ops::{restart, rollback, stop};
+pub use ops::{rescale, restart, rollback, stop};
 pub use plan::{HostPathFact, Plan, PlanInputs, plan, short};
 pub use route::{announce, check as check_proxy};
 pub use specs::engine_mounts;
 pub use stop::{stop_and_remove, stop_timeout};
 pub use storage::{check_binds, check_mounts, ensure_storage};
-pub use swap::{Serving, recover, start_release};
+pub use swap::{Replace, Serving, recover, start_release};
 
 use std::time::Duration;
 

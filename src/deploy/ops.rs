@@ -1,10 +1,10 @@
 //! The operations on a deployed app that re-create its containers from a recorded release:
-//! `ps:restart` (today's mounts and docker-options), `ps:stop`, and `rollback`.
+//! `ps:restart` (today's mounts and docker-options), `ps:scale`, `ps:stop`, and `rollback`.
 
 use super::route::Routing;
 use super::stop::{stop_and_remove, stop_timeout};
 use super::storage::{VolumeSpecs, check_mounts, ensure_storage};
-use super::swap::{Serving, start_release};
+use super::swap::{Replace, Serving, start_release};
 use super::{DeployError, Result, Timing, parse_user};
 use crate::names::AppName;
 use crate::output::step;
@@ -15,17 +15,33 @@ use crate::storage::{Attachment, Origin};
 /// Re-creates the containers of the current release with the app's current mounts and
 /// docker-options (how admin mount changes take effect).
 pub fn restart(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<Serving> {
+    recreate(root, scheduler, app, timing, Replace::Every)
+}
+
+/// Starts or stops instances of the current release until each process runs as many as the
+/// app's scale says; the instances already running it stay (and serve throughout).
+pub fn rescale(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timing) -> Result<Serving> {
+    recreate(root, scheduler, app, timing, Replace::Missing)
+}
+
+fn recreate(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    timing: Timing,
+    replace: Replace,
+) -> Result<Serving> {
     let lock = root.lock_app_announced(app)?;
     let mut state = root.read_app(app)?;
     let mut releases = root.read_releases(app)?;
     let number = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
-    let mut routing = Routing::open(root, app, &release.run)?;
-    let serving = serve(root, scheduler, &mut routing, app, &state, &release, timing)?;
+    // The routing (the proxy's lock) is held until the release records the new upstreams.
+    let (serving, _routing) = serve(root, scheduler, app, &state, &release, timing, replace)?;
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
         record.web_host_port = serving.host_port;
-        record.web_upstream = serving.upstream;
+        record.web_upstreams.clone_from(&serving.upstreams);
         record.mounts.clone_from(&state.mounts);
         // A deploy interrupted after making this release current ends here.
         record.outcome = Outcome::Deployed;
@@ -38,21 +54,24 @@ pub fn restart(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Ti
     Ok(serving)
 }
 
-/// Checks the app's mounts again, ensures its storage and swaps to `release`'s containers.
+/// Checks the app's mounts again, ensures its storage and swaps to `release`'s containers;
+/// returns the routing of the swap with where web serves.
 fn serve(
     root: &Root,
     scheduler: &dyn Scheduler,
-    routing: &mut Routing,
     app: &AppName,
     state: &AppState,
     release: &Release,
     timing: Timing,
-) -> Result<Serving> {
+    replace: Replace,
+) -> Result<(Serving, Routing)> {
+    let mut routing = Routing::open(root, app, &release.run)?;
     let entries = root.entries_by_name()?;
     check_mounts(root, app, release.number, &state.mounts, &entries)?;
     let owner = release.run.user.as_deref().and_then(parse_user);
     ensure_storage(root, scheduler, app, &state.mounts, &entries, owner, &VolumeSpecs::new())?;
-    start_release(root, scheduler, routing, app, state, release, timing)
+    let serving = start_release(root, scheduler, &mut routing, app, state, release, timing, replace)?;
+    Ok((serving, routing))
 }
 
 /// Stops (SIGTERM, the release's stop timeout) and removes the app's containers, and records
@@ -107,12 +126,11 @@ pub fn rollback(
         state.mounts.iter().filter(|m| m.made_by == Origin::Admin).cloned().collect();
     mounts.extend(release.mounts.iter().filter(|m| m.made_by == Origin::Repo).cloned());
     state.mounts = mounts;
-    let mut routing = Routing::open(root, app, &release.run)?;
-    let serving = serve(root, scheduler, &mut routing, app, &state, &release, timing)?;
-    // The new container has a new address; the proxy and ps:report read it from the release.
+    let (serving, _routing) = serve(root, scheduler, app, &state, &release, timing, Replace::Every)?;
+    // The new containers have new addresses; the proxy and ps:report read them from the release.
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {
         record.web_host_port = serving.host_port;
-        record.web_upstream = serving.upstream;
+        record.web_upstreams = serving.upstreams;
     }
     root.write_releases(app, &releases, &lock)?;
     state.current_release = Some(target);

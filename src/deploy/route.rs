@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Result;
-use super::swap::Serving;
 use crate::names::AppName;
 use crate::output::{detail, heading, warn};
 use crate::proxy::caddy::Caddy;
@@ -79,14 +78,18 @@ impl Routing {
         Ok(())
     }
 
-    /// The new instance is healthy: new requests go to it. The previous ones then drain
-    /// (normal swap); after a hold, the route already pointed at it and nothing is loaded.
-    pub fn switch(&mut self, to: SocketAddr) -> Result<()> {
+    /// New requests go to the instances at `to` (a new one is healthy). Those left out then
+    /// drain (normal swap); after a hold, the route already pointed at the one new instance
+    /// and nothing is loaded.
+    pub fn switch(&mut self, to: &[SocketAddr]) -> Result<()> {
         let Some(proxy) = &mut self.proxy else { return Ok(()) };
-        let held =
-            proxy.table().apps.get(&self.app).is_some_and(|r| r.target == crate::proxy::Target::Held(to));
-        proxy.switch_upstream(&self.app, to)?;
-        detail(format!("The proxy sends {}'s requests to {to}", self.app));
+        let held = proxy.table().apps.get(&self.app).is_some_and(|r| match r.target {
+            crate::proxy::Target::Held(next) => to == [next],
+            _ => false,
+        });
+        proxy.switch_upstream(&self.app, to.to_vec())?;
+        let shown: Vec<String> = to.iter().map(ToString::to_string).collect();
+        detail(format!("The proxy sends {}'s requests to {}", self.app, shown.join(", ")));
         if held {
             return Ok(());
         }
@@ -110,28 +113,30 @@ impl Routing {
         Ok(())
     }
 
-    /// A failed swap put `previous` back: the route points at it again.
-    pub fn restore(&mut self, previous: Option<SocketAddr>) {
+    /// A failed swap put the instances at `previous` back: the route points at them again.
+    pub fn restore(&mut self, previous: &[SocketAddr]) {
         let Some(proxy) = &mut self.proxy else { return };
-        let Some(previous) = previous else { return };
-        if let Err(e) = proxy.switch_upstream(&self.app, previous) {
-            warn(format!("could not point the proxy back at {previous}: {e}"));
+        if previous.is_empty() {
+            return;
+        }
+        if let Err(e) = proxy.switch_upstream(&self.app, previous.to_vec()) {
+            warn(format!("could not point the proxy back at the previous instances: {e}"));
         }
     }
 
-    /// The address the proxy sends the app's requests to now.
-    pub fn current(&self) -> Option<SocketAddr> {
-        let route = self.proxy.as_ref()?.table().apps.get(&self.app)?;
-        route.target.addresses().first().copied()
+    /// The addresses the proxy sends the app's requests to now.
+    pub fn current(&self) -> Vec<SocketAddr> {
+        let route = self.proxy.as_ref().and_then(|proxy| proxy.table().apps.get(&self.app));
+        route.map(|route| route.target.addresses()).unwrap_or_default()
     }
 }
 
-/// Prints where the app serves: its URLs through the proxy, else (no host name) its port on
-/// the loopback address.
-pub fn announce(root: &Root, app: &AppName, serving: Serving) {
+/// Prints where the app serves: its URLs through the proxy, else (no host name) the port of
+/// its first web instance on the loopback address.
+pub fn announce(root: &Root, app: &AppName, host_port: Option<u16>) {
     let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
     if urls.is_empty() {
-        if let Some(port) = serving.host_port {
+        if let Some(port) = host_port {
             heading(format!("Application deployed: http://127.0.0.1:{port}"));
         }
         return;

@@ -102,10 +102,10 @@ pub trait Proxy {
         self.load(table)
     }
 
-    /// New requests for `app` go to `to` only; requests in flight to its previous upstreams
-    /// finish there, and those upstreams are kept [draining](Proxy::drain).
-    fn switch_upstream(&mut self, app: &AppName, to: SocketAddr) -> Result<(), ProxyError> {
-        change(self, app, |route| route.switch_to(Target::Up(vec![to])))
+    /// New requests for `app` go to the upstreams `to` only; requests in flight to its other
+    /// previous upstreams finish there, and those are kept [draining](Proxy::drain).
+    fn switch_upstream(&mut self, app: &AppName, to: Vec<SocketAddr>) -> Result<(), ProxyError> {
+        change(self, app, |route| route.switch_to(Target::Up(to)))
     }
 
     /// Requests for `app` wait (up to its route's hold) for `next` to answer, then go there:
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn a_zero_downtime_swap_switches_then_drains_the_old_upstream() {
         let mut proxy = serving_demo();
-        proxy.switch_upstream(&demo(), address(2)).unwrap();
+        proxy.switch_upstream(&demo(), vec![address(2)]).unwrap();
         let route = &proxy.table().apps[&demo()];
         assert_eq!(route.target, Target::Up(vec![address(2)]));
         assert_eq!(route.draining, vec![address(1)]);
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn a_drain_that_times_out_says_how_many_requests_were_left() {
         let mut proxy = serving_demo();
-        proxy.switch_upstream(&demo(), address(2)).unwrap();
+        proxy.switch_upstream(&demo(), vec![address(2)]).unwrap();
         proxy.set_in_flight(address(1), &[3]);
         let drained = proxy.drain(&demo(), address(1), Duration::from_millis(150)).unwrap();
         assert_eq!(drained, Drained::TimedOut { in_flight: 3 });
@@ -211,7 +211,7 @@ mod tests {
         let mut proxy = serving_demo();
         proxy.hold(&demo(), address(1)).unwrap();
         assert_eq!(proxy.table().apps[&demo()].target, Target::Held(address(1)));
-        proxy.switch_upstream(&demo(), address(1)).unwrap();
+        proxy.switch_upstream(&demo(), vec![address(1)]).unwrap();
         let route = &proxy.table().apps[&demo()];
         assert_eq!(route.target, Target::Up(vec![address(1)]));
         assert!(route.draining.is_empty());
@@ -222,7 +222,7 @@ mod tests {
         let mut proxy = serving_demo();
         let before = proxy.table().clone();
         proxy.refuse_next = Some("listen tcp :80: bind: address already in use".into());
-        let error = proxy.switch_upstream(&demo(), address(2)).unwrap_err();
+        let error = proxy.switch_upstream(&demo(), vec![address(2)]).unwrap_err();
         assert_eq!(
             error.to_string(),
             "the proxy refused the new routes and keeps serving the previous ones: listen tcp :80: bind: address already in use"
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn a_change_that_changes_nothing_loads_nothing() {
         let mut proxy = serving_demo();
-        proxy.switch_upstream(&demo(), address(1)).unwrap();
+        proxy.switch_upstream(&demo(), vec![address(1)]).unwrap();
         assert_eq!(proxy.loads.len(), 1);
     }
 }

@@ -121,7 +121,13 @@ fn current_route(
     };
     // Releases from before the proxy were published on a host port.
     let legacy = release.web_host_port.map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-    let target = release.web_upstream.or(legacy).map_or(Target::Down, |address| Target::Up(vec![address]));
+    let upstreams = if release.web_upstreams.is_empty() {
+        legacy.into_iter().collect()
+    } else {
+        release.web_upstreams.clone()
+    };
+    // Scaled to 0, the web process runs no instance: the route answers 503.
+    let target = if upstreams.is_empty() { Target::Down } else { Target::Up(upstreams) };
     let mut route = Route::new(hosts, target);
     if let Some(seconds) = release.run.hold_seconds {
         route.hold = Duration::from_secs(seconds.into());

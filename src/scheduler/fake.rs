@@ -29,6 +29,8 @@ pub struct FakeState {
     pub events: Vec<String>,
     /// Images whose containers answer their health check with 500.
     pub unhealthy: BTreeSet<String>,
+    /// Containers (by name) that answer their health check with 500.
+    pub unhealthy_names: BTreeSet<String>,
     /// Images whose containers exit (status 1) as soon as they start.
     pub crashing: BTreeSet<String>,
     /// Images whose containers ignore SIGTERM (the stop ends with SIGKILL).
@@ -246,7 +248,12 @@ impl Scheduler for Fake {
             c.running && c.spec.address.as_ref().is_some_and(|a| std::net::IpAddr::V4(a.ip) == upstream.ip())
         });
         match container {
-            Some(c) if state.unhealthy.contains(&c.spec.image) => Ok(500),
+            Some(c)
+                if state.unhealthy.contains(&c.spec.image)
+                    || state.unhealthy_names.contains(&c.spec.name) =>
+            {
+                Ok(500)
+            }
             Some(_) => Ok(200),
             None => Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "nothing listens")),
         }

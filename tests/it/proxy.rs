@@ -171,13 +171,13 @@ fn caddy_routes_holds_swaps_and_keeps_serving_after_a_refused_config() {
     let answer = held.join().unwrap();
     assert_eq!((answer.status, answer.text()), (200, "B".to_string()), "the held request is served");
     assert!(started.elapsed() >= Duration::from_millis(1400), "it waited: {:?}", started.elapsed());
-    proxy.switch_upstream(&app, loopback(next)).unwrap();
+    proxy.switch_upstream(&app, vec![loopback(next)]).unwrap();
 
     // Switched: a request in flight to B finishes there while new requests go to C.
     let url = caddy.url.clone();
     let slow = thread::spawn(move || get_host(&url, "web.test", "/slow"));
     thread::sleep(Duration::from_millis(500));
-    proxy.switch_upstream(&app, upstream("C")).unwrap();
+    proxy.switch_upstream(&app, vec![upstream("C")]).unwrap();
     assert_eq!(get_host(&caddy.url, "web.test", "/").text(), "C");
     assert_eq!(proxy.in_flight(loopback(next)).unwrap(), 1, "B still answers the slow request");
     assert_eq!(proxy.drain(&app, loopback(next), Duration::from_secs(10)).unwrap(), Drained::Idle);
