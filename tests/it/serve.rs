@@ -43,14 +43,14 @@ fn answer(url: &str, host: &str) -> std::io::Result<u16> {
 }
 
 /// Requests sent from a thread until stopped: how many, and which failed.
-struct Load {
+pub struct Load {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     thread: thread::JoinHandle<Vec<String>>,
 }
 
 impl Load {
-    fn start(url: &str, host: &str) -> Load {
+    pub fn start(url: &str, host: &str) -> Load {
         let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let (url, host, flag, count) = (url.to_string(), host.to_string(), stop.clone(), sent.clone());
         let thread = thread::spawn(move || {
@@ -68,7 +68,7 @@ impl Load {
     }
 
     /// Stops; returns (requests sent, failures).
-    fn finish(self) -> (u64, Vec<String>) {
+    pub fn finish(self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         let failures = self.thread.join().unwrap();
         (self.sent.load(Ordering::Relaxed), failures)
