@@ -96,8 +96,13 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
     report.row("ps-current-release", state.current_release.map(|n| n.to_string()).unwrap_or_default());
     let containers = engine.app_containers(app.as_str())?;
     let mut running = 0;
+    let first_web = deploy::container_name(app, "web", 1);
+    let mut web_port = None;
     for name in &containers {
         if let Some(facts) = engine.inspect_container(name)? {
+            if *name == first_web {
+                web_port = facts.host_port;
+            }
             let status = if facts.running { "running" } else { "stopped" };
             running += usize::from(facts.running);
             let id = facts.id.get(..12).unwrap_or(&facts.id);
@@ -108,7 +113,9 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
     report.row("ps-scale", crate::scale::describe(&crate::scale::of_app(root, app, &state)?));
     report.row("ps-running", (running > 0 && running == containers.len()).to_string());
     // Through the proxy when the app has a host name, else its port on the loopback address.
-    let loopback = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
+    // The engine's port: an instance a failed deploy started again has a new one.
+    let port = current.and_then(|r| r.web_host_port).map(|recorded| web_port.unwrap_or(recorded));
+    let loopback = port.map(|p| format!("http://127.0.0.1:{p}"));
     let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
     let proxied = loopback.as_ref().and(urls.into_iter().next());
     report.row("ps-web-url", proxied.or(loopback).unwrap_or_default());
