@@ -124,8 +124,9 @@ impl<'a> Rolling<'a> {
             detail(format!("{} already runs release {}", spec.name, self.release.number));
             let upstream = self.upstream_of(facts);
             if let Some(upstream) = upstream.filter(|u| !self.upstreams.contains(u)) {
-                self.upstreams.push(upstream);
-                self.routing.switch(&self.upstreams)?;
+                let next = [self.upstreams.as_slice(), &[upstream]].concat();
+                self.routing.switch(&next)?;
+                self.upstreams = next;
             }
             return Ok((facts.host_port, upstream));
         }
@@ -182,11 +183,14 @@ impl<'a> Rolling<'a> {
     /// The new instance at `to` takes its predecessor's place in the route (or joins it).
     fn route_in(&mut self, to: SocketAddr) -> Result<()> {
         let old = self.swaps.last().and_then(|swap| swap.old_upstream);
-        match old.and_then(|old| self.upstreams.iter().position(|u| *u == old)) {
-            Some(at) => self.upstreams[at] = to,
-            None => self.upstreams.push(to),
+        let mut next = self.upstreams.clone();
+        match old.and_then(|old| next.iter().position(|u| *u == old)) {
+            Some(at) => next[at] = to,
+            None => next.push(to),
         }
-        self.routing.switch(&self.upstreams)?;
+        // Only a route the proxy took is one an undo starts from.
+        self.routing.switch(&next)?;
+        self.upstreams = next;
         self.mark_last(|swap| swap.routed = Some(to));
         Ok(())
     }

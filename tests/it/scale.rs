@@ -77,6 +77,22 @@ fn sc_ps_scale_applies_at_once_and_a_rolling_redeploy_under_load_fails_no_reques
     assert_eq!(app.ps("ps-scale"), "web=3");
     let report = app.berth("apps:report", &["--format", "json"]).success();
     assert!(report.stdout.contains("\"app-scale\":\"web=3\""), "{report}");
+    // Bad input: one line, no byte of state changed (`refuse` checks), no instance touched.
+    let running = app.containers();
+    let name = app.name.as_str();
+    for args in [
+        vec!["ps:scale", name, "web"],
+        vec!["ps:scale", name, "=2"],
+        vec!["ps:scale", name, "we-b=2"],
+        vec!["ps:scale", name, "worker=1"],
+        vec!["ps:scale", name, "web=-1"],
+        vec!["ps:scale", name, "web=three"],
+        vec!["ps:scale", name, "web=2", "web"],
+        vec!["ps:scale", "sc-no-such-app", "web=2"],
+    ] {
+        caddy.t.args(args).refuse();
+    }
+    assert_eq!(app.containers(), running);
 
     let load = crate::serve::Load::start(&caddy.url, &host);
     repo.write("www/index.html", "release 2\n").commit("change");
