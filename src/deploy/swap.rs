@@ -130,7 +130,7 @@ pub fn start_release(
     if release.run.web_port.is_some()
         && let Some(web) = specs.iter_mut().find(|s| s.process == "web")
     {
-        web.spec.address = Some(scheduler.allocate_address()?);
+        web.spec.address = Some(routing.next_address(scheduler)?);
     }
     let previous = routing.current();
     let mut swaps: Vec<Swap> = Vec::new();

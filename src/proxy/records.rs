@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Domain, DomainError, ProxyError, Route, Table, Target};
 use crate::names::AppName;
-use crate::state::{AppState, Root, StateError};
+use crate::state::{AppState, Release, Releases, Root, StateError};
 
 /// The domain records of every app, and the global domains.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,10 +123,22 @@ fn current_route(
     let legacy = release.web_host_port.map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     let target = release.web_upstream.or(legacy).map_or(Target::Down, |address| Target::Up(vec![address]));
     let mut route = Route::new(hosts, target);
+    route.standby = standby(&releases, release);
     if let Some(seconds) = release.run.hold_seconds {
         route.hold = Duration::from_secs(seconds.into());
     }
     Ok(route)
+}
+
+/// The address of the app's web instance before the current one (the latest other release's,
+/// a rollback's included): the proxy keeps it configured for the next release, which starts
+/// there when it is free (see [`Route::standby`]).
+fn standby(releases: &Releases, current: &Release) -> Vec<SocketAddr> {
+    let mut others: Vec<&Release> = releases.releases.iter().filter(|r| r.number != current.number).collect();
+    others.sort_by_key(|r| std::cmp::Reverse(r.number));
+    let previous =
+        others.into_iter().filter_map(|r| r.web_upstream).find(|a| Some(*a) != current.web_upstream);
+    previous.into_iter().collect()
 }
 
 #[cfg(test)]

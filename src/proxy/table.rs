@@ -26,6 +26,9 @@ pub struct Route {
     pub target: Target,
     /// Upstreams that get no new request but may still be answering some (after a switch).
     pub draining: Vec<SocketAddr>,
+    /// Addresses the proxy is configured for that get no request: where the app's next
+    /// instances start (the previous release's), so that a swap changes no proxy config.
+    pub standby: Vec<SocketAddr>,
     /// How long a request waits for an upstream to answer before it fails (502).
     pub hold: Duration,
 }
@@ -54,7 +57,7 @@ impl Target {
 
 impl Route {
     pub fn new(hosts: Vec<Domain>, target: Target) -> Route {
-        Route { hosts, target, draining: Vec::new(), hold: DEFAULT_HOLD }
+        Route { hosts, target, draining: Vec::new(), standby: Vec::new(), hold: DEFAULT_HOLD }
     }
 
     /// Points new requests at `target`; upstreams that served until now and are not in it
@@ -68,8 +71,26 @@ impl Route {
                 }
             }
         }
-        self.draining.retain(|address| !target.addresses().contains(address));
+        let next = target.addresses();
+        self.draining.retain(|address| !next.contains(address));
+        self.standby.retain(|address| !next.contains(address));
         self.target = target;
+    }
+
+    /// A drained upstream gets no request any more; it stays configured, on standby for the
+    /// app's next instance.
+    pub fn retire(&mut self, upstream: SocketAddr) {
+        self.draining.retain(|address| *address != upstream);
+        if !self.target.addresses().contains(&upstream) && !self.standby.contains(&upstream) {
+            self.standby.push(upstream);
+        }
+    }
+
+    /// Every address the proxy is configured for that gets no new request.
+    pub fn spare(&self) -> Vec<SocketAddr> {
+        let mut spare = self.draining.clone();
+        spare.extend(self.standby.iter().filter(|a| !self.draining.contains(a)));
+        spare
     }
 }
 
@@ -101,6 +122,20 @@ mod tests {
         route.switch_to(Target::Up(vec![address(2)]));
         route.switch_to(Target::Up(vec![address(1)]));
         assert_eq!(route.draining, vec![address(2)]);
+    }
+
+    #[test]
+    fn a_drained_upstream_goes_on_standby_and_serving_it_again_takes_it_off() {
+        let mut route = route(Target::Up(vec![address(1)]));
+        route.standby = vec![address(2)];
+        route.switch_to(Target::Up(vec![address(2)]));
+        assert!(route.standby.is_empty());
+        assert_eq!(route.spare(), vec![address(1)]);
+        route.retire(address(1));
+        assert_eq!((route.draining.clone(), route.standby.clone()), (vec![], vec![address(1)]));
+        assert_eq!(route.spare(), vec![address(1)], "the proxy keeps the same addresses");
+        route.retire(address(2));
+        assert_eq!(route.standby, vec![address(1)], "a serving upstream is not on standby");
     }
 
     #[test]
