@@ -43,12 +43,17 @@ pub struct AddressRequest {
     pub prefer: Vec<Ipv4Addr>,
     /// Never taken: addresses the berth root's proxy keeps for other apps.
     pub avoid: Vec<Ipv4Addr>,
+    /// Where the search for a free address starts (modulo the subnet): each berth root has its
+    /// own, so that roots sharing an engine rarely take an address another keeps on standby
+    /// (which costs that one's next swap a reload of the proxy, not a failure).
+    pub start: u64,
 }
 
-/// A free address on berth's network (created when missing). Several berth roots may share
-/// one engine, and an address is the container's only once the container is created: each
-/// allocation is made under a host-wide lock and recorded for as long as the allocating
-/// process lives ([`Reservations`]), so no other process on the host takes it meanwhile.
+/// A free address on berth's network (created when missing): a preferred one, else the first
+/// free one from the request's start. Several berth roots may share one engine, and an
+/// address is the container's only once the container is created: each allocation is made
+/// under a host-wide lock and recorded for as long as the allocating process lives
+/// ([`Reservations`]), so no other process on the host takes it meanwhile.
 pub fn allocate(engine: &Engine, request: &AddressRequest) -> Result<NetworkAddress, NetworkError> {
     let labels = HashMap::from([("berth.network".to_string(), "web".to_string())]);
     let subnet = engine.ensure_network(NETWORK, &labels)?.ok_or(NetworkError::NoSubnet)?;
@@ -56,15 +61,16 @@ pub fn allocate(engine: &Engine, request: &AddressRequest) -> Result<NetworkAddr
     let mut taken = engine.network_addresses(NETWORK)?;
     taken.extend(reservations.held());
     taken.extend(&request.avoid);
-    let ip = pick(subnet, &taken, &request.prefer).ok_or(NetworkError::Full(subnet))?;
+    let ip = pick(subnet, &taken, request).ok_or(NetworkError::Full(subnet))?;
     reservations.hold(ip, std::process::id())?;
     Ok(NetworkAddress { network: NETWORK.to_string(), ip })
 }
 
-/// A preferred address that is usable and free, else the first free one.
-fn pick(subnet: Subnet, taken: &[Ipv4Addr], prefer: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+/// A preferred address that is usable and free, else the first free one from the request's
+/// start.
+fn pick(subnet: Subnet, taken: &[Ipv4Addr], request: &AddressRequest) -> Option<Ipv4Addr> {
     let free = |ip: &&Ipv4Addr| usable(subnet, **ip) && !taken.contains(ip);
-    prefer.iter().find(free).copied().or_else(|| free_address(subnet, taken))
+    request.prefer.iter().find(free).copied().or_else(|| free_address(subnet, taken, request.start))
 }
 
 /// The addresses berth processes on this host allocated, one `<ip> <pid>` line each, in a
@@ -138,10 +144,14 @@ fn process_runs(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-/// The first address of `subnet` nobody uses.
-fn free_address(subnet: Subnet, used: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+/// The first address of `subnet` nobody uses, searching from `start` (modulo the usable range)
+/// and wrapping around, leaving out the network's own address, its gateway (the first address,
+/// the engine's choice) and the broadcast address.
+fn free_address(subnet: Subnet, used: &[Ipv4Addr], start: u64) -> Option<Ipv4Addr> {
     let base = u32::from(subnet.base);
-    (2..size(subnet).saturating_sub(1))
+    let usable = size(subnet).saturating_sub(3);
+    (0..usable)
+        .map(|i| 2 + (start.wrapping_add(i) % usable.max(1)))
         .filter_map(|offset| u32::try_from(offset).ok())
         .map(|offset| Ipv4Addr::from(base.wrapping_add(offset)))
         .find(|ip| !used.contains(ip))
@@ -169,7 +179,7 @@ mod tests {
     #[test]
     fn the_first_free_address_skips_the_gateway_and_taken_ones() {
         let ip = |text: &str| text.parse::<Ipv4Addr>().unwrap();
-        let first_free = |subnet, used: &[Ipv4Addr]| free_address(subnet, used);
+        let first_free = |subnet, used: &[Ipv4Addr]| free_address(subnet, used, 0);
         assert_eq!(first_free(subnet("172.18.0.0/16"), &[]), Some(ip("172.18.0.2")));
         assert_eq!(
             first_free(subnet("172.18.0.0/16"), &[ip("172.18.0.2"), ip("172.18.0.3")]),
@@ -183,14 +193,25 @@ mod tests {
     }
 
     #[test]
-    fn a_free_preferred_address_is_taken_else_the_first_free_one() {
+    fn the_search_starts_anywhere_and_wraps_around() {
+        let ip = |text: &str| text.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(free_address(subnet("172.18.0.0/16"), &[], 100), Some(ip("172.18.0.102")));
+        // A /29 has 5 usable addresses (.2 to .6): from the last one, the search wraps to .2.
+        assert_eq!(free_address(subnet("10.0.0.0/29"), &[ip("10.0.0.6")], 4), Some(ip("10.0.0.2")));
+        assert_eq!(free_address(subnet("10.0.0.0/29"), &[], 7), Some(ip("10.0.0.4")));
+    }
+
+    #[test]
+    fn a_free_preferred_address_is_taken_else_the_first_free_one_from_the_start() {
         let ip = |text: &str| text.parse::<Ipv4Addr>().unwrap();
         let net = subnet("172.18.0.0/16");
-        assert_eq!(pick(net, &[], &[ip("172.18.0.9")]), Some(ip("172.18.0.9")));
-        assert_eq!(pick(net, &[ip("172.18.0.9")], &[ip("172.18.0.9")]), Some(ip("172.18.0.2")));
-        assert_eq!(pick(net, &[], &[ip("10.0.0.9")]), Some(ip("172.18.0.2")), "outside the subnet");
-        assert_eq!(pick(net, &[], &[ip("172.18.0.1")]), Some(ip("172.18.0.2")), "the gateway");
-        assert_eq!(pick(net, &[], &[ip("172.18.255.255")]), Some(ip("172.18.0.2")), "the broadcast");
+        let prefer =
+            |text: &str| AddressRequest { prefer: vec![ip(text)], start: 10, ..AddressRequest::default() };
+        assert_eq!(pick(net, &[], &prefer("172.18.0.9")), Some(ip("172.18.0.9")));
+        assert_eq!(pick(net, &[ip("172.18.0.9")], &prefer("172.18.0.9")), Some(ip("172.18.0.12")));
+        assert_eq!(pick(net, &[], &prefer("10.0.0.9")), Some(ip("172.18.0.12")), "outside the subnet");
+        assert_eq!(pick(net, &[], &prefer("172.18.0.1")), Some(ip("172.18.0.12")), "the gateway");
+        assert_eq!(pick(net, &[], &prefer("172.18.255.255")), Some(ip("172.18.0.12")), "the broadcast");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Routing {
     drain: Duration,
     /// Addresses the proxy keeps for other apps: a new instance never takes one.
     others: Vec<Ipv4Addr>,
+    /// Where this root's search for a new address starts (see [`AddressRequest::start`]).
+    search_start: u64,
 }
 
 impl Routing {
@@ -53,6 +55,7 @@ impl Routing {
             proxy: None,
             drain: DEFAULT_DRAIN,
             others: Vec::new(),
+            search_start: search_start(root),
         };
         if let Some(caddy) = serving_proxy(root, app, run)? {
             let declared = run.drain_seconds.map_or(DEFAULT_DRAIN, |s| Duration::from_secs(s.into()));
@@ -68,14 +71,21 @@ impl Routing {
     /// Without a proxy: unit tests of the swap, and apps the proxy does not serve.
     #[cfg(test)]
     pub fn none(app: &AppName) -> Routing {
-        Routing { _lock: None, app: app.clone(), proxy: None, drain: DEFAULT_DRAIN, others: Vec::new() }
+        Routing {
+            _lock: None,
+            app: app.clone(),
+            proxy: None,
+            drain: DEFAULT_DRAIN,
+            others: Vec::new(),
+            search_start: 0,
+        }
     }
 
     /// With `proxy`, for unit tests.
     #[cfg(test)]
     pub fn with(app: &AppName, proxy: Box<dyn Proxy>, drain: Duration) -> Routing {
         let others = kept_for_others(proxy.table(), app);
-        Routing { _lock: None, app: app.clone(), proxy: Some(proxy), drain, others }
+        Routing { _lock: None, app: app.clone(), proxy: Some(proxy), drain, others, search_start: 0 }
     }
 
     /// The proxy, for tests to look at.
@@ -139,7 +149,8 @@ impl Routing {
     pub fn next_address(&self, scheduler: &dyn Scheduler) -> Result<NetworkAddress> {
         let route = self.proxy.as_ref().and_then(|proxy| proxy.table().apps.get(&self.app));
         let standby = route.map(|r| r.standby.clone()).unwrap_or_default();
-        let request = AddressRequest { prefer: ipv4(standby), avoid: self.others.clone() };
+        let request =
+            AddressRequest { prefer: ipv4(standby), avoid: self.others.clone(), start: self.search_start };
         Ok(scheduler.allocate_address(&request)?)
     }
 
@@ -179,6 +190,15 @@ fn serving_proxy(root: &Root, app: &AppName, run: &RunConfig) -> Result<Option<C
     let caddy = Caddy::open(root)?;
     caddy.served()?;
     Ok(Some(caddy))
+}
+
+/// A start for the root's address searches that stays the same across its deploys (a hash of
+/// its path; `DefaultHasher::new` has fixed keys).
+fn search_start(root: &Root) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    root.path().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The upstreams of `app` that drain now.

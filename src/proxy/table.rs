@@ -61,17 +61,22 @@ impl Route {
     }
 
     /// Points new requests at `target`; upstreams that served until now and are not in it
-    /// drain (a held address never served, so it does not).
+    /// drain (a held address never served, so it does not). A swap away from serving upstreams
+    /// to addresses that were not on standby drops the standby ones (they were not free): the
+    /// set serving until now keeps its name in the proxy's config, so it serves on until the
+    /// marker moves.
     pub fn switch_to(&mut self, target: Target) {
+        let next = target.addresses();
         if let Target::Up(previous) = &self.target {
-            let kept = target.addresses();
+            if !next.iter().all(|address| self.standby.contains(address)) {
+                self.standby.clear();
+            }
             for address in previous {
-                if !kept.contains(address) && !self.draining.contains(address) {
+                if !next.contains(address) && !self.draining.contains(address) {
                     self.draining.push(*address);
                 }
             }
         }
-        let next = target.addresses();
         self.draining.retain(|address| !next.contains(address));
         self.standby.retain(|address| !next.contains(address));
         self.target = target;
@@ -136,6 +141,17 @@ mod tests {
         assert_eq!(route.spare(), vec![address(1)], "the proxy keeps the same addresses");
         route.retire(address(2));
         assert_eq!(route.standby, vec![address(1)], "a serving upstream is not on standby");
+    }
+
+    #[test]
+    fn a_swap_to_an_address_that_was_not_on_standby_drops_the_standby_ones() {
+        let mut route = route(Target::Up(vec![address(1)]));
+        route.standby = vec![address(2)];
+        route.switch_to(Target::Held(address(3)));
+        assert_eq!((route.draining.clone(), route.standby.clone()), (vec![address(1)], vec![]));
+        let mut route = super::Route { standby: vec![address(2)], ..route };
+        route.switch_to(Target::Up(vec![address(3)]));
+        assert_eq!(route.standby, vec![address(2)], "from a hold, nothing served: the standby stays");
     }
 
     #[test]
