@@ -210,4 +210,27 @@ mod tests {
         let table = table(&root).unwrap();
         assert_eq!(table.apps[&demo], Route::new(domains(&["demo.example.org"]), Target::Down));
     }
+
+    #[test]
+    fn the_standby_address_is_the_latest_other_release_s() {
+        let release = |number: u32, upstream: &str| {
+            format!(
+                "[[releases]]\nnumber = {number}\ncommit = \"c\"\nimage = \"i\"\ncreated_at = 0\noutcome = \"deployed\"\n{upstream}\n[releases.run]\nprocesses = {{}}\n"
+            )
+        };
+        let text = [
+            release(1, "web_upstream = \"172.18.0.2:5000\""),
+            release(2, "web_upstream = \"172.18.0.3:5000\""),
+            release(3, ""),
+            release(4, "web_upstream = \"172.18.0.2:5000\""),
+        ]
+        .concat();
+        let releases: Releases = toml::from_str(&text).unwrap();
+        let address = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let current = releases.get(4).unwrap();
+        assert_eq!(standby(&releases, current), vec![address("172.18.0.3:5000")]);
+        // A rollback to release 2: the standby is release 4's address.
+        assert_eq!(standby(&releases, releases.get(2).unwrap()), vec![address("172.18.0.2:5000")]);
+        assert_eq!(standby(&Releases { releases: vec![current.clone()] }, current), vec![]);
+    }
 }
