@@ -670,6 +670,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     write_atomic_mode(path, bytes, None)
 }
 
+/// Points the symlink `path` at `target` in one step (a temporary link renamed over it), so a
+/// reader sees the old target or the new one, never none.
+pub fn replace_symlink(path: &Path, target: &Path) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    make_dir(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&temp);
+    std::os::unix::fs::symlink(target, &temp).map_err(StateError::io("create the symlink", &temp))?;
+    adopt(&temp)?;
+    fs::rename(&temp, path).map_err(StateError::io("replace", path))?;
+    sync_parent(path)
+}
+
 fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     make_dir(dir)?;

@@ -130,8 +130,9 @@ impl<'a> Rolling<'a> {
             }
             return Ok((facts.host_port, upstream));
         }
+        let old_upstream = old.as_ref().and_then(|facts| self.upstream_of(facts));
         if self.release.run.web_port.is_some() && process == "web" {
-            spec.address = Some(self.scheduler.allocate_address()?);
+            spec.address = Some(self.routing.next_address(self.scheduler, old_upstream)?);
         }
         let exclusive = self.release.run.exclusive.iter().any(|p| p == process);
         self.swaps.push(Swap {
@@ -140,7 +141,7 @@ impl<'a> Rolling<'a> {
             had_old: old.is_some(),
             stopped_old: false,
             exclusive,
-            old_upstream: old.as_ref().and_then(|facts| self.upstream_of(facts)),
+            old_upstream,
             routed: None,
         });
         let upstream = upstream(spec, self.release);

@@ -2,6 +2,7 @@
 //! failed health and its undo, crash recovery, rollback, removed process types.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::swap::{Replace, start_release};
@@ -265,11 +266,39 @@ fn the_proxy_switches_to_the_healthy_new_instance_and_the_old_one_drains_before_
     assert_ne!(new, old, "the new instance has an address of its own");
     let route = &routing.proxy().unwrap().table().apps[&bed.app];
     assert_eq!(route.target, Target::Up(vec![new]));
-    assert_eq!(route.draining, vec![old], "the drained upstream stays known, matching no request");
+    assert!(route.draining.is_empty(), "{route:?}");
+    assert_eq!(route.slots, vec![[old, new]], "the drained upstream stays configured, for the next release");
     let events = bed.fake.events();
     let stop = events.iter().position(|e| e == "stop demo.web.1.retiring (7s)").unwrap();
     let remove = events.iter().position(|e| e == "remove demo.web.1.retiring").unwrap();
     assert!(stop < remove, "{events:?}");
+}
+
+#[test]
+fn the_new_instance_starts_at_the_address_the_proxy_keeps_on_standby() {
+    use crate::proxy::fake::FakeProxy;
+    use crate::proxy::{Domain, Proxy, Route, Target};
+    let bed = bed();
+    let first = bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    let old = first.web_upstreams[0];
+    let standby = SocketAddr::from(([10, 0, 0, 9], old.port()));
+    let mut proxy = FakeProxy::default();
+    let mut route = Route::new(vec![Domain::new("demo.example.com").unwrap()], Target::Up(vec![old]));
+    route.slots = vec![[old, standby]];
+    proxy.set_route(&bed.app, route).unwrap();
+    let mut routing = route::Routing::with(&bed.app, Box::new(proxy), Duration::from_secs(5));
+    let second = Release { number: 2, image: "berth/demo:2".into(), ..first.clone() };
+    bed.fake.state.borrow_mut().images.insert(second.image.clone());
+    let state = bed.root.read_app(&bed.app).unwrap();
+    let serving =
+        start_release(&bed.root, &bed.fake, &mut routing, &bed.app, &state, &second, TIMING, Replace::Every)
+            .unwrap();
+    assert_eq!(serving.upstreams, vec![standby]);
+    let route = &routing.proxy().unwrap().table().apps[&bed.app];
+    assert_eq!(
+        (route.target.clone(), route.slots.clone()),
+        (Target::Up(vec![standby]), vec![[old, standby]])
+    );
 }
 
 #[test]

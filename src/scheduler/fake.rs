@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{
-    BuildContext, ContainerFacts, ContainerSpec, EngineError, ImageConfig, NetworkAddress, NetworkError,
-    OnOutput, Result, Scheduler, Stopped,
+    AddressRequest, BuildContext, ContainerFacts, ContainerSpec, EngineError, ImageConfig, NetworkAddress,
+    NetworkError, OnOutput, Result, Scheduler, Stopped,
 };
 use crate::engine::APP_LABEL;
 use crate::helper_image::HelperImageError;
@@ -259,12 +259,19 @@ impl Scheduler for Fake {
         }
     }
 
-    fn allocate_address(&self) -> std::result::Result<NetworkAddress, NetworkError> {
+    fn allocate_address(
+        &self,
+        request: &AddressRequest,
+    ) -> std::result::Result<NetworkAddress, NetworkError> {
         let state = self.state.borrow();
-        let used: Vec<Ipv4Addr> =
+        let mut used: Vec<Ipv4Addr> =
             state.containers.values().filter_map(|c| c.spec.address.as_ref()).map(|a| a.ip).collect();
-        let ip = (2..=254)
-            .map(|i| Ipv4Addr::new(10, 0, 0, i))
+        used.extend(&request.avoid);
+        let ip = request
+            .prefer
+            .iter()
+            .copied()
+            .chain((2..=254).map(|i| Ipv4Addr::new(10, 0, 0, i)))
             .find(|ip| !used.contains(ip))
             .unwrap_or(Ipv4Addr::UNSPECIFIED);
         Ok(NetworkAddress { network: crate::network::NETWORK.to_string(), ip })
