@@ -13,8 +13,9 @@
 # Needs root (apt-get, the engine). BENCH_BIN=<dir> uses built binaries; BENCH_KEEP=1 keeps
 # the temp root.
 REDEPLOYS=${BENCH_REDEPLOYS:-5}
-BENCH_APPS="bc-scaled bc-single"
 source "$(dirname "$0")/lib/bench-proxy.sh"
+SCALED=bc-$RUN-scaled SINGLE=bc-$RUN-single
+BENCH_APPS="$SCALED $SINGLE"
 OUT_MD=${BENCH_OUT:-$SRC/BENCHMARKS.md}
 
 # timed_redeploys <app>: pushes $REDEPLOYS changes under wrk load through the proxy; writes
@@ -37,21 +38,21 @@ timed_redeploys() {
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f", m }'; }
 
 say "Deploying a scale-3 app and a one-instance app"
-deploy bc-scaled "" "[scale]" "web = 3"
-deploy bc-single
+deploy "$SCALED" "" "[scale]" "web = 3"
+deploy "$SINGLE"
 ROWS=$RES/rows.md
 : >"$ROWS"
-for app in bc-scaled bc-single; do
+for app in "$SCALED" "$SINGLE"; do
   say "$REDEPLOYS redeploys of $app under load"
   timed_redeploys "$app"
 done
-read -r requests errors p50 p99 _ < <(wrk_figures "$RES/bc-scaled-wrk.txt")
-errors_text=$(wrk_errors "$RES/bc-scaled-wrk.txt")
-instances=$(docker ps --filter label=berth.app=bc-scaled --format '{{.Names}}' | wc -l)
+read -r requests errors p50 p99 _ < <(wrk_figures "$RES/$SCALED-wrk.txt")
+errors_text=$(wrk_errors "$RES/$SCALED-wrk.txt")
+instances=$(docker ps --filter label=berth.app=$SCALED --format '{{.Names}}' | wc -l)
 echo "| c1 | failed requests during $REDEPLOYS rolling redeploys of a scale-3 app ($instances instances after; wrk, 16 keep-alive connections) | $errors of $requests${errors_text:+ ($errors_text)} | p50 $p50 ms, p99 $p99 ms | 0 | $(verdict "$([ "$errors" = 0 ] && echo 1)") |" >>"$ROWS"
-scaled=$(median "$RES/bc-scaled-times"); single=$(median "$RES/bc-single-times")
+scaled=$(median "$RES/$SCALED-times"); single=$(median "$RES/$SINGLE-times")
 three=$(printf '%.3f' "$(echo "3 * $single" | bc -l)")
 ratio=$(printf '%.3f' "$(echo "$scaled / $three" | bc -l)")
 echo "| c2 | rolling redeploy of 3 instances (median push of $REDEPLOYS, under load) | $scaled s | 3 × $single s = $three s (one-instance redeploy) | ${ratio}× | (information) | |" >>"$ROWS"
-echo "| c3 | every push of each app, seconds | $(tr '\n' ' ' <"$RES/bc-scaled-times") | $(tr '\n' ' ' <"$RES/bc-single-times") | | | |" >>"$ROWS"
+echo "| c3 | every push of each app, seconds | $(tr '\n' ' ' <"$RES/$SCALED-times") | $(tr '\n' ' ' <"$RES/$SINGLE-times") | | | |" >>"$ROWS"
 write_section bench-scale "Rolling redeploys of a scaled app" "$ROWS"

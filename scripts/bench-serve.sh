@@ -18,10 +18,11 @@
 REDEPLOYS=${BENCH_REDEPLOYS:-20}
 SECONDS_2=${BENCH_SECONDS:-10}
 PUSH_RUNS=${BENCH_PUSH_RUNS:-6}
-BENCH_APPS="bs-normal bs-exclusive"
-BASE=berth-bench-serve-base
 bench_cleanup() { docker rm -f "$BASE" "$BASE-next" >/dev/null 2>&1 || true; }
 source "$(dirname "$0")/lib/bench-proxy.sh"
+NORMAL=bs-$RUN-normal EXCLUSIVE=bs-$RUN-exclusive
+BENCH_APPS="$NORMAL $EXCLUSIVE"
+BASE=berth-bench-serve-base-$RUN
 OUT_MD=${BENCH_OUT:-$SRC/BENCHMARKS.md}
 # During the redeploys wrk waits up to 35 s for an answer (the proxy holds requests up to
 # 30 s): a held request is slow, not failed.
@@ -29,28 +30,33 @@ OUT_MD=${BENCH_OUT:-$SRC/BENCHMARKS.md}
 ROWS=$RES/rows.md
 : >"$ROWS"
 for kind in normal exclusive; do
-  app=bs-$kind
+  app=bs-$RUN-$kind
   say "1. $REDEPLOYS redeploys of the $kind app under load"
   if [ $kind = exclusive ]; then deploy "$app" "exclusive = true"; else deploy "$app"; fi
   start=$(date +%s.%N); push_change "$app"; one=$(echo "$(date +%s.%N) - $start" | bc)
-  duration=$(printf '%.0f' "$(echo "($REDEPLOYS + 1) * $one * 1.5 + 5" | bc)")
+  duration=$(printf '%.0f' "$(echo "($REDEPLOYS + 1) * $one * 3 + 5" | bc)")
   : >"$ROOT/data/apps/$app/state/sigterm.log"
+  wrk_start=$(date +%s)
   wrk -t2 -c16 -d"${duration}s" --timeout 35s --latency -H "Host: $app.bench" "$PROXY/health" >"$RES/$app-wrk.txt" &
   wrk_pid=$!
   sleep 1
   done_deploys=0
   for _ in $(seq 1 "$REDEPLOYS"); do push_change "$app" && done_deploys=$((done_deploys + 1)); done
-  wait "$wrk_pid"
+  # The figures are those of the redeploys: wrk stops (and reports) once they are done.
+  sleep 1
+  kill -INT "$wrk_pid" 2>/dev/null || true
+  wait "$wrk_pid" || true
+  elapsed=$(($(date +%s) - wrk_start))
   read -r requests errors p50 p99 _ < <(wrk_figures "$RES/$app-wrk.txt")
   records=$(wc -l <"$ROOT/data/apps/$app/state/sigterm.log")
   errors_text=$(wrk_errors "$RES/$app-wrk.txt")
-  echo "| s1-$kind | failed requests during $done_deploys redeploys of the $kind app (wrk, 16 keep-alive connections, ${duration} s) | $errors of $requests${errors_text:+ ($errors_text)} | p50 $p50 ms, p99 $p99 ms | 0 | $([ "$errors" = 0 ] && echo '**met**' || echo '**missed**') |" >>"$ROWS"
+  echo "| s1-$kind | failed requests during $done_deploys redeploys of the $kind app (wrk, 16 keep-alive connections, ${elapsed} s) | $errors of $requests${errors_text:+ ($errors_text)} | p50 $p50 ms, p99 $p99 ms | 0 | $([ "$errors" = 0 ] && echo '**met**' || echo '**missed**') |" >>"$ROWS"
   echo "| s2-$kind | SIGTERM records in the app's storage after the $done_deploys redeploys | $records | | $done_deploys | $([ "$records" -ge "$done_deploys" ] && echo '**met**' || echo '**missed**') |" >>"$ROWS"
 done
 
 say "2. proxy overhead: the same load through the proxy and directly"
-upstream=$(first_upstream bs-normal)
-wrk -t2 -c16 -d"${SECONDS_2}s" --latency -H "Host: bs-normal.bench" "$PROXY/health" >"$RES/proxied.txt"
+upstream=$(first_upstream "$NORMAL")
+wrk -t2 -c16 -d"${SECONDS_2}s" --latency -H "Host: $NORMAL.bench" "$PROXY/health" >"$RES/proxied.txt"
 wrk -t2 -c16 -d"${SECONDS_2}s" --latency "http://$upstream/health" >"$RES/direct.txt"
 read -r _ _ pp50 _ prps < <(wrk_figures "$RES/proxied.txt")
 read -r _ _ dp50 _ drps < <(wrk_figures "$RES/direct.txt")
@@ -60,7 +66,7 @@ echo "| s3 | throughput through the proxy / direct to the container ($SECONDS_2 
 echo "| s4 | added p50 latency of the proxy | $pp50 ms | $dp50 ms | $added ms | (information) | |" >>"$ROWS"
 
 say "3. push-to-serving through the proxy vs the docker CLI floor"
-work=$ROOT/work-bs-normal
+work=$ROOT/work-$NORMAL
 data=$ROOT/base-data
 mkdir -p "$data" && chown 1000:1000 "$data"
 cat >"$ROOT/baseline.sh" <<SH

@@ -1,6 +1,9 @@
 # Shared by the benchmarks that serve apps behind a private Caddy (scripts/bench-serve.sh,
 # scripts/bench-scale.sh); sourced, not run. Sets SRC, BIN, ROOT, RES, PROXY and a cleanup trap
-# that destroys the apps in BENCH_APPS (set before sourcing) and stops the Caddy.
+# that destroys the apps in BENCH_APPS (set by the script, read at exit) and stops the Caddy,
+# and RUN, the run's own tag: container names are the engine's, shared by every berth root on
+# it, so a script names its apps and containers with it, and a bench run beside (or a cleanup
+# of) another leaves them alone.
 # BENCH_BIN=<dir> uses the berth binaries there instead of building release ones.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -25,6 +28,7 @@ fi
 
 ROOT=$(mktemp -d /var/lib/berth-bench-proxy.XXXXXX)
 RES=$ROOT/results
+RUN=$(basename "$ROOT" | tr 'A-Z' 'a-z' | tr -dc 'a-z0-9' | tail -c 6)
 mkdir -p "$RES"
 export BERTH_ROOT=$ROOT GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@berth.invalid
