@@ -275,30 +275,17 @@ fn the_proxy_switches_to_the_healthy_new_instance_and_the_old_one_drains_before_
 }
 
 #[test]
-fn the_new_instance_starts_at_the_address_the_proxy_keeps_on_standby() {
-    use crate::proxy::fake::FakeProxy;
-    use crate::proxy::{Domain, Proxy, Route, Target};
+fn the_new_instance_starts_at_the_address_the_proxy_keeps_on_standby_and_nothing_reloads() {
+    use crate::proxy::{Route, Target};
     let bed = bed();
     let first = bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
     let old = first.web_upstreams[0];
     let standby = SocketAddr::from(([10, 0, 0, 9], old.port()));
-    let mut proxy = FakeProxy::default();
-    let mut route = Route::new(vec![Domain::new("demo.example.com").unwrap()], Target::Up(vec![old]));
+    let mut route = Route::new(demo_hosts(), Target::Up(vec![old]));
     route.slots = vec![[old, standby]];
-    proxy.set_route(&bed.app, route).unwrap();
-    let mut routing = route::Routing::with(&bed.app, Box::new(proxy), Duration::from_secs(5));
-    let second = Release { number: 2, image: "berth/demo:2".into(), ..first.clone() };
-    bed.fake.state.borrow_mut().images.insert(second.image.clone());
-    let state = bed.root.read_app(&bed.app).unwrap();
-    let serving =
-        start_release(&bed.root, &bed.fake, &mut routing, &bed.app, &state, &second, TIMING, Replace::Every)
-            .unwrap();
-    assert_eq!(serving.upstreams, vec![standby]);
-    let route = &routing.proxy().unwrap().table().apps[&bed.app];
-    assert_eq!(
-        (route.target.clone(), route.slots.clone()),
-        (Target::Up(vec![standby]), vec![[old, standby]])
-    );
+    let (serving, route, reloads) = bed.swap_through(route, &first, 2);
+    assert_eq!(serving.unwrap().upstreams, vec![standby]);
+    assert_eq!((route.target, route.slots, reloads), (Target::Up(vec![standby]), vec![[old, standby]], 0));
 }
 
 #[test]
@@ -338,11 +325,26 @@ impl Bed {
     /// Swaps to `number` (a copy of `from` with its own image) with a fake proxy routing
     /// `from`'s web instances; returns the outcome and the proxy's route after it.
     fn swap_routed(&self, from: &Release, number: u32) -> (Result<Serving>, crate::proxy::Route) {
+        let route =
+            crate::proxy::Route::new(demo_hosts(), crate::proxy::Target::Up(from.web_upstreams.clone()));
+        let (outcome, route, _) = self.swap_through(route, from, number);
+        (outcome, route)
+    }
+
+    /// Swaps from `from` to `number` with a fake proxy serving the app at `route`; returns the
+    /// outcome, the route after it and how many times the proxy reloaded its config.
+    fn swap_through(
+        &self,
+        route: crate::proxy::Route,
+        from: &Release,
+        number: u32,
+    ) -> (Result<Serving>, crate::proxy::Route, usize) {
+        use crate::proxy::Proxy;
         use crate::proxy::fake::FakeProxy;
-        use crate::proxy::{Domain, Proxy, Route, Target};
         let mut proxy = FakeProxy::default();
-        let hosts = vec![Domain::new("demo.example.com").unwrap()];
-        proxy.set_route(&self.app, Route::new(hosts, Target::Up(from.web_upstreams.clone()))).unwrap();
+        proxy.set_route(&self.app, route).unwrap();
+        let reloads = proxy.reloads.clone();
+        reloads.set(0);
         let mut routing = route::Routing::with(&self.app, Box::new(proxy), Duration::ZERO);
         let next = Release { number, image: format!("berth/demo:{number}"), ..from.clone() };
         self.fake.state.borrow_mut().images.insert(next.image.clone());
@@ -358,8 +360,21 @@ impl Bed {
             Replace::Every,
         );
         let route = routing.proxy().unwrap().table().apps[&self.app].clone();
-        (outcome, route)
+        (outcome, route, reloads.get())
     }
+}
+
+fn demo_hosts() -> Vec<crate::proxy::Domain> {
+    vec![crate::proxy::Domain::new("demo.example.com").unwrap()]
+}
+
+/// The route the records give once `current` replaced `previous`: its instances serve, each
+/// slot pairing one with the previous release's instance.
+fn recorded_route(current: &Release, previous: &Release) -> crate::proxy::Route {
+    use crate::proxy::{Route, Target};
+    let mut route = Route::new(demo_hosts(), Target::Up(current.web_upstreams.clone()));
+    route.slots = current.web_upstreams.iter().zip(&previous.web_upstreams).map(|(c, p)| [*c, *p]).collect();
+    route
 }
 
 const THREE_WEB: [&str; 3] = ["demo.web.1", "demo.web.2", "demo.web.3"];
@@ -480,4 +495,24 @@ fn a_push_keeps_the_admins_scale_over_app_toml() {
     assert_eq!(bed.fake.running(), ["demo.web.1", "demo.web.2"]);
     bed.deploy(&bed.plan(2, declared)).unwrap();
     assert_eq!(bed.images(), ["berth/demo:2"; 2]);
+}
+
+#[test]
+fn a_scaled_rolling_redeploy_between_the_slots_reloads_nothing_nor_does_its_undo() {
+    let bed = bed();
+    bed.scale("web", 3);
+    let first = bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    let (serving, _, reloads) = bed.swap_through(recorded_route(&first, &first), &first, 2);
+    assert_eq!(reloads, 3, "new addresses: one reload per instance");
+    let second = Release { number: 2, web_upstreams: serving.unwrap().upstreams, ..first.clone() };
+    let (serving, route, reloads) = bed.swap_through(recorded_route(&second, &first), &second, 3);
+    assert_eq!(reloads, 0, "{route:?}");
+    let third = Release { number: 3, web_upstreams: serving.unwrap().upstreams, ..first.clone() };
+    assert_eq!(third.web_upstreams, first.web_upstreams, "each instance starts at its slot's other address");
+    assert_eq!(route.sets().len(), 6, "{route:?}");
+    bed.fake.state.borrow_mut().unhealthy_names.insert("demo.web.3".into());
+    let (outcome, route, reloads) = bed.swap_through(recorded_route(&third, &second), &third, 4);
+    assert!(outcome.is_err());
+    assert_eq!(reloads, 0, "an undo partway walks the ladder back: {route:?}");
+    assert_eq!(route.target, crate::proxy::Target::Up(third.web_upstreams.clone()));
 }

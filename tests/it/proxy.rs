@@ -45,6 +45,11 @@ impl RunningCaddy {
     fn root(&self) -> Root {
         Root::new(self.t.root())
     }
+
+    /// The config berth last loaded into Caddy (written after each load only).
+    pub fn config(&self) -> String {
+        std::fs::read_to_string(self.root().proxy_config_file()).unwrap()
+    }
 }
 
 impl RunningCaddy {

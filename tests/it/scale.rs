@@ -1,8 +1,9 @@
 //! Several instances of a process through the real CLI, real pushes, a real engine and a real
 //! Caddy: every instance gets the app's mounts (a file written through instance 1 is read
 //! through instance 3), the proxy balances over every instance, `ps:scale` starts and stops
-//! instances at once (0 keeps the process), a rolling redeploy under load fails no request, and
-//! a release failing partway leaves the old one on every instance.
+//! instances at once (0 keeps the process), a rolling redeploy under load fails no request
+//! (from the third release on, without a new proxy config), and a release failing partway
+//! leaves the old one on every instance.
 
 use crate::engine::inspect;
 use crate::proxy::RunningCaddy;
@@ -94,8 +95,12 @@ fn sc_ps_scale_applies_at_once_and_a_rolling_redeploy_under_load_fails_no_reques
     }
     assert_eq!(app.containers(), running);
 
-    let load = crate::serve::Load::start(&caddy.url, &host);
+    // From the third release on, each instance has a standby address the proxy is configured
+    // for, so the keep-alive connections of the load see no reload.
     repo.write("www/index.html", "release 2\n").commit("change");
+    repo.push(&app).success();
+    let load = crate::serve::Load::start(&caddy.url, &host);
+    repo.write("www/index.html", "release 3\n").commit("change");
     let out = repo.push(&app).success();
     let (sent, failures) = load.finish();
     assert!(sent > 20, "only {sent} requests were sent");
@@ -108,14 +113,14 @@ fn sc_ps_scale_applies_at_once_and_a_rolling_redeploy_under_load_fails_no_reques
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "one instance at a time: {order:?}\n{out}");
     let releases: Vec<String> = instances(&app).into_iter().map(|(_, release)| release).collect();
-    assert_eq!(releases, ["2", "2", "2"], "the admin's scale is kept across the push");
+    assert_eq!(releases, ["3", "3", "3"], "the admin's scale is kept across the pushes");
 
     app.berth("ps:scale", &["web=0"]).success();
     assert!(instances(&app).is_empty());
     assert_eq!(get_host(&caddy.url, &host, "/health").status, 503);
     assert_eq!(app.berth("ps:scale", &["--format", "json"]).success().stdout, "{\"web\":0}\n");
     app.berth("ps:scale", &["web=1"]).success();
-    assert_eq!(instances(&app), [(format!("{}.web.1", app.name), "2".to_string())]);
+    assert_eq!(instances(&app), [(format!("{}.web.1", app.name), "3".to_string())]);
     assert_eq!(get_host(&caddy.url, &host, "/health").status, 200);
 }
 
@@ -148,4 +153,24 @@ fn sc_a_release_failing_partway_leaves_the_old_one_serving_on_every_instance() {
     for _ in 0..10 {
         assert_eq!(get_host(&caddy.url, &host, "/health").status, 200);
     }
+}
+
+#[test]
+fn ig_from_the_third_release_a_rolling_redeploy_loads_no_new_proxy_config() {
+    let caddy = RunningCaddy::start();
+    let (app, repo, host) = scaled(&caddy, "ig-ladder", 3);
+    repo.write("www/index.html", "release 2\n").commit("change");
+    repo.push(&app).success();
+    let config = caddy.config();
+    let load = crate::serve::Load::start(&caddy.url, &host);
+    for n in 3..=4 {
+        repo.write("www/index.html", &format!("release {n}\n")).commit("change");
+        repo.push(&app).success();
+        assert_eq!(caddy.config(), config, "release {n}: berth loaded no new config");
+    }
+    let (sent, failures) = load.finish();
+    assert!(sent > 20, "only {sent} requests were sent");
+    assert!(failures.is_empty(), "{} of {sent} keep-alive requests failed: {failures:?}", failures.len());
+    let releases: Vec<String> = instances(&app).into_iter().map(|(_, release)| release).collect();
+    assert_eq!(releases, ["4", "4", "4"]);
 }
