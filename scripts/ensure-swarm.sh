@@ -125,7 +125,9 @@ ensure_netns() {
   fi
   ip -n "$ns" link set lo up
   ip -n "$ns" link set eth0 up
-  ip -n "$ns" addr show dev eth0 | grep -q "$(node_addr "$n")/" ||
+  # Not `ip ... | grep -q`: grep exits at the first match, ip may die of SIGPIPE, and pipefail
+  # then reads an assigned address as missing.
+  grep -q "$(node_addr "$n")/" <<<"$(ip -n "$ns" addr show dev eth0)" ||
     ip -n "$ns" addr add "$(node_addr "$n")/24" dev eth0
   ip -n "$ns" route replace default via "$MANAGER_ADDR"
   start_daemon "$RUN/$ns/registry.pid" "$LOG/$ns-registry.log" \

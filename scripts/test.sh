@@ -13,6 +13,8 @@ dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "install ok install
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 # tests/it/backup.rs pipes a backup through Debian's restic.
 command -v restic >/dev/null 2>&1 || need+=(restic)
+# Dokku's docker-options cases (tests/it/dokku_docker_options.rs) read JSON reports with jq.
+command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v make >/dev/null 2>&1 || need+=(make)
@@ -35,3 +37,12 @@ bash scripts/ensure-engine.sh
 export TMPDIR=/var/lib/berth-test-tmp
 mkdir -p "$TMPDIR" && chmod 0755 "$TMPDIR"
 cargo test --all-targets "$@"
+
+# The multi-node swarm tests (tests/it/swarm.rs, docs/swarm.md) make the machine's engine a
+# swarm manager with two extra nodes: they run after everything else, one at a time, and the
+# test bed goes afterwards. Only on a full run (no arguments); BERTH_SWARM=0 skips them.
+if [ $# -eq 0 ] && [ "${BERTH_SWARM:-1}" = 1 ]; then
+  bash scripts/ensure-swarm.sh
+  trap 'bash scripts/ensure-swarm.sh teardown' EXIT
+  BERTH_SWARM=1 cargo test --test it swarm:: -- --test-threads=1
+fi

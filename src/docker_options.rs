@@ -25,7 +25,7 @@ pub enum OptionsError {
 }
 
 const SUPPORTED: &str = "-e/--env, -l/--label, -v/--volume, --mount, -m/--memory, --cpus, -u/--user, -w/--workdir, \
---hostname, --add-host, --link, --build-arg (stored, not applied), --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
+--hostname, --add-host, --link, --build-arg (build phase), --cap-add, --cap-drop, --security-opt no-new-privileges=false, --read-only, \
 --tmpfs, --shm-size, --init, --network, --log-driver, --log-opt, --restart";
 
 /// Capabilities every container berth creates goes without unless the admin adds them back
@@ -193,8 +193,8 @@ pub struct RunOptions {
     workdir: Option<String>,
     hostname: Option<String>,
     extra_hosts: Vec<String>,
-    /// `--build-arg` values: kept for Dokku's scripts, not yet handed to the image build.
-    build_args: Vec<String>,
+    /// `--build-arg` values, handed to the image build when given for the build phase.
+    build_args: Vec<(String, String)>,
     /// Legacy container links (`--link postgres[:alias]`).
     links: Vec<String>,
     cap_add: Vec<String>,
@@ -397,9 +397,7 @@ impl RunOptions {
                 "--hostname" => run.hostname = Some(value()?),
                 "--add-host" => run.extra_hosts.push(value()?),
                 "--link" => run.links.push(link(&value()?)?),
-                "--build-arg" => {
-                    run.build_args.push(split_pair(&flag, &value()?, '=').map(|(k, v)| format!("{k}={v}"))?)
-                }
+                "--build-arg" => run.build_args.push(split_pair(&flag, &value()?, '=')?),
                 "--cap-add" => run.cap_add.push(value()?),
                 "--cap-drop" => run.cap_drop.push(value()?),
                 "--security-opt" => match value()?.as_str() {
@@ -424,10 +422,16 @@ impl RunOptions {
         Ok(run)
     }
 
-    /// What `docker-options:add` should say about options berth stores but does not apply.
-    pub fn unapplied_warning(&self) -> Option<String> {
-        (!self.build_args.is_empty()).then(|| {
-            "--build-arg is stored for Dokku's scripts, but berth does not pass build arguments to the image build yet".to_string()
+    /// The `--build-arg` values, for the image build.
+    pub fn build_args(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.build_args.iter().cloned()
+    }
+
+    /// What `docker-options:add` should say about options given for a phase that ignores them:
+    /// only the image build takes `--build-arg`.
+    pub fn unapplied_warning(&self, phase: Phase) -> Option<String> {
+        (phase != Phase::Build && !self.build_args.is_empty()).then(|| {
+            format!("--build-arg only reaches the image build from the build phase; it has no effect in the {} phase", phase.as_str())
         })
     }
 
@@ -594,8 +598,11 @@ mod tests {
                 "{refused}"
             );
         }
-        let build = RunOptions::parse(&["--build-arg X=Y".into()]).unwrap();
-        assert!(build.unapplied_warning().is_some() && host_after(&["--build-arg X=Y"]).links.is_none());
+        let build = RunOptions::parse(&["--build-arg X=Y=Z".into()]).unwrap();
+        assert_eq!(build.build_args().collect::<Vec<_>>(), [("X".to_string(), "Y=Z".to_string())]);
+        assert!(build.unapplied_warning(Phase::Build).is_none());
+        assert!(build.unapplied_warning(Phase::Deploy).unwrap().contains("deploy phase"));
+        assert!(host_after(&["--build-arg X=Y"]).links.is_none());
         let linked = host_after(&["--link postgres", "--link db:pg"]);
         assert_eq!(linked.links.unwrap(), vec!["postgres:postgres", "db:pg"]);
         assert!(RunOptions::parse(&["--link ../x".into()]).is_err());

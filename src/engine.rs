@@ -860,11 +860,8 @@ impl Engine {
         tail: Option<usize>,
         on_output: &mut dyn FnMut(bool, &str),
     ) -> Result<()> {
-        use bollard::query_parameters::LogsOptionsBuilder;
         use futures_util::StreamExt;
-        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
-        let options =
-            LogsOptionsBuilder::default().follow(follow).stdout(true).stderr(true).tail(&tail).build();
+        let options = logs_options(follow, tail);
         self.runtime.block_on(async {
             let mut stream = self.docker.logs(name, Some(options));
             while let Some(item) = stream.next().await {
@@ -879,6 +876,17 @@ impl Engine {
             Ok(())
         })
     }
+}
+
+/// Both streams, the last `tail` lines (all without), then new ones while `follow`.
+pub(crate) fn logs_options(follow: bool, tail: Option<usize>) -> bollard::query_parameters::LogsOptions {
+    let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+    bollard::query_parameters::LogsOptionsBuilder::default()
+        .follow(follow)
+        .stdout(true)
+        .stderr(true)
+        .tail(&tail)
+        .build()
 }
 
 /// An endpoint's fixed address first, then the one it has now (none while stopped).

@@ -97,11 +97,18 @@ pub fn printable(text: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Report {
     rows: BTreeMap<String, String>,
+    /// JSON-only arrays under their short key (`deploy-list`), as Dokku's JSON adds them.
+    lists: BTreeMap<String, Vec<String>>,
 }
 
 impl Report {
     pub fn row(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.rows.insert(key.into(), value.into());
+    }
+
+    /// A JSON-only array, `key` as written (no namespace prefix is added or stripped).
+    pub fn json_list(&mut self, key: impl Into<String>, items: Vec<String>) {
+        self.lists.insert(key.into(), items);
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -130,6 +137,9 @@ impl Report {
             let stripped = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('-')).unwrap_or(key);
             object.insert(stripped.to_string(), value.clone().into());
             object.insert(key.clone(), value.clone().into());
+        }
+        for (key, items) in &self.lists {
+            object.insert(key.clone(), items.clone().into());
         }
         serde_json::Value::Object(object)
     }

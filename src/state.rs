@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Policy;
 use crate::names::{AppName, EntryName};
 use crate::proxy::{Domain, ProxySettings};
+use crate::scheduler::selection::{SchedulerKind, SchedulerSettings, SwarmSettings};
 use crate::storage::binds::Bind;
 use crate::storage::{Attachment, Entry};
 
@@ -373,6 +374,13 @@ pub struct AppState {
     /// `ps:stop` stopped it: its route answers 503 until `ps:start`, `ps:restart` or a deploy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// `scheduler:set <app> selected`: the scheduler of its next deploy (else the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerKind>,
+    /// The swarm node the app's node-local data lives on: set by `scheduler:set <app> node`,
+    /// or chosen at its first swarm deploy (the manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_node: Option<String>,
 }
 
 /// `global-domains.toml`: the domains every app answers under, as `<app>.<domain>`.
@@ -586,6 +594,12 @@ pub struct Settings {
     /// The proxy in front of the apps' web processes.
     #[serde(default)]
     pub proxy: ProxySettings,
+    /// The scheduler of apps that did not choose one.
+    #[serde(default)]
+    pub scheduler: SchedulerSettings,
+    /// What the `docker-swarm` scheduler needs: the registry.
+    #[serde(default)]
+    pub swarm: SwarmSettings,
 }
 
 /// An exclusive advisory lock on a file, released when dropped.

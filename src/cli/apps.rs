@@ -74,6 +74,7 @@ pub fn destroy(root: &Root, app: &AppName, force: bool, purge_storage: bool) -> 
             deploy::stop_and_remove(engine, &container, timeout)?;
             detail(format!("Removed container {container}"));
         }
+        crate::scheduler::docker_swarm::remove_services(&state, app)?;
         for release in root.read_releases(app)?.releases {
             engine.remove_image(&release.image)?;
         }

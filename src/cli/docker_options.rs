@@ -92,16 +92,16 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
     existing_app(root, &app)?;
     let (options, lifted) = crate::docker_options::lift_processes(parse_options(&args.option.join(" "))?)?;
     let processes: Vec<String> = args.processes.iter().cloned().chain(lifted).collect();
-    let keys = keys(&processes, &parse_phase_list(&args.phases)?)?;
+    let phases = parse_phase_list(&args.phases)?;
+    let keys = keys(&processes, &phases)?;
     if options.is_empty() {
         let verb = if verb == "add" { "add to" } else { verb };
         return Err(crate::docker_options::OptionsError::Empty(verb).into());
     }
     if verb == "add" {
         // Refuse what berth cannot hand to the engine now, not at the next deploy.
-        if let Some(warning) = crate::docker_options::RunOptions::parse(&options)?.unapplied_warning() {
-            crate::output::warn(warning);
-        }
+        let parsed = crate::docker_options::RunOptions::parse(&options)?;
+        phases.iter().filter_map(|phase| parsed.unapplied_warning(*phase)).for_each(crate::output::warn);
         super::storage::warn_undeclared(root, &app, &processes)?;
     }
     root.update_app(&app, |state| {
@@ -180,10 +180,12 @@ fn options_report(root: &Root, app: &AppName) -> Result<Report> {
         let key = format!("{DEFAULT_PROCESS_TYPE}.{phase}");
         let options = state.docker_options.get(&key).cloned().unwrap_or_default();
         report.row(format!("docker-options-{phase}"), options.join(" "));
+        report.json_list(format!("{phase}-list"), options);
     }
     for (key, options) in &state.docker_options {
         if let Some(process) = key.strip_suffix(".deploy").filter(|p| *p != DEFAULT_PROCESS_TYPE) {
             report.row(format!("docker-options-deploy.{process}"), options.join(" "));
+            report.json_list(format!("deploy.{process}-list"), options.clone());
         }
     }
     Ok(report)

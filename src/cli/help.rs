@@ -16,6 +16,7 @@ const NAMESPACES: &[(&str, &str)] = &[
     ("hooks", "Manage the git hooks of app repositories"),
     ("proxy", "Manage the proxy integration for an app"),
     ("ps", "List processes running in app container(s)"),
+    ("scheduler", "Manage scheduler integration for an app"),
     ("ssh-keys", "Manage public ssh keys that are allowed to connect to berth"),
     ("storage", "Manage mounted volumes"),
 ];

@@ -13,6 +13,7 @@ mod inventory;
 mod proxy;
 mod ps;
 mod report;
+mod scheduler;
 mod ssh;
 mod storage;
 mod storage_exec;
@@ -66,6 +67,8 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Scale(#[from] crate::scale::ScaleError),
+    #[error(transparent)]
+    Swarm(Box<crate::swarm::SwarmError>),
     #[error("{0}")]
     Usage(String),
     #[error("Confirmation did not match {0}. Aborted.")]
@@ -74,6 +77,12 @@ pub enum CliError {
         "refusing to {action} without confirmation: nothing on stdin; pipe the name in (echo {name} | berth {command} {name}) or pass --force"
     )]
     NoConfirmation { action: String, command: &'static str, name: String },
+}
+
+impl From<crate::swarm::SwarmError> for CliError {
+    fn from(error: crate::swarm::SwarmError) -> CliError {
+        CliError::Swarm(Box::new(error))
+    }
 }
 
 impl CliError {
@@ -361,6 +370,19 @@ enum Command {
     /// Re-install the git hooks of every app (after an upgrade)
     #[command(name = "hooks:install")]
     HooksInstall,
+    /// Set (or, without a value, unset) an app's scheduler property: selected (docker-local or
+    /// docker-swarm), node (the swarm node its node-local data lives on)
+    #[command(name = "scheduler:set")]
+    SchedulerSet { app: String, property: String, value: Option<String> },
+    /// Show which scheduler deploys one app or all apps, its swarm node and where its data is
+    #[command(name = "scheduler:report")]
+    SchedulerReport {
+        /// An app, and/or one info flag such as --scheduler-computed-selected
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Set (or, without a value, unset) an app's git property: deploy-branch
     #[command(name = "git:set")]
     GitSet { app: String, property: String, value: Option<String> },
@@ -391,9 +413,15 @@ enum Command {
     /// The forced command of SSH keys (not for interactive use)
     #[command(name = "git-shell", hide = true)]
     GitShell { key: String },
-    /// Gives directories to uid:gid through handles; the helper image's entrypoint
+    /// Gives directories to uid:gid through handles; the helper image's entrypoint. With
+    /// --create, makes missing ones first (app directories on another swarm node)
     #[command(name = "internal:chown", hide = true)]
-    InternalChown { owner: String, dirs: Vec<std::path::PathBuf> },
+    InternalChown {
+        #[arg(long)]
+        create: bool,
+        owner: String,
+        dirs: Vec<std::path::PathBuf>,
+    },
     /// Writes a backup stream of the mounted trees; run by the helper image
     #[command(name = "internal:backup-read", hide = true)]
     InternalBackupRead { pipe: std::path::PathBuf, plan: String },
@@ -406,11 +434,14 @@ enum Command {
 }
 
 /// `internal:chown <uid>:<gid> <dir>...`, run as root inside berth's helper image.
-fn internal_chown(owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
+fn internal_chown(create: bool, owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
     let bad = || CliError::Usage(format!("internal:chown wants <uid>:<gid>, not {owner:?}"));
     let (uid, gid) = owner.split_once(':').ok_or_else(bad)?;
     let (uid, gid) = (uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?);
     for dir in dirs {
+        if create {
+            crate::hostfs::ensure_dir(dir)?;
+        }
         crate::hostfs::chown_tree(dir, uid, gid)?;
     }
     Ok(())
@@ -504,6 +535,10 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::Releases { app, format } => ps::releases(root, &app_name(&app)?, format),
         Command::Rollback { app, release } => ps::rollback(root, &app_name(&app)?, release),
         Command::HooksInstall => ps::install_hooks(root),
+        Command::SchedulerSet { app, property, value } => {
+            scheduler::set(root, &app_name(&app)?, &property, value.as_deref())
+        }
+        Command::SchedulerReport { args, format } => scheduler::report(root, &args, format),
         Command::GitSet { app, property, value } => {
             apps::git_set(root, &app_name(&app)?, &property, value.as_deref())
         }
@@ -511,7 +546,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
         Command::SshKeysRemove { name } => ssh::remove(root, &name),
         Command::SshKeysList { format } => ssh::list(root, format),
         Command::GitShell { key } => ssh::git_shell(root, &key),
-        Command::InternalChown { owner, dirs } => internal_chown(&owner, &dirs),
+        Command::InternalChown { create, owner, dirs } => internal_chown(create, &owner, &dirs),
         Command::InternalBackupRead { pipe, plan } => backup::internal_read(&pipe, &plan),
         Command::InternalBackupRestore { pipe, plan } => backup::internal_restore(&pipe, &plan),
         Command::InternalBackupPrune { paths } => backup::internal_prune(&paths),

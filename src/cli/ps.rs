@@ -7,6 +7,7 @@ use crate::engine::Engine;
 use crate::names::AppName;
 use crate::output::{Report, detail, heading, step};
 use crate::proxy::records::Records;
+use crate::scheduler::docker_swarm::InstanceStatus;
 use crate::state::{Outcome, Root};
 
 pub fn start(root: &Root, app: &AppName) -> Result<()> {
@@ -94,24 +95,19 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
     let mut report = Report::default();
     report.row("ps-deployed", current.is_some().to_string());
     report.row("ps-current-release", state.current_release.map(|n| n.to_string()).unwrap_or_default());
-    let containers = engine.app_containers(app.as_str())?;
-    let mut running = 0;
-    let first_web = deploy::container_name(app, "web", 1);
-    let mut web_port = None;
-    for name in &containers {
-        if let Some(facts) = engine.inspect_container(name)? {
-            if *name == first_web {
-                web_port = facts.host_port;
-            }
-            let status = if facts.running { "running" } else { "stopped" };
-            running += usize::from(facts.running);
-            let id = facts.id.get(..12).unwrap_or(&facts.id);
-            report.row(format!("ps-status.{name}"), format!("{status} (CID: {id})"));
-        }
+    let statuses = match crate::scheduler::docker_swarm::task_statuses(&state, app)? {
+        Some(tasks) => tasks,
+        None => container_statuses(engine, app)?,
+    };
+    let running = statuses.iter().filter(|s| s.running).count();
+    for status in &statuses {
+        report.row(format!("ps-status.{}", status.name), status.text.clone());
     }
-    report.row("ps-processes", containers.len().to_string());
+    report.row("ps-processes", statuses.len().to_string());
     report.row("ps-scale", crate::scale::describe(&crate::scale::of_app(root, app, &state)?));
-    report.row("ps-running", (running > 0 && running == containers.len()).to_string());
+    report.row("ps-running", (running > 0 && running == statuses.len()).to_string());
+    let first_web = deploy::container_name(app, "web", 1);
+    let web_port = engine.inspect_container(&first_web)?.and_then(|facts| facts.host_port);
     // Through the proxy when the app has a host name, else its port on the loopback address.
     // The engine's port: an instance a failed deploy started again has a new one.
     let port = current.and_then(|r| r.web_host_port).map(|recorded| web_port.unwrap_or(recorded));
@@ -122,17 +118,28 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
     Ok(report)
 }
 
+/// Each of the app's containers: running or stopped, and its id.
+fn container_statuses(engine: &Engine, app: &AppName) -> Result<Vec<InstanceStatus>> {
+    let mut statuses = Vec::new();
+    for name in engine.app_containers(app.as_str())? {
+        if let Some(facts) = engine.inspect_container(&name)? {
+            let status = if facts.running { "running" } else { "stopped" };
+            let id = facts.id.get(..12).unwrap_or(&facts.id);
+            statuses.push(InstanceStatus {
+                text: format!("{status} (CID: {id})"),
+                running: facts.running,
+                name,
+            });
+        }
+    }
+    Ok(statuses)
+}
+
 /// Runs a one-off command; returns its exit status for the binary to pass through.
 pub fn run(root: &Root, app: &AppName, command: &[String]) -> Result<i32> {
-    existing_app(root, app)?;
-    let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut |is_err, text| {
-        if is_err {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-            std::io::Write::flush(&mut std::io::stdout()).ok();
-        }
-    })?;
+    let state = existing_app(root, app)?;
+    crate::scheduler::docker_swarm::require_local_run(root, &state, app)?;
+    let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut print_output)?;
     Ok(i32::try_from(status).unwrap_or(1))
 }
 
@@ -143,7 +150,10 @@ pub fn logs(
     process: Option<&str>,
     tail: Option<usize>,
 ) -> Result<()> {
-    existing_app(root, app)?;
+    let state = existing_app(root, app)?;
+    if crate::scheduler::docker_swarm::logs(&state, app, process, follow, tail, &mut print_output)? {
+        return Ok(());
+    }
     let engine = Engine::connect()?;
     let containers: Vec<String> = engine
         .app_containers(app.as_str())?
@@ -160,15 +170,19 @@ pub fn logs(
         )));
     }
     for name in containers {
-        engine.logs(&name, follow, tail, &mut |is_err, text| {
-            if is_err {
-                eprint!("{text}");
-            } else {
-                print!("{text}");
-            }
-        })?;
+        engine.logs(&name, follow, tail, &mut print_output)?;
     }
     Ok(())
+}
+
+/// A container's output on the command's own stdout and stderr.
+fn print_output(is_err: bool, text: &str) {
+    if is_err {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+        std::io::Write::flush(&mut std::io::stdout()).ok();
+    }
 }
 
 pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {

@@ -569,6 +569,10 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     report.row("storage-allowed-host-paths", paths.join(" "));
     report.row("storage-allowed-volumes", state.allowed.volumes.join(" "));
     report.row("storage-allowed-drivers", state.allowed.drivers.join(" "));
+    // Only for apps that went to a swarm: their node-local data is on that node.
+    if let Some(node) = &state.swarm_node {
+        report.row("storage-swarm-node", node.clone());
+    }
     Ok(report)
 }
 

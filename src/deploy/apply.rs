@@ -31,7 +31,9 @@ pub fn apply(
     // Build first: a failed build leaves storage exactly as it was.
     step(format!("Building {}", plan.image));
     let build_labels = [(APP_LABEL.to_string(), app.to_string())].into();
-    let build_args = crate::config::build_args(root, app, &plan.run)?;
+    let mut build_args = crate::config::build_args(root, app, &plan.run)?;
+    // The admin's build-phase `--build-arg`s win over config's `env_keys`: they name the build.
+    build_args.extend(phase_options(&root.read_app(app)?, DEFAULT_PROCESS_TYPE, Phase::Build)?.build_args());
     scheduler.build_image(
         &plan.image,
         &plan.dockerfile,
@@ -50,6 +52,7 @@ pub fn apply(
     }
     let release = new_release(plan, Outcome::Deployed);
     let mut state = root.read_app(app)?;
+    crate::scheduler::docker_swarm::choose_node(root, &mut state)?;
     state.stopped = false;
     state.mounts.clone_from(&plan.mounts);
     state.detached.retain(|d| !plan.mounts.iter().any(|m| m.same_mount(d)));

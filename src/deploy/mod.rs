@@ -27,8 +27,10 @@ pub use fault::fault_point;
 pub use oneoff::run_oneoff;
 pub use ops::{rescale, restart, rollback, stop};
 pub use plan::{HostPathFact, Plan, PlanInputs, plan, short};
+pub(crate) use route::Routing;
 pub use route::{announce, check as check_proxy};
 pub use specs::engine_mounts;
+pub(crate) use specs::{ProcessSpec, mount_image_volumes, process_specs, warn_anonymous_volume};
 pub use stop::{stop_and_remove, stop_timeout};
 pub use storage::{check_binds, check_mounts, ensure_storage};
 pub use swap::{Replace, Serving, recover, start_release};
@@ -61,6 +63,9 @@ pub enum DeployError {
     Proxy(#[from] crate::proxy::ProxyError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    /// Boxed: its variants carry the node and the data, and every deploy result carries this.
+    #[error(transparent)]
+    Swarm(Box<crate::swarm::SwarmError>),
     #[error("storage entry \"{0}\" mounted by this app no longer exists; unmount it or re-create it")]
     MissingEntry(EntryName),
     #[error("[build].command exited with status {0}")]
@@ -87,6 +92,12 @@ pub enum DeployError {
          or push a release without it"
     )]
     NoLongerAllowed { app: AppName, release: u32, what: String, container_path: String, grant: String },
+}
+
+impl From<crate::swarm::SwarmError> for DeployError {
+    fn from(error: crate::swarm::SwarmError) -> DeployError {
+        DeployError::Swarm(Box::new(error))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, DeployError>;

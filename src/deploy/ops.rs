@@ -86,6 +86,7 @@ pub fn stop(root: &Root, scheduler: &dyn Scheduler, app: &AppName, timing: Timin
         step(format!("Stopping {name}"));
         stop_and_remove(scheduler, &name, timeout)?;
     }
+    crate::scheduler::docker_swarm::remove_services(&state, app)?;
     state.stopped = true;
     root.write_app(app, &state, &lock)?;
     Ok(())

@@ -78,14 +78,14 @@ pub(super) fn phase_options(state: &AppState, process: &str, phase: Phase) -> Re
 }
 
 /// The settings a process instance's container is created with.
-pub(super) struct ProcessSpec {
+pub(crate) struct ProcessSpec {
     pub process: String,
     pub spec: ContainerSpec,
 }
 
 /// One container spec per instance of each process type of the release (as many as the app's
 /// scale says), every instance of a process with the same deploy-phase mounts.
-pub(super) fn process_specs(
+pub(crate) fn process_specs(
     root: &Root,
     app: &AppName,
     state: &AppState,
@@ -143,7 +143,7 @@ fn anonymous_volume_name(app: &AppName, path: &str) -> String {
 /// Mounts a labelled app volume at each path the image declares with `VOLUME` that no mount
 /// targets, instead of the engine's unnamed volume a redeploy would lose and no purge would
 /// find. Returns the (path, volume) pairs it added.
-pub(super) fn mount_image_volumes(
+pub(crate) fn mount_image_volumes(
     scheduler: &dyn Scheduler,
     app: &AppName,
     spec: &mut ContainerSpec,
@@ -174,7 +174,7 @@ pub(super) fn mount_image_volumes(
 }
 
 /// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
-pub(super) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
+pub(crate) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
     let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
     warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
     for line in

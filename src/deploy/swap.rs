@@ -19,7 +19,7 @@ use super::{PROCESS_LABEL, RELEASE_LABEL, RETIRING, ROLE_LABEL, Result, Timing};
 use crate::engine::ContainerFacts;
 use crate::names::AppName;
 use crate::output::{step, warn};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, docker_swarm};
 use crate::state::{AppState, Release, Root};
 
 /// Where a release's web process serves, once it does.
@@ -93,6 +93,11 @@ pub fn start_release(
     timing: Timing,
     replace: Replace,
 ) -> Result<Serving> {
+    if docker_swarm::is_selected(root, state)? {
+        return docker_swarm::start_release(root, scheduler, routing, app, state, release, timing);
+    }
+    // Back from the swarm: its tasks stop before containers start, never two writers.
+    docker_swarm::remove_services(state, app)?;
     let entries = root.entries_by_name()?;
     let mut specs = process_specs(root, app, state, release, &entries)?;
     let mut anonymous = BTreeMap::new();

@@ -4,8 +4,10 @@
 //! the deploy's swap, undo and recovery, so they run without an engine.
 
 pub mod docker_local;
+pub mod docker_swarm;
 #[cfg(test)]
 pub mod fake;
+pub mod selection;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 use bollard::auth::DockerCredentials;
 use bollard::models::{LocalNodeState, Node, NodeSpecAvailabilityEnum, NodeState, Service, TaskState};
 use bollard::query_parameters::{
-    ListNodesOptions, ListTasksOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
-    UpdateServiceOptions,
+    ListNodesOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder, PushImageOptionsBuilder,
+    TagImageOptionsBuilder, UpdateServiceOptions,
 };
 use futures_util::StreamExt;
 
 use super::rollout::{self, Progress, TaskFacts};
-use super::spec::{self, ImageDigest, JobDef, NodeName, Registry, ServiceDef};
+use super::spec::{self, ImageDigest, JobDef, NodeName, Registry, ServiceDef, VolumeDriver};
 use super::{Result, SwarmError};
-use crate::engine::{Engine, EngineError, api_error, is_not_found};
+use crate::engine::{Engine, EngineError, api_error, is_not_found, logs_options};
 
 /// How often a wait asks the engine again.
 const POLL: Duration = Duration::from_millis(250);
@@ -172,6 +172,55 @@ impl Swarm {
         }
     }
 
+    /// The driver and options of a volume on the manager's engine; `None` when it does not
+    /// exist there.
+    pub fn volume_driver(&self, name: &str) -> Result<Option<VolumeDriver>> {
+        match self.engine.run(|d| d.inspect_volume(name)) {
+            Ok(volume) => {
+                Ok(Some(VolumeDriver { name: volume.driver, options: volume.options.into_iter().collect() }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api_error(format!("inspect volume {name}"))(e).into()),
+        }
+    }
+
+    /// Names of the services labelled `label=value`, sorted.
+    pub fn services_labelled(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        let filter = format!("{label}={value}");
+        let options = ListServicesOptionsBuilder::default()
+            .filters(&HashMap::from([("label", vec![filter.as_str()])]))
+            .build();
+        let services = self
+            .engine
+            .run(|d| d.list_services(Some(options)))
+            .map_err(api_error(format!("list services labelled {filter}")))?;
+        let mut names: Vec<String> =
+            services.into_iter().filter_map(|s| s.spec.and_then(|spec| spec.name)).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The output of every task of the service, on whichever node; `true` for stderr.
+    pub fn logs(
+        &self,
+        service: &str,
+        follow: bool,
+        tail: Option<usize>,
+        on_output: &mut dyn FnMut(bool, &str),
+    ) -> Result<()> {
+        use bollard::container::LogOutput;
+        let options = logs_options(follow, tail);
+        self.engine.run(|d| async move {
+            let mut stream = d.service_logs(service, Some(options));
+            while let Some(item) = stream.next().await {
+                let output = item.map_err(api_error(format!("read logs of service {service}")))?;
+                let is_err = matches!(output, LogOutput::StdErr { .. });
+                on_output(is_err, &String::from_utf8_lossy(&output.into_bytes()));
+            }
+            Ok(())
+        })
+    }
+
     /// Every node of the swarm.
     pub fn nodes(&self) -> Result<Vec<NodeFacts>> {
         let nodes = self
@@ -243,6 +292,7 @@ impl Swarm {
             .map(|task| {
                 let status = task.status.unwrap_or_default();
                 let container = status.container_status.unwrap_or_default();
+                let published = status.port_status.and_then(|p| p.ports).unwrap_or_default();
                 TaskFacts {
                     id: task.id.unwrap_or_default(),
                     slot: task.slot,
@@ -254,6 +304,10 @@ impl Swarm {
                     message: status.message,
                     container_id: container.container_id,
                     exit_code: container.exit_code,
+                    published: published
+                        .iter()
+                        .filter_map(|p| p.published_port.and_then(|n| u16::try_from(n).ok()))
+                        .collect(),
                     version: task.version.and_then(|v| v.index).unwrap_or_default(),
                     current: rollout::runs_template(task.spec.as_ref(), template),
                 }

@@ -61,6 +61,22 @@ pub enum SwarmError {
     Unschedulable { service: String, reason: String },
     #[error("service {service} did not converge within {seconds} s: {last}")]
     Timeout { service: String, seconds: u64, last: String },
+    #[error(
+        "no registry for swarm images: set `[swarm] registry = \"<host>:<port>\"` in berth.toml, a registry every node can pull from (docs/swarm.md)"
+    )]
+    NoRegistry,
+    #[error(
+        "{app} has docker-options for its {process} process, which swarm services cannot take; nothing was changed: remove them (`berth docker-options:clear {app}`) or keep the app on docker-local (`berth scheduler:set {app} selected docker-local`)"
+    )]
+    DockerOptions { app: String, process: String },
+    #[error(
+        "{app}'s data lives on swarm node \"{node}\" ({data}), which cannot run tasks: its availability is {availability} and its state {state}; nothing was changed and its running tasks were left alone. Make the node active (`docker node update --availability active {node}`) and push again, or move the data and `berth scheduler:set {app} node <hostname>`"
+    )]
+    PinnedNodeUnavailable { app: String, node: String, data: String, availability: String, state: String },
+    #[error(
+        "{app} is pinned to swarm node \"{node}\", where its data is, and `berth run` runs on this manager ({this}) only; run the command in its task there (`docker ps --filter label=berth.app={app}` on {node}), or pin it here (`berth scheduler:set {app} node {this}`)"
+    )]
+    RunElsewhere { app: String, node: String, this: String },
     #[error("one-off task {service} on node {node} failed: {reason}")]
     JobFailed { service: String, node: String, reason: String },
 }

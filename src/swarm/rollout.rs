@@ -19,6 +19,8 @@ pub struct TaskFacts {
     pub message: Option<String>,
     pub container_id: Option<String>,
     pub exit_code: Option<i64>,
+    /// The ports the task's node publishes for it (host mode).
+    pub published: Vec<u16>,
     /// The engine's version of the task object: later changes have higher ones.
     pub version: u64,
     /// Runs the service's current spec (a task of the spec before an update does not).
@@ -132,6 +134,7 @@ mod tests {
             message: None,
             container_id: None,
             exit_code: None,
+            published: Vec::new(),
             version,
             current: true,
         }

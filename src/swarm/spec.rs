@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
     HealthConfig, Mount, MountTmpfsOptions, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
     ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
     ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
@@ -166,6 +167,9 @@ pub struct ServiceDef {
     pub mounts: Vec<SwarmMount>,
     /// The one node the tasks may run on (their data lives there).
     pub pinned_to: Option<NodeName>,
+    /// A container port each task publishes on its node, at a port the engine picks per task
+    /// (host mode: no routing mesh, so two tasks on one node never clash).
+    pub publish: Option<u16>,
     pub update_order: UpdateOrder,
     pub health: Option<HealthCheck>,
     pub restart: RestartPolicy,
@@ -338,8 +342,22 @@ pub fn service_spec(def: &ServiceDef) -> Result<ServiceSpec, SwarmError> {
         }),
         update_config: Some(update),
         rollback_config: Some(rollback),
+        endpoint_spec: def.publish.map(host_port),
         ..Default::default()
     })
+}
+
+/// Publishes `port` of each task on its node, at a port the engine chooses.
+fn host_port(port: u16) -> EndpointSpec {
+    EndpointSpec {
+        ports: Some(vec![EndpointPortConfig {
+            protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+            target_port: Some(i64::from(port)),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
 }
 
 /// The engine's spec of a one-off job (API 1.41 `ReplicatedJob`): one completion, never
@@ -407,6 +425,7 @@ mod tests {
                 }),
             }],
             pinned_to: None,
+            publish: Some(5000),
             update_order: UpdateOrder::StartFirst,
             health: Some(HealthCheck {
                 command: vec![
@@ -439,6 +458,15 @@ mod tests {
     fn a_start_first_service_with_a_shared_volume() {
         insta::assert_snapshot!(json(&service_spec(&def()).unwrap()), @r#"
         {
+          "EndpointSpec": {
+            "Ports": [
+              {
+                "Protocol": "tcp",
+                "PublishMode": "host",
+                "TargetPort": 5000
+              }
+            ]
+          },
           "Labels": {
             "berth.app": "shop"
           },

@@ -33,7 +33,7 @@ fn add_and_report() {
     insta::assert_snapshot!(t.ok(["docker-options:report", "demo", "--format", "json"]), @r#"
     exit: 0
     --- stdout
-    {"build":"--label 'a b'","deploy":"--memory 512m --cpus 1","deploy.web":"--cpus 2","docker-options-build":"--label 'a b'","docker-options-deploy":"--memory 512m --cpus 1","docker-options-deploy.web":"--cpus 2","docker-options-run":"--label 'a b'","run":"--label 'a b'"}
+    {"build":"--label 'a b'","build-list":["--label 'a b'"],"deploy":"--memory 512m --cpus 1","deploy-list":["--memory 512m","--cpus 1"],"deploy.web":"--cpus 2","deploy.web-list":["--cpus 2"],"docker-options-build":"--label 'a b'","docker-options-deploy":"--memory 512m --cpus 1","docker-options-deploy.web":"--cpus 2","docker-options-run":"--label 'a b'","run":"--label 'a b'","run-list":["--label 'a b'"]}
     --- stderr
     "#);
     let all = t.ok(["docker-options:report", "--format", "json"]);

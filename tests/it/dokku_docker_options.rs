@@ -105,8 +105,7 @@ fn docker_options_no_command_substitution() {
     assert!(!out.output.contains("uid="), "id command output leaked - option value was expanded");
 }
 
-/// docker-options "(docker-options) deploy with options [dockerfile]": literal, with berth's
-/// warning that `--build-arg` is stored but not yet passed to the image build.
+/// docker-options "(docker-options) deploy with options [dockerfile]": literal.
 #[test]
 fn docker_options_deploy_with_options() {
     let b = Bats::new("do-deploy");
@@ -129,17 +128,34 @@ fn docker_options_deploy_with_link() {
     let _app = deploy_app(&b);
 }
 
-/// docker-options "(docker-options) build arguments". Not passing: berth stores `--build-arg`
-/// but does not pass it to the image build yet, so the Dockerfile never sees `GITHUB_TOKEN`.
-/// What berth does instead is asserted: the option is kept, with a warning saying so.
+/// docker-options "(docker-options) build arguments". Changed: Dokku's sample Dockerfile echoes
+/// `TOKEN is: $GITHUB_TOKEN` in two steps; berth's `web` sample gets one such step (naming the
+/// app), so the line is counted once. The option reaches the image build's `ARG`, as in Dokku.
 #[test]
 fn docker_options_build_arguments() {
     let b = Bats::new("do-buildarg");
-    b.run("berth docker-options:add $TEST_APP build '--build-arg GITHUB_TOKEN=\"hello\"'")
-        .assert_success()
-        .assert_output_contains("berth does not pass build arguments to the image build yet");
+    b.run("berth docker-options:add $TEST_APP build '--build-arg GITHUB_TOKEN=\"hello\"'").assert_success();
+    let app = App { t: &b.t, name: b.app.clone() };
+    let repo = Repo::from_template("web");
+    // The app's name in the step keeps the engine's build cache from skipping its output.
+    let step = format!("ARG GITHUB_TOKEN\nRUN echo \"TOKEN is: $GITHUB_TOKEN\" for {}\nCOPY bin", b.app);
+    let dockerfile = repo.read("Dockerfile").replacen("COPY bin", &step, 1);
+    repo.write("Dockerfile", &dockerfile).commit("build arg");
+    let push = repo.push(&app).success();
+    assert_eq!(push.to_string().matches("TOKEN is: hello").count(), 1, "{push}");
     b.run("berth docker-options:list $TEST_APP --phase build")
         .assert_output("--build-arg GITHUB_TOKEN=hello");
+}
+
+/// A `--build-arg` for a phase other than build has no effect; berth says so when it is added.
+#[test]
+fn build_arg_outside_the_build_phase_warns() {
+    let b = Bats::new("do-buildarg-run");
+    b.run("berth docker-options:add $TEST_APP deploy,build --build-arg X=Y")
+        .assert_success()
+        .assert_output_contains("--build-arg only reaches the image build from the build phase")
+        .assert_output_contains_n("no effect in the deploy phase", 1)
+        .assert_output_contains_n("no effect in the build phase", 0);
 }
 
 /// docker-options "(docker-options:add) splits multi-flag input into separate options": literal.
@@ -335,4 +351,51 @@ fn docker_options_report_per_process() {
         .assert_success()
         .assert_output_contains("Docker options deploy web")
         .assert_output_contains("--cpus 1");
+}
+
+/// docker-options-2 "(docker-options:report) --format json carries process-scoped options".
+/// Adapted: `--cpus 1` for `-p 8080:5000`.
+#[test]
+fn docker_options_report_json_per_process() {
+    let b = Bats::new("do-json-proc");
+    b.run("berth docker-options:add --process web $TEST_APP deploy '--cpus 1'").assert_success();
+    b.run("berth docker-options:add $TEST_APP deploy '-v /logs:/logs'").assert_success();
+    b.run("berth docker-options:report $TEST_APP --format json")
+        .assert_success()
+        .assert_output_contains("\"docker-options-deploy.web\"")
+        .assert_output_contains("\"deploy.web\"")
+        .assert_output_contains("\"deploy.web-list\"")
+        .assert_output_contains_n("--cpus 1", 3)
+        .assert_output_contains("\"docker-options-deploy\"")
+        .assert_output_contains("\"deploy\"")
+        .assert_output_contains("\"deploy-list\"")
+        .assert_output_contains_n("-v /logs:/logs", 3);
+}
+
+/// docker-options-2 "(docker-options:report) --format json exposes structured -list keys".
+/// Adapted: `--cpus 1` for `-p 8080:5000`.
+#[test]
+fn docker_options_report_json_lists() {
+    let b = Bats::new("do-json-list");
+    b.run("berth docker-options:add $TEST_APP build --build-arg X=Y --link foo --link bar").assert_success();
+    b.run("berth docker-options:add --process web $TEST_APP deploy '--cpus 1'").assert_success();
+    b.run("berth docker-options:add $TEST_APP deploy '-v /logs:/logs' '--memory=512m'").assert_success();
+    b.run("berth docker-options:add $TEST_APP deploy --label 'com.example.description=my app'")
+        .assert_success();
+    let report = "berth docker-options:report $TEST_APP --format json | jq -e";
+    b.run(&format!("{report} '.\"build-list\" | length == 3'")).assert_success();
+    b.run(&format!("{report} '.\"deploy-list\" | length == 3'")).assert_success();
+    b.run(&format!("{report} '.\"deploy-list\" | index(\"--memory=512m\") != null'")).assert_success();
+    b.run(&format!("{report} '.\"deploy-list\"[] | select(test(\"my app\"))'")).assert_success();
+    b.run(&format!("{report} '.\"deploy.web-list\"[]'")).assert_success().assert_output_contains("--cpus 1");
+    b.run(&format!("{report} 'has(\"docker-options-deploy-list\") | not'")).assert_success();
+}
+
+/// docker-options-2 "(docker-options:report) --format json emits empty -list arrays for unset
+/// phases": literal.
+#[test]
+fn docker_options_report_json_empty_lists() {
+    let b = Bats::new("do-json-empty");
+    b.run("berth docker-options:report $TEST_APP --format json | jq -e '.\"build-list\" == [] and .\"deploy-list\" == [] and .\"run-list\" == []'")
+        .assert_success();
 }

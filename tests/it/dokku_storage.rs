@@ -878,3 +878,53 @@ fn storage_set_deprecated_annotation_flag() {
         .assert_output("billing");
     b.run("berth storage:destroy rdmtest-set-annot --destroy-host-dir --force").assert_success();
 }
+
+/// storage-1 "(storage) chown-storage-dir rejects out-of-bounds chown values". Adapted: berth
+/// has no sudo helper scripts, so the values go through the command that would call it,
+/// `storage:create --chown`; berth answers `-1` and `abc` with the same "Unsupported chown
+/// permissions" as the out-of-range uids (Dokku's helper says "Value must be a non-negative
+/// integer" for those two).
+#[test]
+fn storage_chown_rejects_out_of_bounds_values() {
+    let b = Bats::new("st-chown-oob");
+    for value in ["65536", "165535", "231072", "-1", "abc"] {
+        b.run(&format!("berth storage:create rdmtest-chown --chown {value}"))
+            .assert_failure()
+            .assert_output_contains("Unsupported chown permissions");
+    }
+    b.run("berth storage:list-entries").assert_output_not_contains("rdmtest-chown");
+}
+
+/// storage-1 "(storage) chmod-storage-dir rejects invalid modes". Adapted: through
+/// `storage:create --mode` (no helper script); the traversing name is refused by berth's entry
+/// name rule ("must be a DNS label") where Dokku's helper says "Directory can only contain the
+/// following set of characters".
+#[test]
+fn storage_chmod_rejects_invalid_modes() {
+    let b = Bats::new("st-chmod-bad");
+    for mode in ["0888", "07555", "u+rwx"] {
+        b.run(&format!("berth storage:create rdmtest-mode --mode {mode}"))
+            .assert_failure()
+            .assert_output_contains("Unsupported directory mode");
+    }
+    b.run("berth storage:create '../escape' --mode 0777")
+        .assert_failure()
+        .assert_output_contains("must be a DNS label");
+    b.run("test ! -e $DOKKU_LIB_ROOT/data/escape").assert_success();
+}
+
+/// storage-1 "(storage) destroy-storage-dir refuses a traversing directory name". Adapted:
+/// through `storage:destroy --destroy-host-dir` (no helper script); the traversing name gets
+/// berth's entry name rule, and an entry whose directory is already gone is destroyed without
+/// an error, as Dokku's helper treats a missing directory as a no-op.
+#[test]
+fn storage_destroy_refuses_traversing_names() {
+    let b = Bats::new("st-destroy-trav");
+    b.run("berth storage:destroy '../escape' --destroy-host-dir --force")
+        .assert_failure()
+        .assert_output_contains("must be a DNS label");
+    b.run("berth storage:create rdmtest-absent").assert_success();
+    b.run("rm -rf $DOKKU_LIB_ROOT/data/storage/rdmtest-absent").assert_success();
+    b.run("berth storage:destroy rdmtest-absent --destroy-host-dir --force").assert_success();
+    b.run("berth storage:list-entries").assert_output_not_contains("rdmtest-absent");
+}

@@ -17,7 +17,11 @@ use berth::swarm::{
     SwarmMount, UpdateOrder, VolumeDriver,
 };
 
+use std::path::Path;
+
 use crate::engine::{docker, unique_name};
+use crate::proxy::RunningCaddy;
+use crate::push::{App, Repo, get, get_host, post};
 use crate::test::Test;
 
 const REGISTRY: &str = "127.0.0.1:5000";
@@ -85,6 +89,7 @@ fn service(name: &str, image: &ImageDigest, script: &str) -> ServiceDef {
         replicas: 1,
         mounts: Vec::new(),
         pinned_to: None,
+        publish: None,
         update_order: UpdateOrder::StartFirst,
         health: None,
         restart: RestartPolicy {
@@ -391,6 +396,12 @@ fn a_failing_update_is_rolled_back_by_the_engine_with_the_reason() {
         &name,
     ]);
     assert_eq!(command.trim(), r#"["sh","-c","exec sleep 3600"]"#, "the engine restored the previous spec");
+    // The old task stopped once the new one ran (start-first without a health check): the
+    // rollback's task may still be starting when the engine reports the rollback completed.
+    let deadline = Instant::now() + CONVERGE;
+    while running_nodes(&swarm, &name).len() != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert_eq!(running_nodes(&swarm, &name).len(), 1);
 }
 
@@ -431,4 +442,332 @@ fn a_one_off_task_runs_on_the_named_node_and_reports_failure() {
         matches!(&error, SwarmError::JobFailed { node, reason, .. } if node == "berth-sw2" && reason.contains("non-zero exit (4)")),
         "{error:?}"
     );
+}
+
+// berth's `docker-swarm` scheduler: apps pushed with the real `git push`, deployed as
+// services on the test bed.
+
+/// An app on the swarm: berth.toml (kept as it is otherwise) names the test registry, the app
+/// selects docker-swarm.
+fn swarm_app<'t>(t: &'t Test, tag: &str) -> App<'t> {
+    let settings = fs::read_to_string(t.path("berth.toml")).unwrap_or_default();
+    fs::write(t.path("berth.toml"), format!("{settings}\n[swarm]\nregistry = \"{REGISTRY}\"\n")).unwrap();
+    let app = App::create(t, tag);
+    app.berth("scheduler:set", &["selected", "docker-swarm"]).success();
+    app
+}
+
+fn service_of(app: &App, process: &str) -> String {
+    format!("{}_{process}", app.name)
+}
+
+/// The nodes of the service's running tasks, one entry per task, sorted.
+fn task_nodes(service: &str) -> Vec<String> {
+    let out = docker(&[
+        "service",
+        "ps",
+        service,
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    ]);
+    let mut nodes: Vec<String> = out
+        .lines()
+        .filter(|l| l.contains("Running"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+/// Where the proxy reaches the current release's web task (`web_upstream`), as a URL.
+fn upstream_url(app: &App) -> String {
+    let number = app.t.app_state_toml(&app.name)["current_release"].as_integer().expect("a current release");
+    let releases = app.releases();
+    let current = releases.iter().find(|r| r["number"] == number).expect("the current release's record");
+    format!("http://{}", current["web_upstream"].as_str().expect("the release records its upstream"))
+}
+
+/// One value of `scheduler:report <app> --<flag>`.
+fn scheduler_row(app: &App, flag: &str) -> String {
+    app.berth("scheduler:report", &[&format!("--{flag}")]).success().stdout.trim().to_string()
+}
+
+#[test]
+fn scheduler_set_and_report_in_dokkus_shape() {
+    let t = Test::new();
+    t.ok(["apps:create", "sw-sched"]);
+    let out = t.ok(["scheduler:set", "sw-sched", "selected", "docker-swarm"]);
+    assert!(
+        out.stdout
+            .contains("Setting scheduler for sw-sched to docker-swarm; it takes effect at the next deploy"),
+        "{out}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&t.ok(["scheduler:report", "sw-sched", "--format", "json"]).stdout).unwrap();
+    assert_eq!(report["scheduler-computed-selected"], "docker-swarm");
+    assert_eq!(report["computed-selected"], "docker-swarm");
+    assert_eq!(report["scheduler-global-selected"], "");
+    let refused = t.args(["scheduler:set", "sw-sched", "selected", "k8s"]).refuse();
+    assert!(
+        refused.stderr.contains("unknown scheduler \"k8s\"; use docker-local or docker-swarm"),
+        "{refused}"
+    );
+    fs::write(t.path("berth.toml"), "[scheduler]\nselected = \"docker-swarm\"\n").unwrap();
+    t.ok(["scheduler:set", "sw-sched", "selected"]);
+    let text = t.ok(["scheduler:report", "sw-sched"]).stdout;
+    assert!(text.starts_with("=====> sw-sched scheduler information\n"), "{text}");
+    assert!(text.contains("Scheduler computed selected:   docker-swarm\n"), "{text}");
+    assert!(text.contains("Scheduler global selected:     docker-swarm\n"), "{text}");
+}
+
+/// The stand-in for shared storage in an app: a tmpfs-driver app volume, which keeps nothing on
+/// any node, so the tasks may go anywhere.
+#[test]
+fn an_app_with_two_replicas_runs_on_two_nodes_with_a_movable_volume() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let t = Test::new();
+    let app = swarm_app(&t, "sw-two");
+    let repo = Repo::from_template("web");
+    let toml = format!(
+        "{}\n[scale]\nweb = 2\n\n[[storage.mounts]]\nsource = \"scratch\"\ntarget = \"/app/scratch\"\ndriver_opts = {{ type = \"tmpfs\", device = \"tmpfs\" }}\n",
+        repo.read("app.toml")
+            .replace("[[storage.mounts]]\nsource = \"./uploads\"\ntarget = \"/app/storage\"\n", "")
+    );
+    repo.write("app.toml", &toml).commit("two replicas, tmpfs volume");
+    let out = repo.push(&app).success();
+    assert!(
+        out.to_string().contains(&format!("Services run {REGISTRY}/berth/{}@sha256:", app.name)),
+        "{out}"
+    );
+    let web = service_of(&app, "web");
+    let nodes = task_nodes(&web);
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    assert_ne!(nodes[0], nodes[1], "the two replicas spread over two nodes");
+    let image =
+        docker(&["service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", &web]);
+    assert!(image.trim().contains("@sha256:"), "by digest: {image}");
+    let mounts =
+        docker(&["service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Mounts}}", &web]);
+    assert!(
+        mounts.contains(r#""DriverConfig":{"Name":"local","Options":{"device":"tmpfs","type":"tmpfs"}}"#),
+        "{mounts}"
+    );
+    let placement =
+        docker(&["service", "inspect", "--format", "{{json .Spec.TaskTemplate.Placement}}", &web]);
+    assert!(!placement.contains("node.hostname"), "not pinned: {placement}");
+    assert_eq!(get(&upstream_url(&app), "/health").status, 200);
+    assert_eq!(scheduler_row(&app, "scheduler-computed-selected"), "docker-swarm");
+    assert_eq!((app.ps("ps-processes").as_str(), app.ps("ps-running").as_str()), ("2", "true"));
+    assert!(app.ps(&format!("ps-status.{web}.1")).starts_with("running on berth-"), "tasks in ps:report");
+
+    app.berth("ps:stop", &[]).success();
+    assert_eq!(
+        docker(&["service", "ls", "-q", "--filter", &format!("name={web}")]).trim(),
+        "",
+        "ps:stop removes the service"
+    );
+    app.berth("ps:start", &[]).success();
+    assert_eq!(task_nodes(&web).len(), 2, "ps:start deploys it again");
+    assert_eq!(get(&upstream_url(&app), "/health").status, 200);
+}
+
+#[test]
+fn a_pinned_app_keeps_its_data_through_five_redeploys_and_a_drain_of_another_node() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let t = Test::new();
+    let app = swarm_app(&t, "sw-pin");
+    app.berth("scheduler:set", &["node", "berth-sw1"]).success();
+    let repo = Repo::from_template("web");
+    let out = repo.push(&app).success();
+    // A one-off task of berth's helper image on the node makes the directory there (here the
+    // nodes share the machine's disk, so it is the one berth made too).
+    assert!(out.to_string().contains("Preparing 1 app director(ies) on node berth-sw1"), "{out}");
+    assert!(
+        out.to_string()
+            .contains(&format!("Directory {} ready on node berth-sw1", app.dir("uploads").display())),
+        "{out}"
+    );
+    let web = service_of(&app, "web");
+    assert_eq!(task_nodes(&web), ["berth-sw1"]);
+    let payload = b"kept on berth-sw1\n".to_vec();
+    assert_eq!(post(&upstream_url(&app), "/cgi-bin/upload?name=keep", &payload).status, 200);
+    let mut cleanup = Cleanup::new();
+    for release in 2..=6 {
+        if release == 3 {
+            cleanup.drain("berth-sw2");
+        }
+        repo.write("www/index.html", &format!("<p>release {release}</p>\n")).commit("again");
+        repo.push(&app).success();
+        let url = upstream_url(&app);
+        assert_eq!(get(&url, "/").text(), format!("<p>release {release}</p>\n"));
+        assert_eq!(get(&url, "/cgi-bin/file?name=keep").body, payload, "release {release}");
+        assert_eq!(task_nodes(&web), ["berth-sw1"], "release {release}");
+    }
+    assert_eq!(fs::read(app.dir("uploads/keep")).unwrap(), payload);
+    let run = app.t.args(["run", app.name.as_str(), "cat", "/app/storage/keep"]).refuse();
+    assert!(run.stderr.contains("is pinned to swarm node \"berth-sw1\", where its data is"), "{run}");
+    let report = app.berth("storage:report", &["--storage-swarm-node"]).success();
+    assert_eq!(report.stdout.trim(), "berth-sw1");
+    assert_eq!(scheduler_row(&app, "scheduler-swarm-node"), "berth-sw1");
+}
+
+#[test]
+fn draining_the_pinned_node_rejects_the_push_naming_node_and_data() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let t = Test::new();
+    let app = swarm_app(&t, "sw-drain");
+    app.berth("scheduler:set", &["node", "berth-sw2"]).success();
+    let repo = Repo::from_template("web");
+    repo.push(&app).success();
+    let web = service_of(&app, "web");
+    let payload = b"precious\n".to_vec();
+    assert_eq!(post(&upstream_url(&app), "/cgi-bin/upload?name=keep", &payload).status, 200);
+    let version = || docker(&["service", "inspect", "--format", "{{.Version.Index}}", &web]);
+    let before = version();
+    let releases_before = app.releases().len();
+
+    let mut cleanup = Cleanup::new();
+    cleanup.drain("berth-sw2");
+    repo.write("www/index.html", "<p>two</p>\n").commit("two");
+    let out = repo.push(&app).rejected();
+    let text = out.to_string();
+    assert!(text.contains("data lives on swarm node \"berth-sw2\""), "{text}");
+    assert!(text.contains(&format!("directory {}", app.dir("uploads").display())), "{text}");
+    assert!(text.contains("its availability is drain"), "{text}");
+    assert!(text.contains("docker node update --availability active berth-sw2"), "{text}");
+    assert_eq!(version(), before, "the service was not updated");
+    assert_eq!(fs::read(app.dir("uploads/keep")).unwrap(), payload);
+    assert_eq!(task_nodes(&web), Vec::<String>::new(), "nothing started elsewhere");
+    assert_eq!(app.releases().len(), releases_before + 1, "the failed release is recorded");
+
+    cleanup.activate("berth-sw2");
+    repo.push(&app).success();
+    assert_eq!(task_nodes(&web), ["berth-sw2"]);
+    assert_eq!(get(&upstream_url(&app), "/cgi-bin/file?name=keep").body, payload);
+}
+
+/// A worker that takes a lock file in its exclusive storage when it starts and drops it when
+/// told to stop; a start that finds the lock taken records a violation.
+fn exclusive_repo() -> Repo {
+    let repo = Repo::from_template("web");
+    repo.write(
+        "app.toml",
+        "[app]\nuser = \"1000\"\n\n[processes]\nworker = \"sh /app/bin/locker\"\n\n[[storage.mounts]]\nsource = \"./state\"\ntarget = \"/state\"\nexclusive = true\n",
+    );
+    repo.write(
+        "bin/locker",
+        "[ -e /state/lock ] && echo \"$BERTH_RELEASE found $(cat /state/lock)\" >> /state/violations\n\
+         echo $BERTH_RELEASE > /state/lock; echo $BERTH_RELEASE >> /state/starts\n\
+         trap 'rm -f /state/lock; exit 0' TERM\nwhile :; do sleep 0.2; done\n",
+    );
+    repo.commit("exclusive worker");
+    repo
+}
+
+#[test]
+fn an_exclusive_app_never_runs_two_tasks_at_once() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let t = Test::new();
+    let app = swarm_app(&t, "sw-excl");
+    let repo = exclusive_repo();
+    for _ in 1..=4 {
+        repo.commit("again");
+        repo.push(&app).success();
+    }
+    let update = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.UpdateConfig.Order}}",
+        &service_of(&app, "worker"),
+    ]);
+    assert_eq!(update.trim(), "stop-first");
+    let read = |file: &str| fs::read_to_string(app.dir(&format!("state/{file}"))).unwrap_or_default();
+    assert_eq!(read("starts"), "1\n2\n3\n4\n");
+    assert_eq!(read("violations"), "", "two tasks held the lock at once");
+    // Pinned to this manager: `berth run` starts beside the data.
+    assert_eq!(app.berth("run", &["cat", "/state/starts"]).success().stdout, "1\n2\n3\n4\n");
+    let manager = docker(&["node", "inspect", "self", "--format", "{{.Description.Hostname}}"]);
+    assert_eq!(
+        scheduler_row(&app, "scheduler-swarm-node"),
+        manager.trim(),
+        "pinned to the manager by default"
+    );
+}
+
+#[test]
+fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let t = Test::new();
+    let app = swarm_app(&t, "sw-back");
+    let repo = Repo::from_template("web");
+    repo.push(&app).success();
+    let web = service_of(&app, "web");
+    let good =
+        docker(&["service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", &web]);
+
+    repo.write("bin/web", "#!/bin/sh\necho broken release; exit 3\n").commit("broken");
+    let out = repo.push(&app).rejected();
+    let text = out.to_string();
+    assert!(text.contains("failed and the engine rolled it back"), "{text}");
+    assert!(text.contains("non-zero exit (3)"), "{text}");
+    let now = docker(&["service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", &web]);
+    assert_eq!(now, good, "the engine restored the previous release");
+    assert_eq!(get(&upstream_url(&app), "/health").status, 200);
+
+    // berth's own rollback on the swarm: release 1 again, as a service update.
+    repo.write(
+        "bin/web",
+        &fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/web/bin/web")).unwrap(),
+    )
+    .write("www/index.html", "<p>three</p>\n")
+    .commit("three");
+    repo.push(&app).success();
+    assert_eq!(get(&upstream_url(&app), "/").text(), "<p>three</p>\n");
+    app.berth("rollback", &["1"]).success();
+    let url = upstream_url(&app);
+    assert_ne!(get(&url, "/").text(), "<p>three</p>\n", "release 1 serves again");
+    assert_eq!(task_nodes(&web).len(), 1);
+    let logs = app.berth("logs", &["--tail", "50"]).success();
+    assert!(
+        format!("{}{}", logs.stdout, logs.stderr).contains("url:/health"),
+        "the web tasks' httpd output, from the service: {logs}"
+    );
+}
+
+#[test]
+fn the_proxy_serves_a_web_app_running_on_a_worker_node() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let caddy = RunningCaddy::start();
+    let app = swarm_app(&caddy.t, "sw-proxy");
+    let host = format!("{}.test", app.name);
+    app.berth("domains:add", &[&host]).success();
+    app.berth("scheduler:set", &["node", "berth-sw2"]).success();
+    let repo = Repo::from_template("web");
+    repo.push(&app).success();
+    assert!(upstream_url(&app).starts_with("http://198.18.0.12:"), "{}", upstream_url(&app));
+    assert_eq!(get_host(&caddy.url, &host, "/health").status, 200);
+    repo.write("www/index.html", "<p>two</p>\n").commit("two");
+    repo.push(&app).success();
+    assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>two</p>\n", "the route follows the new task");
 }

@@ -1,0 +1,640 @@
+//! `docker-swarm`: a release runs as one swarm service per process type, its image pushed to
+//! the registry of `[swarm]` and named by digest. A deploy is a service update the engine
+//! rolls out (stop-first for exclusive mounts, else start-first behind the health check) and
+//! rolls back on failure. Storage decides placement: volumes of a driver every node can mount
+//! go with the task, anything else pins the app to the node its data lives on, and a pinned
+//! node that cannot run tasks fails the deploy before anything is touched.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bollard::models::TaskState;
+
+use super::Scheduler;
+use super::selection::{SchedulerKind, selected};
+use crate::deploy::{
+    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, parse_user,
+    process_specs, stop_and_remove, stop_timeout, warn_anonymous_volume,
+};
+use crate::docker_options::RunOptions;
+use crate::engine::{EngineMount, MountKind};
+use crate::helper_image::CHOWN_COMMAND;
+use crate::names::AppName;
+use crate::output::{detail, step, warn};
+use crate::scale::scale_of;
+use crate::state::{AppState, Release, Root};
+use crate::storage::Source;
+use crate::swarm::{
+    HealthCheck, ImageDigest, JobDef, NodeName, Registry, RestartCondition, RestartPolicy, ServiceDef, Swarm,
+    SwarmError, SwarmMount, UpdateOrder, VolumeDriver,
+};
+
+/// Where berth's helper image goes in the registry, for one-off tasks on other nodes.
+const HELPER_REPOSITORY: &str = "berth/helper";
+/// Where a preparing task sees its node's root directory.
+const NODE_ROOT: &str = "/node";
+/// Label naming the process type a service runs (as on containers).
+const PROCESS_LABEL: &str = "berth.process";
+/// `type` options of the `local` driver whose data is not on the node: network file systems,
+/// and tmpfs, which keeps nothing to leave behind.
+const MOVABLE_LOCAL_TYPES: [&str; 4] = ["nfs", "nfs4", "cifs", "tmpfs"];
+
+/// Whether the app's next deploy (or restart) goes to the swarm.
+pub fn is_selected(root: &Root, state: &AppState) -> Result<bool> {
+    Ok(selected(&root.read_settings()?, state) == SchedulerKind::DockerSwarm)
+}
+
+/// The service of a process type: `<app>_<process>` (app names have no `_`, so two never clash).
+pub fn service_name(app: &AppName, process: &str) -> String {
+    format!("{app}_{process}")
+}
+
+/// Records the node a swarm app's node-local data lives on, at its first swarm deploy: the
+/// manager berth runs on. Nothing for other apps, or when a node is recorded.
+pub fn choose_node(root: &Root, state: &mut AppState) -> Result<()> {
+    if state.swarm_node.is_some() || !is_selected(root, state)? {
+        return Ok(());
+    }
+    let this = Swarm::connect()?.this_node()?;
+    detail(format!("Node-local data of this app lives on swarm node {} (this manager)", this.hostname));
+    state.swarm_node = Some(this.hostname);
+    Ok(())
+}
+
+/// One mount of a task, and whether its data lives on one node.
+struct Placed {
+    mount: SwarmMount,
+    /// What stays on the node, for messages: `None` for storage any node reaches.
+    local_data: Option<String>,
+}
+
+/// A volume's data leaves with the task when its driver is not `local`, or its `local`
+/// options mount a network file system (or tmpfs).
+fn is_movable(driver: &VolumeDriver) -> bool {
+    driver.name != "local"
+        || driver.options.get("type").is_some_and(|t| MOVABLE_LOCAL_TYPES.contains(&t.as_str()))
+}
+
+fn place(swarm: &Swarm, mount: &EngineMount) -> Result<Placed> {
+    let target = mount.target.clone();
+    let read_only = mount.read_only;
+    if mount.kind == MountKind::Bind {
+        let local_data = Some(format!("directory {}", mount.source));
+        return Ok(Placed {
+            mount: SwarmMount::Bind { source: mount.source.clone(), target, read_only },
+            local_data,
+        });
+    }
+    let driver = swarm.volume_driver(&mount.source)?;
+    let movable = driver.as_ref().is_some_and(is_movable);
+    let mount_volume = SwarmMount::Volume {
+        source: mount.source.clone(),
+        target,
+        read_only,
+        no_copy: mount.options.iter().any(|o| o == "nocopy"),
+        driver: driver.filter(|_| movable),
+    };
+    let local_data = (!movable).then(|| format!("volume {}", mount.source));
+    Ok(Placed { mount: mount_volume, local_data })
+}
+
+/// The health check the engine runs inside a web task before a start-first update stops the
+/// old one: `GET` of `[web].healthcheck` on the app's port, with the image's wget or curl.
+fn health_check(release: &Release, timing: Timing) -> Option<HealthCheck> {
+    let path = release.run.healthcheck.as_deref()?;
+    let port = release.run.web_port?;
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let script = format!("wget -q -O /dev/null '{url}' || curl -fsS -o /dev/null '{url}'");
+    Some(HealthCheck {
+        command: vec!["/bin/sh".into(), "-c".into(), script],
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(5),
+        retries: u32::try_from(timing.health_timeout.as_secs()).unwrap_or(u32::MAX).max(1),
+        start_period: Duration::ZERO,
+    })
+}
+
+/// A release on its way to the swarm.
+struct Rollout<'a> {
+    app: &'a AppName,
+    state: &'a AppState,
+    release: &'a Release,
+    image: ImageDigest,
+    timing: Timing,
+}
+
+/// The node a release is pinned to, and the data there that pins it.
+struct Pin {
+    node: NodeName,
+    data: Vec<String>,
+}
+
+/// The services of a release, placed.
+struct Services {
+    defs: Vec<ServiceDef>,
+    /// `None` when every mount may move with its task.
+    pin: Option<Pin>,
+}
+
+/// The service of one process of the release.
+fn service_def(
+    rollout: &Rollout<'_>,
+    process: &ProcessSpec,
+    mounts: Vec<SwarmMount>,
+    pinned_to: Option<NodeName>,
+    replicas: u32,
+) -> ServiceDef {
+    let Rollout { app, release, timing, .. } = *rollout;
+    let spec = &process.spec;
+    let env = spec
+        .env
+        .iter()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let is_web = process.process == "web";
+    let exclusive = release.run.exclusive.contains(&process.process);
+    ServiceDef {
+        name: service_name(app, &process.process),
+        image: rollout.image.clone(),
+        command: spec.cmd.clone(),
+        env,
+        labels: spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        user: spec.user.clone(),
+        replicas,
+        mounts,
+        pinned_to,
+        publish: if is_web { release.run.web_port } else { None },
+        update_order: if exclusive { UpdateOrder::StopFirst } else { UpdateOrder::StartFirst },
+        health: if is_web { health_check(release, timing) } else { None },
+        restart: RestartPolicy {
+            condition: RestartCondition::Always,
+            max_attempts: None,
+            delay: Duration::from_secs(1),
+        },
+        stop_grace: stop_timeout(&release.run, timing),
+        monitor: timing.settle,
+    }
+}
+
+/// The services of a release, placed: each process's mounts, and the node the app is pinned
+/// to with the data that pins it.
+fn plan_services(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    swarm: &Swarm,
+    rollout: &Rollout<'_>,
+) -> Result<Services> {
+    let Rollout { app, state, release, .. } = *rollout;
+    let entries = root.entries_by_name()?;
+    let mut specs = process_specs(root, app, state, release, &entries)?;
+    let mut anonymous = BTreeMap::new();
+    for ProcessSpec { process, spec } in &mut specs {
+        anonymous.extend(mount_image_volumes(scheduler, app, spec)?);
+        // Its binds and limits would be dropped silently: refused instead.
+        if spec.options != RunOptions::default() {
+            return Err(SwarmError::DockerOptions { app: app.to_string(), process: process.clone() }.into());
+        }
+    }
+    for (path, volume) in &anonymous {
+        warn_anonymous_volume(app, path, volume);
+    }
+    let mut placed = Vec::new();
+    let mut local_data = Vec::new();
+    for process in &specs {
+        let mut mounts = Vec::new();
+        for mount in &process.spec.mounts {
+            let Placed { mount, local_data: data } = place(swarm, mount)?;
+            local_data.extend(data.filter(|d| !local_data.contains(d)));
+            mounts.push(mount);
+        }
+        placed.push(mounts);
+    }
+    let pin = if local_data.is_empty() {
+        None
+    } else {
+        let node = match &state.swarm_node {
+            Some(node) => NodeName::new(node)?,
+            None => NodeName::new(&swarm.this_node()?.hostname)?,
+        };
+        Some(Pin { node, data: local_data })
+    };
+    let scale = scale_of(state, &release.run);
+    let defs = specs
+        .iter()
+        .zip(placed)
+        .map(|(process, mounts)| {
+            let replicas = scale.get(&process.process).copied().unwrap_or(1);
+            let node = pin.as_ref().map(|pin| pin.node.clone());
+            service_def(rollout, process, mounts, node, replicas)
+        })
+        .collect();
+    Ok(Services { defs, pin })
+}
+
+/// The registry of `[swarm]` in berth.toml.
+fn registry(root: &Root) -> Result<Registry> {
+    let address = root.read_settings()?.swarm.registry.ok_or(SwarmError::NoRegistry)?;
+    Ok(Registry::parse(&address)?)
+}
+
+/// Fails, naming the node and the data there, unless the pinned node may run tasks.
+fn require_pinned_node(swarm: &Swarm, app: &AppName, node: &NodeName, data: &[String]) -> Result<()> {
+    match swarm.require_schedulable(node) {
+        Err(SwarmError::NodeUnavailable { hostname, availability, state }) => {
+            Err(SwarmError::PinnedNodeUnavailable {
+                app: app.to_string(),
+                node: hostname,
+                data: data.join(", "),
+                availability,
+                state,
+            }
+            .into())
+        }
+        other => Ok(other.map(drop)?),
+    }
+}
+
+/// Deploys the release as services: pushes its image, checks the pinned node, stops local
+/// containers the services replace (an exclusive one before its service starts), updates every
+/// service and waits for each to converge, points the proxy at a web task, and removes the
+/// services of processes the release no longer declares. A failed update is rolled back by
+/// the engine and reported with its reason.
+pub fn start_release(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    routing: &mut Routing,
+    app: &AppName,
+    state: &AppState,
+    release: &Release,
+    timing: Timing,
+) -> Result<Serving> {
+    let swarm = Swarm::connect()?;
+    let registry = registry(root)?;
+    step(format!("Pushing {} to {}", release.image, registry.as_str()));
+    let image = swarm.push(&release.image, &registry, &image_repo(app), &release.number.to_string())?;
+    detail(format!("Services run {image}"));
+    let rollout = Rollout { app, state, release, image, timing };
+    let Services { defs, pin } = plan_services(root, scheduler, &swarm, &rollout)?;
+    if let Some(Pin { node, data }) = &pin {
+        require_pinned_node(&swarm, app, node, data)?;
+        detail(format!("Pinned to node {node}, where its data lives: {}", data.join(", ")));
+        if node.as_str() != swarm.this_node()?.hostname {
+            prepare_app_dirs(root, scheduler, &swarm, &registry, &rollout, node, &defs)?;
+        }
+    }
+    let timeout = stop_timeout(&release.run, timing);
+    for def in &defs {
+        if def.update_order == UpdateOrder::StopFirst {
+            retire_local(scheduler, app, def, timeout)?;
+        }
+        step(format!("Updating service {} ({} replicas, {:?})", def.name, def.replicas, def.update_order));
+        swarm.deploy(def)?;
+    }
+    let mut serving = Serving::default();
+    for def in &defs {
+        let wait = timing.health_timeout + (timeout + timing.settle) * def.replicas.max(1);
+        if let Err(error) = swarm.wait_converged(&def.name, def.replicas, wait) {
+            if def.publish.is_some() {
+                follow_rollback(&swarm, routing, &def.name, timing);
+            }
+            return Err(error.into());
+        }
+        detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
+        if def.publish.is_some() && def.replicas > 0 {
+            serving = web_serving(&swarm, &def.name)?;
+            match serving.upstreams.as_slice() {
+                [] => warn(format!(
+                    "no running task of {} publishes its port; the proxy was not changed",
+                    def.name
+                )),
+                upstreams => routing.switch(upstreams)?,
+            }
+        }
+    }
+    for def in &defs {
+        retire_local(scheduler, app, def, timeout)?;
+    }
+    remove_undeclared(&swarm, app, &defs)?;
+    Ok(serving)
+}
+
+/// How long the one-off task that prepares app directories on a node may take.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Creates the app directories the services bind on `node`, owned by the app's user, with a
+/// one-off task of berth's helper image there: berth writes only this host's disk, and the
+/// engine would create a missing bind source root-owned, or refuse it.
+fn prepare_app_dirs(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    swarm: &Swarm,
+    registry: &Registry,
+    rollout: &Rollout<'_>,
+    node: &NodeName,
+    defs: &[ServiceDef],
+) -> Result<()> {
+    let app_dir = root.app_storage_dir(rollout.app);
+    let mut dirs: Vec<String> = Vec::new();
+    for def in defs {
+        for mount in &def.mounts {
+            if let SwarmMount::Bind { source, .. } = mount
+                && std::path::Path::new(source).starts_with(&app_dir)
+                && !dirs.contains(source)
+            {
+                dirs.push(source.clone());
+            }
+        }
+    }
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    step(format!("Preparing {} app director(ies) on node {node}", dirs.len()));
+    let helper = scheduler.helper_image()?;
+    let image = swarm.push(&helper, registry, HELPER_REPOSITORY, "current")?;
+    // Without [app].user the engine would have made them root's: so does berth.
+    let (uid, gid) = rollout.release.run.user.as_deref().and_then(parse_user).unwrap_or((0, 0));
+    let mut command =
+        vec!["/berth".to_string(), CHOWN_COMMAND.into(), "--create".into(), format!("{uid}:{gid}")];
+    command.extend(dirs.iter().map(|d| format!("{NODE_ROOT}{d}")));
+    let job = JobDef {
+        name: format!("{}_prepare", rollout.app),
+        image: image.to_string(),
+        command,
+        user: Some("0:0".into()),
+        labels: BTreeMap::from([(crate::engine::APP_LABEL.to_string(), rollout.app.to_string())]),
+        mounts: vec![SwarmMount::Bind { source: "/".into(), target: NODE_ROOT.into(), read_only: false }],
+        node: node.clone(),
+    };
+    swarm.run_job(&job, PREPARE_TIMEOUT)?;
+    for dir in &dirs {
+        detail(format!("Directory {dir} ready on node {node}"));
+    }
+    Ok(())
+}
+
+/// Stops (SIGTERM, the stop timeout) and removes the `docker-local` containers a service
+/// replaces, left from before the app switched schedulers.
+fn retire_local(scheduler: &dyn Scheduler, app: &AppName, def: &ServiceDef, timeout: Duration) -> Result<()> {
+    let process = def.labels.get(PROCESS_LABEL).map(String::as_str).unwrap_or_default();
+    let prefix = format!("{app}.{process}.");
+    for name in scheduler.app_containers(app.as_str())? {
+        if name.starts_with(&prefix) {
+            step(format!("Stopping {name}: {} replaces it on the swarm", def.name));
+            stop_and_remove(scheduler, &name, timeout)?;
+        }
+    }
+    Ok(())
+}
+
+/// After a failed web update: the engine's rollback may serve from a new task (the old one
+/// stopped once its successor ran), at another port. The proxy follows it; the recorded
+/// upstream is fixed by the next deploy or `ps:restart`.
+fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: Timing) {
+    let deadline = std::time::Instant::now() + timing.health_timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Serving { upstreams, .. }) = web_serving(swarm, service)
+            && let [upstream] = upstreams.as_slice()
+        {
+            if routing.current() != upstreams {
+                warn(format!(
+                    "the rolled-back {service} serves from a new task at {upstream}; the proxy follows it, run `berth ps:restart` to record it"
+                ));
+                if let Err(e) = routing.switch(&upstreams) {
+                    warn(format!("could not point the proxy at {upstream}: {e}"));
+                }
+            }
+            return;
+        }
+        std::thread::sleep(timing.poll);
+    }
+}
+
+/// Removes the app's services of process types the release does not declare.
+fn remove_undeclared(swarm: &Swarm, app: &AppName, defs: &[ServiceDef]) -> Result<()> {
+    for name in swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())? {
+        if !defs.iter().any(|d| d.name == name) {
+            step(format!("Removing service {name} (process no longer declared)"));
+            swarm.remove(&name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a running task of the web service answers: its node's address and the port the node
+/// publishes for it; on this host's loopback too when the task runs here.
+fn web_serving(swarm: &Swarm, service: &str) -> Result<Serving> {
+    let nodes = swarm.nodes()?;
+    let this = swarm.this_node()?;
+    let tasks = swarm.tasks(service)?;
+    let running = tasks.iter().filter(|t| {
+        t.current
+            && t.state == TaskState::RUNNING
+            && t.desired == TaskState::RUNNING
+            && !t.published.is_empty()
+    });
+    for task in running {
+        let Some(node) = nodes.iter().find(|n| Some(&n.id) == task.node_id.as_ref()) else { continue };
+        let Some(ip) = node.address.as_deref().and_then(|a| a.parse::<IpAddr>().ok()) else { continue };
+        let port = task.published[0];
+        let here = node.id == this.id;
+        return Ok(Serving { host_port: here.then_some(port), upstreams: vec![SocketAddr::new(ip, port)] });
+    }
+    Ok(Serving::default())
+}
+
+/// Removes the app's services (`ps:stop`, `apps:destroy`): the engine stops each task with
+/// SIGTERM and its stop grace period. Nothing for an app never deployed to the swarm.
+pub fn remove_services(state: &AppState, app: &AppName) -> Result<()> {
+    let Some(swarm) = connect_if_deployed(state)? else { return Ok(()) };
+    for name in swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())? {
+        step(format!("Removing service {name}"));
+        swarm.remove(&name)?;
+    }
+    Ok(())
+}
+
+/// The swarm, when the app went to one (it has a node) and the engine still manages it: an
+/// app back on docker-local after the engine left the swarm has no services left.
+fn connect_if_deployed(state: &AppState) -> Result<Option<Swarm>> {
+    if state.swarm_node.is_none() {
+        return Ok(None);
+    }
+    match Swarm::connect() {
+        Ok(swarm) => Ok(Some(swarm)),
+        Err(SwarmError::NotManager(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One instance of a process, as `ps:report` shows it.
+pub struct InstanceStatus {
+    /// A container's name, or `<service>.<slot>` for a task.
+    pub name: String,
+    pub running: bool,
+    pub text: String,
+}
+
+/// The tasks the app's services want running, when it runs on the swarm: their state, node
+/// and id; `None` for an app without services.
+pub fn task_statuses(state: &AppState, app: &AppName) -> Result<Option<Vec<InstanceStatus>>> {
+    let Some(swarm) = connect_if_deployed(state)? else { return Ok(None) };
+    let services = swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())?;
+    if services.is_empty() {
+        return Ok(None);
+    }
+    let mut statuses = Vec::new();
+    for service in services {
+        for task in swarm.tasks(&service)?.into_iter().filter(|t| t.desired == TaskState::RUNNING) {
+            let node = task.node.as_deref().unwrap_or("no node yet");
+            let id = task.id.get(..12).unwrap_or(&task.id);
+            statuses.push(InstanceStatus {
+                name: format!("{service}.{}", task.slot.unwrap_or_default()),
+                running: task.state == TaskState::RUNNING,
+                text: format!("{} on {node} (task: {id})", task.state),
+            });
+        }
+    }
+    Ok(Some(statuses))
+}
+
+/// Fails when `berth run` would start the app's one-off container away from its data: the app
+/// runs on the swarm pinned to another node than this manager.
+pub fn require_local_run(root: &Root, state: &AppState, app: &AppName) -> Result<()> {
+    if !is_selected(root, state)? {
+        return Ok(());
+    }
+    let Some(swarm) = connect_if_deployed(state)? else { return Ok(()) };
+    let this = swarm.this_node()?.hostname;
+    match &state.swarm_node {
+        Some(node) if *node != this && !state.mounts.is_empty() => {
+            Err(SwarmError::RunElsewhere { app: app.to_string(), node: node.clone(), this }.into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Where each of the app's mounts keeps its data, for `scheduler:*` and `storage:report`.
+pub fn data_locations(state: &AppState, scheduler: SchedulerKind) -> Vec<String> {
+    let place = match (scheduler, &state.swarm_node) {
+        (SchedulerKind::DockerSwarm, Some(node)) => format!("on swarm node {node}"),
+        (SchedulerKind::DockerSwarm, None) => "on the swarm manager, chosen at the next deploy".into(),
+        (SchedulerKind::DockerLocal, _) => "on this server".into(),
+    };
+    state
+        .mounts
+        .iter()
+        .map(|m| match &m.source {
+            Source::AppVolume(_) | Source::Volume(_) => {
+                format!("{} ({place}, unless its driver is shared across nodes)", m.source)
+            }
+            _ => format!("{} ({place})", m.source),
+        })
+        .collect()
+}
+
+/// The output of the app's services (of one process type, or all), when it runs on the
+/// swarm; `false` when it has no services.
+pub fn logs(
+    state: &AppState,
+    app: &AppName,
+    process: Option<&str>,
+    follow: bool,
+    tail: Option<usize>,
+    on_output: &mut dyn FnMut(bool, &str),
+) -> Result<bool> {
+    let Some(swarm) = connect_if_deployed(state)? else { return Ok(false) };
+    let services: Vec<String> = swarm
+        .services_labelled(crate::engine::APP_LABEL, app.as_str())?
+        .into_iter()
+        .filter(|name| process.is_none_or(|p| *name == service_name(app, p)))
+        .collect();
+    if services.is_empty() {
+        return Ok(false);
+    }
+    for service in services {
+        swarm.logs(&service, follow, tail, on_output)?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::RunConfig;
+
+    fn driver(name: &str, options: &[(&str, &str)]) -> VolumeDriver {
+        VolumeDriver {
+            name: name.into(),
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn only_data_off_the_node_may_move() {
+        assert!(is_movable(&driver("local", &[("type", "nfs"), ("device", ":/export")])));
+        assert!(is_movable(&driver("local", &[("type", "tmpfs")])));
+        assert!(is_movable(&driver("rexray", &[])));
+        assert!(!is_movable(&driver("local", &[])));
+        assert!(!is_movable(&driver("local", &[("type", "none"), ("o", "bind")])));
+    }
+
+    #[test]
+    fn the_web_health_check_gets_the_healthcheck_path_on_the_apps_port() {
+        let timing = Timing {
+            settle: Duration::from_secs(1),
+            health_timeout: Duration::from_secs(10),
+            stop_timeout: Duration::from_secs(5),
+            poll: Duration::from_millis(250),
+        };
+        let run =
+            RunConfig { web_port: Some(5000), healthcheck: Some("/health".into()), ..RunConfig::default() };
+        let release = Release {
+            number: 3,
+            commit: "c".into(),
+            image: "berth/demo:3".into(),
+            created_at: 0,
+            outcome: crate::state::Outcome::Deployed,
+            reason: None,
+            run,
+            mounts: Vec::new(),
+            web_host_port: None,
+            web_upstreams: Vec::new(),
+        };
+        let check = health_check(&release, timing).unwrap();
+        assert_eq!(
+            check.command,
+            [
+                "/bin/sh",
+                "-c",
+                "wget -q -O /dev/null 'http://127.0.0.1:5000/health' || curl -fsS -o /dev/null 'http://127.0.0.1:5000/health'"
+            ]
+        );
+        assert_eq!((check.interval, check.retries), (Duration::from_secs(1), 10));
+        let no_path = Release { run: RunConfig { web_port: Some(5000), ..RunConfig::default() }, ..release };
+        assert_eq!(health_check(&no_path, timing), None);
+    }
+
+    #[test]
+    fn data_locations_name_the_node() {
+        let mut state = AppState::default();
+        state.mounts.push(crate::storage::Attachment {
+            source: Source::AppDir("uploads".into()),
+            container_path: "/app/storage".into(),
+            phases: [crate::storage::Phase::Deploy].into(),
+            process_type: crate::storage::DEFAULT_PROCESS_TYPE.into(),
+            subpath: None,
+            readonly: false,
+            volume_options: None,
+            volume_chown: None,
+            made_by: crate::storage::Origin::Repo,
+        });
+        assert_eq!(data_locations(&state, SchedulerKind::DockerLocal), ["app-dir:uploads (on this server)"]);
+        state.swarm_node = Some("berth-sw1".into());
+        assert_eq!(
+            data_locations(&state, SchedulerKind::DockerSwarm),
+            ["app-dir:uploads (on swarm node berth-sw1)"]
+        );
+    }
+}
