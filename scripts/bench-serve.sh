@@ -116,7 +116,7 @@ for kind in normal exclusive; do
   elapsed=$(($(date +%s) - wrk_start))
   read -r requests errors p50 p99 _ < <(wrk_figures "$RES/$app-wrk.txt")
   records=$(wc -l <"$ROOT/data/apps/$app/state/sigterm.log")
-  errors_text=$(grep -E 'Socket errors|Non-2xx' "$RES/$app-wrk.txt" | sed 's/^ *//' | tr '\n' ';' | sed 's/;$//')
+  errors_text=$({ grep -E 'Socket errors|Non-2xx' "$RES/$app-wrk.txt" || true; } | sed 's/^ *//' | tr '\n' ';' | sed 's/;$//')
   echo "| s1-$kind | failed requests during $done_deploys redeploys of the $kind app (wrk, 16 keep-alive connections, ${elapsed} s) | $errors of $requests${errors_text:+ ($errors_text)} | p50 $p50 ms, p99 $p99 ms | 0 | $([ "$errors" = 0 ] && echo '**met**' || echo '**missed**') |" >>"$ROWS"
   echo "| s2-$kind | SIGTERM records in the app's storage after the $done_deploys redeploys | $records | | $done_deploys | $([ "$records" -ge "$done_deploys" ] && echo '**met**' || echo '**missed**') |" >>"$ROWS"
 done
