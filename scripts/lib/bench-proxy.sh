@@ -78,8 +78,8 @@ wrk_figures() {
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     END { printf "%s %d %.2f %.2f %s\n", requests, errors, ms(p50), ms(p99), rps }' "$1"
 }
-# wrk's error lines of a report, joined with ';'.
-wrk_errors() { grep -E 'Socket errors|Non-2xx' "$1" | sed 's/^ *//' | tr '\n' ';' | sed 's/;$//'; }
+# wrk's error lines of a report, joined with ';' (none: empty).
+wrk_errors() { { grep -E 'Socket errors|Non-2xx' "$1" || true; } | sed 's/^ *//' | tr '\n' ';' | sed 's/;$//'; }
 # first_upstream <app>: the address of the first web instance of the app's last release.
 first_upstream() {
   sed -n 's/^web_upstreams = \["\([^"]*\)".*/\1/p' "$ROOT/apps/$1/releases.toml" | tail -1
