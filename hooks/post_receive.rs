@@ -3,10 +3,12 @@
 
 fn main() {
     let root = berth::state::Root::from_env();
+    let out = berth::output::Reporter::stdio();
     let git_dir = std::env::var_os("GIT_DIR").map_or_else(|| ".".into(), std::path::PathBuf::from);
-    let result = berth::hook::app_of_repo(&git_dir).and_then(|app| berth::hook::post_receive(&root, &app));
+    let result =
+        berth::hook::app_of_repo(&git_dir).and_then(|app| berth::hook::post_receive(&root, &app, &out));
     if let Err(error) = result {
         // The push has landed; say what went wrong but do not fail it.
-        eprintln!(" !     {error}");
+        out.warn(error.to_string());
     }
 }

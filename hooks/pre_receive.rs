@@ -19,6 +19,7 @@ fn limit_mapped_packs() {
 fn main() {
     limit_mapped_packs();
     let root = berth::state::Root::from_env();
+    let out = berth::output::Reporter::stdio();
     let mut input = String::new();
     let result = std::io::stdin()
         .read_to_string(&mut input)
@@ -26,11 +27,11 @@ fn main() {
         .and_then(|_| {
             let git_dir = std::env::var_os("GIT_DIR").map_or_else(|| ".".into(), std::path::PathBuf::from);
             let app = berth::hook::app_of_repo(&git_dir)?;
-            berth::hook::pre_receive(&root, &app, &berth::hook::parse_updates(&input))?;
+            berth::hook::pre_receive(&root, &app, &berth::hook::parse_updates(&input), &out)?;
             Ok(())
         });
     if let Err(error) = result {
-        berth::hook::report_failure(&error);
+        berth::hook::report_failure(&error, &out);
         std::process::exit(1);
     }
 }

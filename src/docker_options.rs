@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub enum OptionsError {
     MissingValue(String),
     #[error("docker option \"{option}\" has a bad value: {reason}")]
     BadValue { option: String, reason: String },
+    #[error("docker-options key \"{0}\" is not <process type>.<phase> (build, deploy or run)")]
+    BadKey(String),
 }
 
 const SUPPORTED: &str = "-e/--env, -l/--label, -v/--volume, --mount, -m/--memory, --cpus, -u/--user, -w/--workdir, \
@@ -39,8 +43,10 @@ pub const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
 /// The one `--security-opt` value berth accepts: the admin's way back from the default.
 const NEW_PRIVILEGES_ALLOWED: &str = "no-new-privileges=false";
 
-/// Where a set of options applies: `<process type>.<phase>`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// Where a set of options applies: a process type (`_default_`: every one) and a phase. Stored
+/// as `<process type>.<phase>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct OptionsKey {
     pub process_type: String,
     pub phase: Phase,
@@ -52,8 +58,35 @@ impl OptionsKey {
             Some(DEFAULT_PROCESS_TYPE) => Err(OptionsError::ReservedProcess),
             Some(_) if phase != Phase::Deploy => Err(OptionsError::ProcessOutsideDeploy(phase)),
             Some(process) => Ok(OptionsKey { process_type: process.to_string(), phase }),
-            None => Ok(OptionsKey { process_type: DEFAULT_PROCESS_TYPE.to_string(), phase }),
+            None => Ok(OptionsKey::every_process(phase)),
         }
+    }
+
+    /// The options of `phase` that apply to every process type.
+    pub fn every_process(phase: Phase) -> Self {
+        OptionsKey { process_type: DEFAULT_PROCESS_TYPE.to_string(), phase }
+    }
+
+    /// Whether these options apply to every process type.
+    pub fn is_every_process(&self) -> bool {
+        self.process_type == DEFAULT_PROCESS_TYPE
+    }
+}
+
+impl TryFrom<String> for OptionsKey {
+    type Error = OptionsError;
+    /// The stored form: the phase after the last dot (process types have no dots).
+    fn try_from(key: String) -> Result<Self, OptionsError> {
+        let bad = || OptionsError::BadKey(key.clone());
+        let (process, phase) = key.rsplit_once('.').ok_or_else(bad)?;
+        let phase = phase.parse::<Phase>().map_err(|_| bad())?;
+        Ok(OptionsKey { process_type: process.to_string(), phase })
+    }
+}
+
+impl From<OptionsKey> for String {
+    fn from(key: OptionsKey) -> String {
+        key.to_string()
     }
 }
 
@@ -650,5 +683,15 @@ mod tests {
         assert!(OptionsKey::new(Some("web"), Phase::Build).is_err());
         assert!(OptionsKey::new(Some("_default_"), Phase::Deploy).is_err());
         assert_eq!(OptionsKey::new(Some("web"), Phase::Deploy).unwrap().to_string(), "web.deploy");
+    }
+
+    #[test]
+    fn keys_read_back_from_their_stored_form() {
+        let key = OptionsKey::try_from("web.deploy".to_string()).unwrap();
+        assert_eq!(key, OptionsKey::new(Some("web"), Phase::Deploy).unwrap());
+        assert!(OptionsKey::try_from("_default_.run".to_string()).unwrap().is_every_process());
+        for bad in ["web", "web.later", ""] {
+            assert_eq!(OptionsKey::try_from(bad.to_string()), Err(OptionsError::BadKey(bad.into())));
+        }
     }
 }

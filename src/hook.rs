@@ -8,7 +8,7 @@ use crate::deploy::{self, Commit, CommitError, DeployError, Mode, Repo};
 use crate::engine::Engine;
 use crate::git::GitError;
 use crate::names::{AppName, NameError};
-use crate::output::{detail, heading, printable, step, warn};
+use crate::output::{Reporter, printable};
 use crate::state::{Outcome, Root, StateError};
 const ZERO_OID: &str = "0000000000000000000000000000000000000000";
 /// Releases whose images stay for rollback.
@@ -91,14 +91,19 @@ pub fn deploy_branches(root: &Root, app: &AppName) -> Result<Vec<String>, HookEr
     })
 }
 
-pub fn pre_receive(root: &Root, app: &AppName, updates: &[RefUpdate]) -> Result<(), HookError> {
+pub fn pre_receive(
+    root: &Root,
+    app: &AppName,
+    updates: &[RefUpdate],
+    out: &Reporter,
+) -> Result<(), HookError> {
     let branches = deploy_branches(root, app)?;
     let target = deploy_update(updates, &branches)?;
     for update in updates.iter().filter(|u| !is_deploy_ref(&u.name, &branches)) {
-        step(format!("Skipping deploy for {}: only {} deploy", update.name, branches.join(" or ")));
+        out.step(format!("Skipping deploy for {}: only {} deploy", update.name, branches.join(" or ")));
     }
     if let Some(update) = target {
-        deploy_push(root, app, update)?;
+        deploy_push(root, app, update, out)?;
     }
     Ok(())
 }
@@ -161,17 +166,17 @@ fn settle_previous_push(root: &Root, app: &AppName) -> Result<(), HookError> {
     Ok(())
 }
 
-fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), HookError> {
+fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate, out: &Reporter) -> Result<(), HookError> {
     let commit = update.new.as_str();
     let mode = if push_options().iter().any(|o| o == "dry-run") { Mode::DryRun } else { Mode::Apply };
-    step(format!(
+    out.step(format!(
         "Deploying {app} ({}){}",
         deploy::short(commit),
         if mode == Mode::DryRun { ", dry run" } else { "" }
     ));
     // Read before taking the lock: an oversized or unreadable file is refused without waiting.
     let bytes = deploy::read_manifest(&Repo::Hook, commit)?;
-    let lock = root.lock_app_announced(app)?;
+    let lock = root.lock_app_announced(app, out)?;
     // git moves the branch only if it still is what this push expects; a push that waited for
     // another one must not deploy what git is going to refuse.
     settle_previous_push(root, app)?;
@@ -186,15 +191,16 @@ fn deploy_push(root: &Root, app: &AppName, update: &RefUpdate) -> Result<(), Hoo
         Commit { repo: Repo::Hook, app, commit, manifest: bytes.as_deref() },
         &lock,
         mode,
+        out,
     )?;
     let pending = format!("{} {commit} {}\n", update.name, std::os::unix::process::parent_id());
     if let Err(e) = crate::state::write_atomic(&pending_ref_file(root, app), pending.as_bytes()) {
-        warn(format!("could not record the branch update for the next push: {e}"));
+        out.warn(format!("could not record the branch update for the next push: {e}"));
     }
     for removed in &plan.mounts_removed {
-        detail(format!("Unmounted {} from {}; its data is kept", removed.source, removed.container_path));
+        out.detail(format!("Unmounted {} from {}; its data is kept", removed.source, removed.container_path));
     }
-    announce(root, app, &release);
+    announce(root, app, &release, out);
     Ok(())
 }
 
@@ -206,16 +212,16 @@ fn push_options() -> Vec<String> {
 }
 
 /// The last line of a deploy: where the app now answers.
-pub fn announce(root: &Root, app: &AppName, release: &crate::state::Release) {
+pub fn announce(root: &Root, app: &AppName, release: &crate::state::Release, out: &Reporter) {
     if release.web_host_port.is_some() {
-        deploy::announce(root, app, release.web_host_port);
+        deploy::announce(root, app, release.web_host_port, out);
     } else {
-        heading(format!("Application deployed: {app} release {}", release.number));
+        out.heading(format!("Application deployed: {app} release {}", release.number));
     }
 }
 
 /// Prunes images of releases older than the last few deployed ones and prints a summary.
-pub fn post_receive(root: &Root, app: &AppName) -> Result<(), HookError> {
+pub fn post_receive(root: &Root, app: &AppName, out: &Reporter) -> Result<(), HookError> {
     let state = root.read_app(app)?;
     let releases = root.read_releases(app)?;
     let Ok(engine) = Engine::connect() else { return Ok(()) };
@@ -226,23 +232,23 @@ pub fn post_receive(root: &Root, app: &AppName) -> Result<(), HookError> {
     for release in releases.releases.iter().filter(|r| !keep.contains(&r.number)) {
         if engine.image_exists(&release.image).map_err(DeployError::from)? {
             engine.remove_image(&release.image).map_err(DeployError::from)?;
-            detail(format!("Pruned image {}", release.image));
+            out.detail(format!("Pruned image {}", release.image));
         }
     }
     if let Some(current) = state.current_release {
-        step(format!("{app} is serving release {current}; `berth releases {app}` lists them all"));
+        out.step(format!("{app} is serving release {current}; `berth releases {app}` lists them all"));
     }
     Ok(())
 }
 
 /// Prints why a push is rejected: each `app.toml` problem with its position and hint, or the
 /// deploy error, then the verdict.
-pub fn report_failure(error: &anyhow::Error) {
+pub fn report_failure(error: &anyhow::Error, out: &Reporter) {
     match error.downcast_ref::<HookError>() {
-        Some(HookError::Commit(error)) => deploy::report_commit_failure(error, "the push is rejected"),
+        Some(HookError::Commit(error)) => deploy::report_commit_failure(error, "the push is rejected", out),
         _ => {
-            eprintln!(" !     {}", printable(&error.to_string()));
-            eprintln!(" !     The push is rejected; the previous release keeps serving");
+            out.warn(printable(&error.to_string()));
+            out.warn("The push is rejected; the previous release keeps serving");
         }
     }
 }

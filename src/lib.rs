@@ -4,6 +4,8 @@
 //! the current state, then applied. `state` is the only writer of berth's records; `hostfs` and
 //! `engine` are the only writers of host directories and containers.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+// Output goes through `output::Reporter`, whose writer alone may print.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod backup;
 pub mod cli;
@@ -26,3 +28,4 @@ pub mod ssh;
 pub mod state;
 pub mod storage;
 pub mod swarm;
+pub mod user;

@@ -1,79 +1,142 @@
 //! Dokku's output conventions: `----->` and `=====>` headings, 7-space detail lines, ` !     `
-//! warnings on stderr, and aligned `Key: value` reports with their JSON twin.
+//! warnings on stderr, and aligned `Key: value` reports with their JSON twin. Everything the
+//! library prints goes through a [`Reporter`] the binaries create and pass down, so tests can
+//! capture it; only its writers print (clippy's `print_stdout`/`print_stderr` deny the rest).
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Dokku's `--quiet`: step and heading lines are left out, data lines stay.
-static QUIET: AtomicBool = AtomicBool::new(false);
-
-pub fn set_quiet(quiet: bool) {
-    QUIET.store(quiet, Ordering::Relaxed);
+/// Where berth's messages go, created by a binary and passed down, as cargo's `Shell` is: the
+/// process's stdout and stderr, or (for tests) a capture. The method names are the lines
+/// Dokku's output is made of.
+#[derive(Debug, Default)]
+pub struct Reporter {
+    /// Dokku's `--quiet`: step and heading lines are left out, data lines stay.
+    quiet: AtomicBool,
+    /// `None`: the process's stdout and stderr.
+    captured: Option<Mutex<Captured>>,
 }
 
-pub fn is_quiet() -> bool {
-    QUIET.load(Ordering::Relaxed)
+/// What a capturing [`Reporter`] was given, per stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub stdout: String,
+    pub stderr: String,
 }
 
-/// A data line of a list: indented as a detail, or bare under `--quiet` (Dokku's
-/// `--quiet storage:list` prints just the mounts).
-pub fn item(message: impl AsRef<str>) {
-    if is_quiet() {
-        println!("{}", message.as_ref());
-    } else {
-        detail(message);
+impl Reporter {
+    /// Writes to the process's stdout and stderr.
+    pub fn stdio() -> Self {
+        Reporter::default()
     }
-}
 
-/// A step (`-----> x`) on stdout.
-pub fn step(message: impl AsRef<str>) {
-    if !QUIET.load(Ordering::Relaxed) {
-        println!("-----> {}", message.as_ref());
+    /// Keeps everything, for a test to read back with [`Reporter::captured`].
+    pub fn capture() -> Self {
+        Reporter { captured: Some(Mutex::new(Captured::default())), ..Reporter::default() }
     }
-}
 
-/// A section heading (`=====> x`) on stdout.
-pub fn heading(message: impl AsRef<str>) {
-    if !QUIET.load(Ordering::Relaxed) {
-        println!("=====> {}", message.as_ref());
+    /// What a capturing reporter was given so far (nothing for one on stdio).
+    pub fn captured(&self) -> Captured {
+        self.captured.as_ref().map(|c| c.lock().map(|c| c.clone()).unwrap_or_default()).unwrap_or_default()
     }
-}
 
-/// A detail line under a step, indented 7 spaces, on stdout.
-pub fn detail(message: impl AsRef<str>) {
-    println!("       {}", message.as_ref());
-}
-
-/// Text already laid out (a plan, a report), on stdout as it is.
-pub fn text(text: impl AsRef<str>) {
-    print!("{}", text.as_ref());
-}
-
-/// Text already laid out, on stderr as it is (one line).
-pub fn error_text(text: impl AsRef<str>) {
-    eprintln!("{}", text.as_ref());
-}
-
-/// A detail line on stderr, for commands whose stdout belongs to someone else (`berth run`).
-pub fn note(message: impl AsRef<str>) {
-    eprintln!("       {}", message.as_ref());
-}
-
-/// Relays a container's output chunk: its stderr to ours, its stdout to ours, flushed so a
-/// slow command shows as it goes.
-pub fn relay(is_err: bool, text: &str) {
-    use std::io::Write;
-    if is_err {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-        std::io::stdout().flush().ok();
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::Relaxed);
     }
-}
 
-/// A warning (` !     x`) on stderr.
-pub fn warn(message: impl AsRef<str>) {
-    eprintln!(" !     {}", message.as_ref());
+    pub fn is_quiet(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed)
+    }
+
+    /// A data line of a list: indented as a detail, or bare under `--quiet` (Dokku's
+    /// `--quiet storage:list` prints just the mounts).
+    pub fn item(&self, message: impl AsRef<str>) {
+        if self.is_quiet() {
+            self.stdout(&format!("{}\n", message.as_ref()));
+        } else {
+            self.detail(message);
+        }
+    }
+
+    /// A step (`-----> x`) on stdout.
+    pub fn step(&self, message: impl AsRef<str>) {
+        if !self.is_quiet() {
+            self.stdout(&format!("-----> {}\n", message.as_ref()));
+        }
+    }
+
+    /// A section heading (`=====> x`) on stdout.
+    pub fn heading(&self, message: impl AsRef<str>) {
+        if !self.is_quiet() {
+            self.stdout(&format!("=====> {}\n", message.as_ref()));
+        }
+    }
+
+    /// A detail line under a step, indented 7 spaces, on stdout.
+    pub fn detail(&self, message: impl AsRef<str>) {
+        self.stdout(&format!("       {}\n", message.as_ref()));
+    }
+
+    /// Text already laid out (a plan, a report), on stdout as it is.
+    pub fn text(&self, text: impl AsRef<str>) {
+        self.stdout(text.as_ref());
+    }
+
+    /// Text already laid out, on stderr as it is (one line).
+    pub fn error_text(&self, text: impl AsRef<str>) {
+        self.stderr(&format!("{}\n", text.as_ref()));
+    }
+
+    /// A detail line on stderr, for commands whose stdout belongs to someone else (`berth run`).
+    pub fn note(&self, message: impl AsRef<str>) {
+        self.stderr(&format!("       {}\n", message.as_ref()));
+    }
+
+    /// Relays a container's output chunk: its stderr to ours, its stdout to ours, flushed so a
+    /// slow command shows as it goes.
+    pub fn relay(&self, is_err: bool, text: &str) {
+        if is_err {
+            self.stderr(text);
+        } else {
+            self.stdout(text);
+            if self.captured.is_none() {
+                std::io::stdout().flush().ok();
+            }
+        }
+    }
+
+    /// A warning (` !     x`) on stderr.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        self.stderr(&format!(" !     {}\n", message.as_ref()));
+    }
+
+    /// The one writer of stdout. A reader that went away (`| head`) makes `print!` panic, which
+    /// the binary turns into a quiet exit.
+    #[allow(clippy::print_stdout)]
+    fn stdout(&self, text: &str) {
+        if !self.keep(text, |captured| &mut captured.stdout) {
+            print!("{text}");
+        }
+    }
+
+    /// The one writer of stderr.
+    #[allow(clippy::print_stderr)]
+    fn stderr(&self, text: &str) {
+        if !self.keep(text, |captured| &mut captured.stderr) {
+            eprint!("{text}");
+        }
+    }
+
+    /// Appends `text` to the stream `pick` chooses, when capturing; whether it did.
+    fn keep(&self, text: &str, pick: impl FnOnce(&mut Captured) -> &mut String) -> bool {
+        let Some(captured) = &self.captured else { return false };
+        if let Ok(mut captured) = captured.lock() {
+            pick(&mut captured).push_str(text);
+        }
+        true
+    }
 }
 
 /// Text from elsewhere (an engine message, a build's failure reason) made safe to store and
@@ -155,6 +218,20 @@ fn label_of(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capturing_reporter_keeps_each_stream_and_quiet_leaves_out_steps() {
+        let out = Reporter::capture();
+        out.step("Deploying");
+        out.detail("done");
+        out.warn("careful");
+        out.set_quiet(true);
+        out.heading("hidden");
+        out.item("/data");
+        let captured = out.captured();
+        assert_eq!(captured.stdout, "-----> Deploying\n       done\n/data\n");
+        assert_eq!(captured.stderr, " !     careful\n");
+    }
 
     #[test]
     fn report_aligns_like_dokku() {

@@ -13,8 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::docker_options::OptionsKey;
 use crate::manifest::Policy;
 use crate::names::{AppName, EntryName};
+use crate::output::Reporter;
 use crate::proxy::{Domain, ProxySettings};
 use crate::scheduler::selection::{SchedulerKind, SchedulerSettings, SwarmSettings};
 use crate::storage::binds::Bind;
@@ -285,10 +287,8 @@ impl Root {
     }
 
     /// Takes the app's lock for a deploy-like change, telling the user when another holds it.
-    pub fn lock_app_announced(&self, app: &AppName) -> Result<Lock, StateError> {
-        self.lock_app_or_wait(app, || {
-            crate::output::step(format!("Waiting for another deploy of {app} to finish"))
-        })
+    pub fn lock_app_announced(&self, app: &AppName, out: &Reporter) -> Result<Lock, StateError> {
+        self.lock_app_or_wait(app, || out.step(format!("Waiting for another deploy of {app} to finish")))
     }
 
     /// The apps that mount an entry, sorted.
@@ -353,9 +353,10 @@ pub struct AppState {
     /// What the app's `app.toml` may reach beyond its own directories and volumes.
     #[serde(default)]
     pub allowed: Grants,
-    /// docker-options, keyed by `<process type>.<phase>`, in the order the admin added them.
+    /// docker-options per process type and phase (stored as `<process type>.<phase>`), in the
+    /// order the admin added them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub docker_options: BTreeMap<String, Vec<String>>,
+    pub docker_options: BTreeMap<OptionsKey, Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Attachment>,
     /// The release serving now, if any.
@@ -396,8 +397,9 @@ pub struct RunConfig {
     /// Process type → command (`None`: the image's CMD).
     #[serde(with = "image_cmd_as_empty")]
     pub processes: BTreeMap<String, Option<String>>,
+    /// `[app].user`, stored as its `--user` text (`uid` or `uid:gid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<crate::user::AppUser>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -797,11 +799,13 @@ mod tests {
             volume_chown: None,
             made_by: Origin::Admin,
         });
-        state.docker_options.insert("_default_.deploy".into(), vec!["--memory 512m".into()]);
+        state.docker_options.insert(OptionsKey::every_process(Phase::Deploy), vec!["--memory 512m".into()]);
         root.write_app(&app, &state, &lock).unwrap();
         assert_eq!(root.read_app(&app).unwrap(), state);
         let text = fs::read_to_string(root.app_state_file(&app)).unwrap();
         assert!(text.contains("source = \"host:/srv/data\""), "{text}");
+        // The stored form of docker-options keys is unchanged: `<process type>.<phase>`.
+        assert!(text.contains("\"_default_.deploy\" = [\"--memory 512m\"]"), "{text}");
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! The storage model: named entries, attachments (how an app mounts a source at a container
 //! path, in which phases, for which process type), ownership presets, and rendering an
 //! attachment to the `-v` form shown in reports and to the structured mount the engine gets.
-//! [`binds`] holds the rule every bind source on the server must follow; [`metadata`] the
-//! entries' labels and annotations; [`migrate`] turns `-v` docker-options into mounts.
+//! [`binds`] holds the rule every bind source on the server must follow; [`host_path`] the
+//! checks of host paths against the server; [`lifecycle`] what may change in an entry;
+//! [`metadata`] the entries' labels and annotations; [`migrate`] turns `-v` docker-options into
+//! mounts; [`mounts`] the admin's changes to an app's mounts.
 
 pub mod binds;
+pub mod host_path;
+pub mod lifecycle;
 pub mod metadata;
 pub mod migrate;
+pub mod mounts;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -16,6 +21,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::names::{AppName, EntryName, NameError, is_docker_volume_name};
+use crate::user::{Preset, parse_id};
 
 /// Process type an attachment applies to when none is named: every process.
 pub const DEFAULT_PROCESS_TYPE: &str = "_default_";
@@ -90,6 +96,48 @@ pub enum StorageError {
     BadMetadataKey { kind: &'static str, key: String },
     #[error("expected key=value, got \"{0}\"")]
     NotKeyValue(String),
+    #[error("Mount path already exists.")]
+    MountExists,
+    #[error("Mount path does not exist.")]
+    NoSuchMount,
+    #[error(
+        "Container path {container_path} on app {app} is already mounted by {holder} for process type {process_type}; unmount it first"
+    )]
+    PathTaken { app: AppName, container_path: String, holder: Source, process_type: String },
+    #[error("storage entry \"{name}\" is not mounted on app \"{app}\"")]
+    EntryNotMounted { name: EntryName, app: AppName },
+    #[error(
+        "storage entry \"{name}\" is mounted at multiple paths on app \"{app}\" ({paths}); pass --container-dir to disambiguate"
+    )]
+    EntryMountedAtMany { name: EntryName, app: AppName, paths: String },
+    #[error("storage entry \"{name}\" is not mounted at \"{target}\" on app \"{app}\"")]
+    EntryNotMountedAt { name: EntryName, app: AppName, target: String },
+    #[error(
+        "the mount at {0} comes from the app's app.toml; remove it there and push, or it comes back on the next deploy"
+    )]
+    RepoMade(String),
+    #[error(
+        "{flag} is only supported when the storage entry uses the default host path ({default}); omit {flag} and manage {backing} manually"
+    )]
+    NotDefaultPath { flag: String, default: String, backing: String },
+    #[error("storage entry \"{name}\" has unsupported scheduler \"{scheduler}\" (supported: {SCHEDULER})")]
+    UnsupportedScheduler { name: EntryName, scheduler: String },
+    #[error("storage entry path {0} exists but is not a directory")]
+    EntryPathNotDir(String),
+    #[error(
+        "storage:set cannot change {0} in place; recreate the entry (berth has no {0}: entries are {SCHEDULER})"
+    )]
+    NotInPlace(String),
+    #[error("storage entry \"{name}\" ({SCHEDULER}) does not accept {property}")]
+    NotAccepted { name: EntryName, property: String },
+    #[error(
+        "Invalid property specified, valid properties include: chown, mode, reclaim-policy (not \"{0}\")"
+    )]
+    UnknownProperty(String),
+    #[error(
+        "storage entry \"{name}\" is still mounted by app(s): {apps}; unmount it first (berth storage:unmount <app> {name})"
+    )]
+    StillMounted { name: EntryName, apps: String },
 }
 
 /// Longest name `storage:create` gives a new entry (Dokku's budget; older entries still load).
@@ -169,10 +217,7 @@ pub fn parse_phases(values: &[String]) -> Result<BTreeSet<Phase>, StorageError> 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Chown {
-    Herokuish,
-    Heroku,
-    Paketo,
-    Root,
+    Preset(Preset),
     /// Leave ownership alone.
     Skip,
     Uid(u32),
@@ -182,10 +227,7 @@ impl Chown {
     /// The uid (and gid) to chown to, or `None` to leave ownership alone.
     pub fn uid(self) -> Option<u32> {
         match self {
-            Chown::Herokuish => Some(32767),
-            Chown::Heroku => Some(1000),
-            Chown::Paketo => Some(2000),
-            Chown::Root => Some(0),
+            Chown::Preset(preset) => Some(preset.uid()),
             Chown::Skip => None,
             Chown::Uid(uid) => Some(uid),
         }
@@ -195,19 +237,15 @@ impl Chown {
 impl FromStr for Chown {
     type Err = StorageError;
     fn from_str(s: &str) -> Result<Self, StorageError> {
+        let bad = || StorageError::BadChown(s.to_string());
         Ok(match s {
-            "herokuish" => Chown::Herokuish,
-            "heroku" => Chown::Heroku,
-            "paketo" | "packeto" => Chown::Paketo,
-            "root" => Chown::Root,
             "false" => Chown::Skip,
-            digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
-                match digits.parse::<u32>() {
-                    Ok(uid) if uid <= 65535 => Chown::Uid(uid),
-                    _ => return Err(StorageError::BadChown(s.to_string())),
-                }
-            }
-            _ => return Err(StorageError::BadChown(s.to_string())),
+            // Dokku accepts this spelling too.
+            "packeto" => Chown::Preset(Preset::Paketo),
+            name => match Preset::named(name) {
+                Some(preset) => Chown::Preset(preset),
+                None => Chown::Uid(parse_id(s).map_err(|_| bad())?),
+            },
         })
     }
 }
@@ -228,10 +266,7 @@ impl From<Chown> for String {
 impl fmt::Display for Chown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Chown::Herokuish => f.write_str("herokuish"),
-            Chown::Heroku => f.write_str("heroku"),
-            Chown::Paketo => f.write_str("paketo"),
-            Chown::Root => f.write_str("root"),
+            Chown::Preset(preset) => f.write_str(preset.name()),
             Chown::Skip => f.write_str("false"),
             Chown::Uid(uid) => write!(f, "{uid}"),
         }
@@ -371,17 +406,22 @@ impl fmt::Display for MountSource {
     }
 }
 
+/// An attachment names a storage entry that no longer exists: the only source that can fail
+/// to resolve, since every other one names its host side itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage entry \"{0}\" does not exist")]
+pub struct MissingEntry(pub EntryName);
+
 impl Attachment {
-    /// Resolves the source against the app's storage directory and the entries; `None` when
-    /// the entry it names no longer exists.
+    /// Resolves the source against the app's storage directory and the entries.
     pub fn resolve(
         &self,
         app: &AppName,
         app_dir: &Path,
         entries: &BTreeMap<EntryName, Entry>,
-    ) -> Option<MountSource> {
+    ) -> Result<MountSource, MissingEntry> {
         let base = self.resolve_base(app, app_dir, entries)?;
-        Some(match (base, &self.subpath) {
+        Ok(match (base, &self.subpath) {
             (MountSource::Bind(path), Some(sub)) => MountSource::Bind(path.join(sub)),
             (base, _) => base,
         })
@@ -394,12 +434,14 @@ impl Attachment {
         app: &AppName,
         app_dir: &Path,
         entries: &BTreeMap<EntryName, Entry>,
-    ) -> Option<MountSource> {
-        Some(match &self.source {
-            Source::Entry(name) => match &entries.get(name)?.host_path {
-                EntryBacking::Dir(path) => MountSource::Bind(path.clone()),
-                EntryBacking::Volume(volume) => MountSource::Volume(volume.clone()),
-            },
+    ) -> Result<MountSource, MissingEntry> {
+        Ok(match &self.source {
+            Source::Entry(name) => {
+                match &entries.get(name).ok_or_else(|| MissingEntry(name.clone()))?.host_path {
+                    EntryBacking::Dir(path) => MountSource::Bind(path.clone()),
+                    EntryBacking::Volume(volume) => MountSource::Volume(volume.clone()),
+                }
+            }
             Source::HostPath(path) => MountSource::Bind(path.clone()),
             Source::Volume(name) => MountSource::Volume(name.clone()),
             Source::AppDir(rel) => MountSource::Bind(app_dir.join(rel)),

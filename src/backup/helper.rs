@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{APP_LABEL, ContainerSpec, Engine, EngineMount, MountKind};
 use crate::names::AppName;
+use crate::output::Reporter;
 
 use super::BackupError;
 
@@ -32,17 +33,22 @@ pub struct Job<'a> {
     pub args: Vec<String>,
 }
 
-/// Runs a `READ_COMMAND` job, copying the stream it writes to `out`; returns the bytes copied.
-pub fn read_into(job: Job, out: &mut (dyn Write + Send), progress: bool) -> Result<u64, BackupError> {
+/// Runs a `READ_COMMAND` job, copying the stream it writes to `sink`; returns the bytes copied.
+pub fn read_into(
+    job: Job,
+    sink: &mut (dyn Write + Send),
+    progress: bool,
+    out: &Reporter,
+) -> Result<u64, BackupError> {
     let pipe = Pipe::new()?;
     let opened = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let copier = scope.spawn(|| -> io::Result<u64> {
             let mut fifo = File::open(&pipe.fifo)?;
             opened.store(true, Ordering::SeqCst);
-            copy(&mut fifo, out, progress)
+            copy(&mut fifo, sink, progress, out)
         });
-        let run = run(&job, &pipe);
+        let run = run(&job, &pipe, out);
         // A helper that failed before opening the fifo leaves the copier waiting: open the
         // other end once so it sees the end of the stream.
         while !copier.is_finished() {
@@ -58,7 +64,12 @@ pub fn read_into(job: Job, out: &mut (dyn Write + Send), progress: bool) -> Resu
 }
 
 /// Runs a `RESTORE_COMMAND` job feeding it `prefix` then `input`; returns the helper's stdout.
-pub fn restore_from(job: Job, prefix: &[u8], input: &mut (dyn Read + Send)) -> Result<String, BackupError> {
+pub fn restore_from(
+    job: Job,
+    prefix: &[u8],
+    input: &mut (dyn Read + Send),
+    out: &Reporter,
+) -> Result<String, BackupError> {
     let pipe = Pipe::new()?;
     std::thread::scope(|scope| {
         let feeder = scope.spawn(|| -> io::Result<u64> {
@@ -66,7 +77,7 @@ pub fn restore_from(job: Job, prefix: &[u8], input: &mut (dyn Read + Send)) -> R
             fifo.write_all(prefix)?;
             io::copy(input, &mut fifo)
         });
-        let run = run(&job, &pipe);
+        let run = run(&job, &pipe, out);
         while !feeder.is_finished() {
             // The helper is gone: a feeder still waiting for a reader must not wait forever
             // (its writes then fail, which is fine: the helper's verdict stands).
@@ -79,8 +90,8 @@ pub fn restore_from(job: Job, prefix: &[u8], input: &mut (dyn Read + Send)) -> R
 }
 
 /// Runs a job without a data channel; returns its stdout.
-pub fn run_plain(job: Job) -> Result<String, BackupError> {
-    run(&job, &Pipe::new()?)
+pub fn run_plain(job: Job, out: &Reporter) -> Result<String, BackupError> {
+    run(&job, &Pipe::new()?, out)
 }
 
 trait NonBlock {
@@ -124,7 +135,7 @@ pub fn pipe_path() -> String {
     format!("{PIPE_DIR}/pipe")
 }
 
-fn run(job: &Job, pipe: &Pipe) -> Result<String, BackupError> {
+fn run(job: &Job, pipe: &Pipe, out: &Reporter) -> Result<String, BackupError> {
     let image = crate::helper_image::ensure_exec(job.engine)?;
     let name = format!("{}.backup.{}", job.app, std::process::id());
     let mut mounts = job.mounts.clone();
@@ -162,7 +173,7 @@ fn run(job: &Job, pipe: &Pipe) -> Result<String, BackupError> {
         0 => {
             // Warnings (files a backup leaves out) reach the admin as they were printed.
             for line in errors {
-                eprintln!("{line}");
+                out.error_text(line);
             }
             Ok(stdout)
         }
@@ -195,7 +206,7 @@ fn helper_options() -> Result<crate::docker_options::RunOptions, BackupError> {
 }
 
 /// Copies the stream; on a terminal, shows bytes and rate on stderr once a second.
-fn copy(from: &mut impl Read, to: &mut dyn Write, progress: bool) -> io::Result<u64> {
+fn copy(from: &mut impl Read, to: &mut dyn Write, progress: bool, out: &Reporter) -> io::Result<u64> {
     let show = progress && io::stderr().is_terminal();
     let mut buf = vec![0u8; 1 << 20];
     let (start, mut shown, mut total) = (Instant::now(), Instant::now(), 0u64);
@@ -210,12 +221,12 @@ fn copy(from: &mut impl Read, to: &mut dyn Write, progress: bool) -> io::Result<
         total += n as u64;
         if show && shown.elapsed() >= Duration::from_secs(1) {
             shown = Instant::now();
-            eprint!("\r       {}", rate(total, start.elapsed()));
+            out.relay(true, &format!("\r       {}", rate(total, start.elapsed())));
         }
     }
     to.flush()?;
     if show {
-        eprintln!("\r       {}", rate(total, start.elapsed()));
+        out.relay(true, &format!("\r       {}\n", rate(total, start.elapsed())));
     }
     Ok(total)
 }

@@ -12,23 +12,29 @@ use sha2::{Digest, Sha256};
 
 use super::BackupError;
 use super::manifest::{self, Counts, End, Manifest, RootMeta, Sum};
+use crate::output::Reporter;
 
 /// Writes the whole stream for `manifest` (its mounts' counts are filled in here); `dirs[i]` is
 /// where mount `i` is readable.
-pub fn write(mut manifest: Manifest, dirs: &[PathBuf], out: impl Write) -> Result<(), BackupError> {
+pub fn write(
+    mut manifest: Manifest,
+    dirs: &[PathBuf],
+    stream: impl Write,
+    out: &Reporter,
+) -> Result<(), BackupError> {
     for (mount, dir) in manifest.mounts.iter_mut().zip(dirs) {
         let meta = fs::symlink_metadata(dir).map_err(BackupError::io("read", dir))?;
         mount.root = root_meta(&meta);
         let (files, bytes) = count(dir)?;
         (mount.files, mount.bytes) = (files, bytes);
     }
-    let mut tar = tar::Builder::new(out);
+    let mut tar = tar::Builder::new(stream);
     append_json(&mut tar, manifest::MANIFEST, &manifest)?;
     let mut end = End::default();
     for (mount, dir) in manifest.mounts.iter().zip(dirs) {
         let mut tree =
             Tree { tar: &mut tar, id: &mount.id, sums: Vec::new(), links: HashMap::new(), bytes: 0 };
-        tree.walk(dir, Path::new(""))?;
+        tree.walk(dir, Path::new(""), out)?;
         let (sums, bytes) = (tree.sums, tree.bytes);
         let mut lines = Vec::new();
         for sum in &sums {
@@ -91,7 +97,7 @@ struct Tree<'a, W: Write> {
 }
 
 impl<W: Write> Tree<'_, W> {
-    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), BackupError> {
+    fn walk(&mut self, dir: &Path, rel: &Path, out: &Reporter) -> Result<(), BackupError> {
         for (path, meta) in sorted_children(dir)? {
             let Some(name) = path.file_name() else { continue };
             let rel = rel.join(name);
@@ -101,7 +107,7 @@ impl<W: Write> Tree<'_, W> {
             if kind.is_dir() {
                 header.set_entry_type(tar::EntryType::Directory);
                 self.tar.append_data(&mut header, &member, io::empty()).map_err(BackupError::Write)?;
-                self.walk(&path, &rel)?;
+                self.walk(&path, &rel, out)?;
             } else if kind.is_symlink() {
                 let target = fs::read_link(&path).map_err(BackupError::io("read the link", &path))?;
                 header.set_entry_type(tar::EntryType::Symlink);
@@ -110,7 +116,7 @@ impl<W: Write> Tree<'_, W> {
                 self.file(&path, &meta, &member, &rel, header)?;
             } else {
                 let what = if kind.is_fifo() || kind.is_socket() { "fifo or socket" } else { "device" };
-                crate::output::warn(format!(
+                out.warn(format!(
                     "left out {} ({what}): only files, directories and links are backed up",
                     path.display()
                 ));

@@ -2,7 +2,7 @@
 
 fn main() {
     // A reader that went away (`berth storage:report | head`) ends output, not in a panic
-    // message: `println!` panics on a closed stdout, so that one panic exits quietly, as
+    // message: printing panics on a closed stdout, so that one panic exits quietly, as
     // ripgrep does.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -17,10 +17,11 @@ fn main() {
         }
         default_hook(info);
     }));
-    match berth::cli::run(std::env::args_os()) {
+    let out = berth::output::Reporter::stdio();
+    match berth::cli::run(std::env::args_os(), &out) {
         Ok(code) => std::process::exit(code),
         Err(error) => {
-            eprintln!(" !     {}", berth::output::printable(&error.to_string()));
+            out.warn(berth::output::printable(&error.to_string()));
             std::process::exit(error.exit_code());
         }
     }

@@ -5,11 +5,12 @@
 
 use std::path::Path;
 
+use super::refusal::Refusal;
 use super::{CliError, Result, existing_app};
 use crate::config::{self, Scope};
 use crate::engine::Engine;
 use crate::names::AppName;
-use crate::output::{detail, step, warn};
+use crate::output::Reporter;
 use crate::proxy::records::Records;
 use crate::state::{Lock, Root, StateError};
 use crate::storage::Origin;
@@ -53,25 +54,19 @@ fn lock_both(root: &Root, a: &AppName, b: &AppName) -> Result<(Lock, Lock)> {
 }
 
 /// Docker has no way to rename a volume or change its labels; berth does not copy data on its own.
-fn refuse_app_volumes(engine: &Engine, app: &AppName, command: &str) -> Result<()> {
+fn refuse_app_volumes(engine: &Engine, app: &AppName, command: &'static str) -> Result<()> {
     let volumes = engine.app_volumes(app.as_str())?;
     if volumes.is_empty() {
         return Ok(());
     }
-    Err(CliError::Usage(format!(
-        "app {app} has Docker volumes ({}); Docker cannot rename a volume or change its labels, and {command} does not copy data on its own: copy them into new volumes yourself, or destroy them first if they hold nothing you need",
-        volumes.join(", ")
-    )))
+    Err(Refusal::HasVolumes { app: app.clone(), volumes: volumes.join(", "), command }.into())
 }
 
 /// An app directory left from an earlier app of that name (destroyed without --purge-storage).
 fn refuse_leftover_dir(root: &Root, new: &AppName) -> Result<()> {
     let dir = root.app_storage_dir(new);
     if dir.exists() {
-        return Err(CliError::Usage(format!(
-            "{} exists (data kept from an earlier app {new}); move it away or remove it first, berth does not mix two apps' data",
-            dir.display()
-        )));
+        return Err(Refusal::LeftoverDir { dir, app: new.clone() }.into());
     }
     Ok(())
 }
@@ -91,7 +86,7 @@ fn rename_path(from: &Path, to: &Path) -> Result<bool> {
     Ok(true)
 }
 
-pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
+pub fn rename(root: &Root, args: RenameArgs, out: &Reporter) -> Result<()> {
     let (old, new) = names(&args.old, &args.new)?;
     existing_app(root, &old)?;
     refuse_existing(root, &new)?;
@@ -100,27 +95,25 @@ pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
     refuse_app_volumes(&engine, &old, "apps:rename")?;
     let was_running = !engine.app_containers(old.as_str())?.is_empty();
     if was_running {
-        step(format!("Stopping {old} to rename it"));
-        super::ps::stop(root, &old)?;
+        out.step(format!("Stopping {old} to rename it"));
+        super::ps::stop(root, &old, out)?;
     }
     {
         let _locks = lock_both(root, &old, &new)?;
         existing_app(root, &old)?;
         refuse_existing(root, &new)?;
         if !engine.app_containers(old.as_str())?.is_empty() {
-            return Err(CliError::Usage(format!(
-                "{old} was started again while renaming; stop it and try again"
-            )));
+            return Err(Refusal::StartedWhileRenaming(old).into());
         }
         let mut records = Records::read(root)?;
         let domains = records.own.remove(&old).unwrap_or_default();
         records.own.insert(new.clone(), domains);
         records.check_unique(Some(&new))?;
-        step(format!("Renaming {old} to {new}"));
+        out.step(format!("Renaming {old} to {new}"));
         // The repo and the data first, the state last: the state file is what makes an app exist.
         rename_path(&root.repo_dir(&old), &root.repo_dir(&new))?;
         if rename_path(&root.app_storage_dir(&old), &root.app_storage_dir(&new))? {
-            detail(format!(
+            out.detail(format!(
                 "Moved {} to {}",
                 root.app_storage_dir(&old).display(),
                 root.app_storage_dir(&new).display()
@@ -128,21 +121,21 @@ pub fn rename(root: &Root, args: RenameArgs) -> Result<()> {
         }
         rename_path(&root.app_dir(&old), &root.app_dir(&new))?;
     }
-    if let Err(e) = super::proxy::build_config(root, None) {
-        warn(format!("the proxy config was not reloaded ({e}); run berth proxy:build-config"));
+    if let Err(e) = super::proxy::build_config(root, None, out) {
+        out.warn(format!("the proxy config was not reloaded ({e}); run berth proxy:build-config"));
     }
     if was_running && !args.skip_deploy {
-        super::ps::start(root, &new)?;
+        super::ps::start(root, &new, out)?;
     }
-    step(format!("Renamed {old} to {new}"));
+    out.step(format!("Renamed {old} to {new}"));
     Ok(())
 }
 
-pub fn clone(root: &Root, args: CloneArgs) -> Result<()> {
+pub fn clone(root: &Root, args: CloneArgs, out: &Reporter) -> Result<()> {
     let (old, new) = names(&args.old, &args.new)?;
     let state = existing_app(root, &old)?;
     if root.app_exists(&new) && args.ignore_existing {
-        warn(format!("Name is already taken: {new}; leaving it as it is"));
+        out.warn(format!("Name is already taken: {new}; leaving it as it is"));
         return Ok(());
     }
     refuse_existing(root, &new)?;
@@ -154,18 +147,15 @@ pub fn clone(root: &Root, args: CloneArgs) -> Result<()> {
         refuse_app_volumes(&engine, &old, "apps:clone")?;
     }
     if has_data && !args.copy_storage && !args.empty_storage {
-        return Err(CliError::Usage(format!(
-            "app {old} has data in {}; apps:clone copies it with --copy-storage, or gives {new} empty storage with --empty-storage",
-            data.display()
-        )));
+        return Err(Refusal::HasData { old, data, new }.into());
     }
-    step(format!("Cloning {old} to {new}"));
+    out.step(format!("Cloning {old} to {new}"));
     super::apps::create_quietly(root, &new)?;
     git::copy_refs(&root.repo_dir(&old), &root.repo_dir(&new))?;
     if has_data && args.copy_storage {
         root.make_data_root()?;
         hostfs::copy_tree(&data, &root.app_storage_dir(&new))?;
-        detail(format!("Copied {} to {}", data.display(), root.app_storage_dir(&new).display()));
+        out.detail(format!("Copied {} to {}", data.display(), root.app_storage_dir(&new).display()));
     }
     root.update_app(&new, |clone| {
         // The repo's own mounts come back with the first push; domains stay the old app's;
@@ -181,6 +171,6 @@ pub fn clone(root: &Root, args: CloneArgs) -> Result<()> {
         *clone = vars;
         Ok(())
     })?;
-    step(format!("Cloned {old} to {new}; push to it to deploy (git push <remote for {new}> <branch>)"));
+    out.step(format!("Cloned {old} to {new}; push to it to deploy (git push <remote for {new}> <branch>)"));
     Ok(())
 }

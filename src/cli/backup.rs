@@ -15,7 +15,7 @@ use crate::backup::swap::Place;
 use crate::backup::{BackupError, writer};
 use crate::engine::{Engine, EngineMount, MountKind};
 use crate::names::AppName;
-use crate::output::{detail, step, warn};
+use crate::output::Reporter;
 use crate::state::{AppState, Root};
 use crate::storage::{Attachment, MountSource, Source};
 
@@ -113,6 +113,7 @@ fn select(
     state: &AppState,
     only: &[String],
     host_paths: bool,
+    out: &Reporter,
 ) -> Result<Vec<Selected>> {
     let entries = root.entries_by_name()?;
     let mut selected: Vec<Selected> = Vec::new();
@@ -120,15 +121,15 @@ fn select(
         if !only.is_empty() && !only.contains(&attachment.container_path) {
             continue;
         }
-        let Some(source) = attachment.resolve(app, &root.app_storage_dir(app), &entries) else {
-            warn(format!("Skipping {}: its storage entry is gone", attachment.source));
+        let Ok(source) = attachment.resolve(app, &root.app_storage_dir(app), &entries) else {
+            out.warn(format!("Skipping {}: its storage entry is gone", attachment.source));
             continue;
         };
         if selected.iter().any(|s| s.source == source) {
             continue;
         }
         if matches!(attachment.source, Source::HostPath(_) | Source::Volume(_)) && !host_paths {
-            warn(format!(
+            out.warn(format!(
                 "Skipping {} at {}: pass --include-host-paths to include it",
                 attachment.source, attachment.container_path
             ));
@@ -161,24 +162,30 @@ fn running(engine: &Engine, app: &AppName) -> Result<bool> {
 
 /// Runs `work` with the app's processes stopped when `stop`, starting them again after, also
 /// when `work` failed.
-fn with_stopped<T>(root: &Root, app: &AppName, stop: bool, work: impl FnOnce() -> Result<T>) -> Result<T> {
+fn with_stopped<T>(
+    root: &Root,
+    app: &AppName,
+    stop: bool,
+    work: impl FnOnce() -> Result<T>,
+    out: &Reporter,
+) -> Result<T> {
     if !stop {
         return work();
     }
     let engine = Engine::connect()?;
     let timing = crate::deploy::Timing::from_env();
-    crate::deploy::stop(root, &engine, app, timing)?;
+    crate::deploy::stop(root, &engine, app, timing, out)?;
     let result = work();
     if root.read_app(app)?.current_release.is_some() {
-        crate::deploy::restart(root, &engine, app, timing)?;
+        crate::deploy::restart(root, &engine, app, timing, out)?;
     }
     result
 }
 
-pub fn backup(root: &Root, args: BackupArgs) -> Result<()> {
+pub fn backup(root: &Root, args: BackupArgs, out: &Reporter) -> Result<()> {
     let app = app_name(&args.app)?;
     let state = existing_app(root, &app)?;
-    let selected = select(root, &app, &state, &args.mounts, args.include_host_paths)?;
+    let selected = select(root, &app, &state, &args.mounts, args.include_host_paths, out)?;
     let engine = Engine::connect()?;
     for s in &selected {
         match &s.source {
@@ -205,7 +212,7 @@ pub fn backup(root: &Root, args: BackupArgs) -> Result<()> {
     let mut sink = Sink::open(args.output.as_deref())?;
     let live = running(&engine, &app)?;
     if live && !args.stop {
-        warn(format!(
+        out.warn(format!(
             "{app} is running: files it writes during the copy may be inconsistent; pass --stop for a consistent copy"
         ));
     }
@@ -223,10 +230,15 @@ pub fn backup(root: &Root, args: BackupArgs) -> Result<()> {
         mounts,
         args: vec![helper::pipe_path(), plan],
     };
-    let bytes =
-        with_stopped(root, &app, args.stop && live, || Ok(helper::read_into(job, sink.writer(), true)?))?;
+    let bytes = with_stopped(
+        root,
+        &app,
+        args.stop && live,
+        || Ok(helper::read_into(job, sink.writer(), true, out)?),
+        out,
+    )?;
     sink.commit()?;
-    step(format!("Backed up {} mount(s) of {app}: {bytes} bytes", selected.len()));
+    out.step(format!("Backed up {} mount(s) of {app}: {bytes} bytes", selected.len()));
     Ok(())
 }
 
@@ -289,7 +301,7 @@ impl Sink {
     }
 }
 
-pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
+pub fn restore(root: &Root, args: RestoreArgs, out: &Reporter) -> Result<()> {
     let from = app_name(&args.app)?;
     let to = match &args.as_app {
         Some(name) => app_name(name)?,
@@ -307,7 +319,7 @@ pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
             manifest.app, manifest.app
         )));
     }
-    let selected = select(root, &to, &state, &args.mounts, args.include_host_paths)?;
+    let selected = select(root, &to, &state, &args.mounts, args.include_host_paths, out)?;
     let chosen: Vec<&MountRecord> = manifest
         .mounts
         .iter()
@@ -353,18 +365,26 @@ pub fn restore(root: &Root, args: RestoreArgs) -> Result<()> {
         mounts,
         args: vec![helper::pipe_path(), plan_text],
     };
-    let output =
-        with_stopped(root, &to, args.stop && live, || Ok(helper::restore_from(job, &prefix, &mut input)?))?;
+    let output = with_stopped(
+        root,
+        &to,
+        args.stop && live,
+        || Ok(helper::restore_from(job, &prefix, &mut input, out)?),
+        out,
+    )?;
     let restored: Vec<Restored> = serde_json::from_str(output.trim())
         .map_err(|e| CliError::Usage(format!("the restore helper answered {output:?}: {e}")))?;
-    record_restores(root, &to, &pairs, &restored)?;
-    step(format!(
+    record_restores(root, &to, &pairs, &restored, out)?;
+    out.step(format!(
         "Restored {to} from the backup of {} (release {})",
         manifest.app,
         manifest.release.map_or("none".into(), |r| r.to_string())
     ));
     for (done, (record, _)) in restored.iter().zip(&pairs) {
-        detail(format!("{} -> {}: {} files, {} bytes", record.source, record.target, done.files, done.bytes));
+        out.detail(format!(
+            "{} -> {}: {} files, {} bytes",
+            record.source, record.target, done.files, done.bytes
+        ));
     }
     Ok(())
 }
@@ -449,6 +469,7 @@ fn record_restores(
     app: &AppName,
     pairs: &[(&MountRecord, &Selected)],
     restored: &[Restored],
+    out: &Reporter,
 ) -> Result<()> {
     let lock = root.lock_app(app)?;
     let mut kept = KeptRestores::read(root, app)?;
@@ -463,7 +484,7 @@ fn record_restores(
             }
             MountSource::Volume(volume) => (volume.clone(), name),
         };
-        detail(format!("The data it replaced is kept at {}", Kept::show(record.kind, &host, &path)));
+        out.detail(format!("The data it replaced is kept at {}", Kept::show(record.kind, &host, &path)));
         kept.kept.push(Kept {
             source: record.source.clone(),
             target: record.target.clone(),
@@ -477,12 +498,12 @@ fn record_restores(
     Ok(())
 }
 
-pub fn prune_restores(root: &Root, args: PruneArgs) -> Result<()> {
+pub fn prune_restores(root: &Root, args: PruneArgs, out: &Reporter) -> Result<()> {
     let app = app_name(&args.app)?;
     existing_app(root, &app)?;
     let kept = KeptRestores::read(root, &app)?;
     if kept.kept.is_empty() {
-        step(format!("No replaced data kept for {app}"));
+        out.step(format!("No replaced data kept for {app}"));
         return Ok(());
     }
     confirm_destructive(
@@ -491,6 +512,7 @@ pub fn prune_restores(root: &Root, args: PruneArgs) -> Result<()> {
         app.as_str(),
         args.force,
         None,
+        out,
     )?;
     let engine = Engine::connect()?;
     let mut mounts = Vec::new();
@@ -510,37 +532,34 @@ pub fn prune_restores(root: &Root, args: PruneArgs) -> Result<()> {
         });
         paths.push(format!("{dir}/{}", k.name));
     }
-    helper::run_plain(Job {
-        engine: &engine,
-        app: &app,
-        command: helper::PRUNE_COMMAND,
-        mounts,
-        args: paths,
-    })?;
+    helper::run_plain(
+        Job { engine: &engine, app: &app, command: helper::PRUNE_COMMAND, mounts, args: paths },
+        out,
+    )?;
     let lock = root.lock_app(&app)?;
     for k in &kept.kept {
-        detail(format!("Removed {}", Kept::show(k.kind, &k.host, &k.name)));
+        out.detail(format!("Removed {}", Kept::show(k.kind, &k.host, &k.name)));
     }
     KeptRestores::default().write(root, &app, &lock)?;
     Ok(())
 }
 
 /// `internal:backup-read <fifo> <manifest>`: writes the stream of the trees under SOURCES_DIR.
-pub fn internal_read(pipe: &Path, plan: &str) -> Result<()> {
+pub fn internal_read(pipe: &Path, plan: &str, out: &Reporter) -> Result<()> {
     let manifest: Manifest =
         serde_json::from_str(plan).map_err(|e| CliError::Usage(format!("bad plan: {e}")))?;
     let dirs: Vec<PathBuf> = manifest.mounts.iter().map(|m| Path::new(SOURCES_DIR).join(&m.id)).collect();
-    let out = File::options().write(true).open(pipe).map_err(BackupError::io("open", pipe))?;
-    Ok(writer::write(manifest, &dirs, BufWriter::with_capacity(1 << 20, out))?)
+    let fifo = File::options().write(true).open(pipe).map_err(BackupError::io("open", pipe))?;
+    Ok(writer::write(manifest, &dirs, BufWriter::with_capacity(1 << 20, fifo), out)?)
 }
 
 /// `internal:backup-restore <fifo> <plan>`: verifies the stream into staging and swaps it in;
 /// prints what it did as JSON.
-pub fn internal_restore(pipe: &Path, plan: &str) -> Result<()> {
+pub fn internal_restore(pipe: &Path, plan: &str, out: &Reporter) -> Result<()> {
     let plan: Plan = serde_json::from_str(plan).map_err(|e| CliError::Usage(format!("bad plan: {e}")))?;
     let input = File::open(pipe).map_err(BackupError::io("open", pipe))?;
     let done = crate::backup::restore::restore(BufReader::with_capacity(1 << 20, input), &plan)?;
-    super::print_json(&done)
+    super::print_json(&done, out)
 }
 
 /// `internal:backup-prune <path>...`: removes data earlier restores replaced.

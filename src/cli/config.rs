@@ -10,7 +10,7 @@ use super::{CliError, Format, Result, app_name, existing_app, print_json};
 use crate::config::{self, ExportFormat, Scope, Vars, store};
 use crate::deploy::{self, Timing};
 use crate::names::AppName;
-use crate::output::{detail, step};
+use crate::output::Reporter;
 use crate::state::Root;
 
 #[derive(Debug, Subcommand)]
@@ -106,15 +106,15 @@ impl ScopeName {
     }
 }
 
-pub fn dispatch(root: &Root, command: Command) -> Result<()> {
+pub fn dispatch(root: &Root, command: Command, out: &Reporter) -> Result<()> {
     match command {
-        Command::Set(args) => set(root, &args),
-        Command::Unset(args) => unset(root, &args),
-        Command::Clear(args) => clear(root, &args),
-        Command::Get(args) => get(root, &args),
-        Command::Show(args) => show(root, &args),
+        Command::Set(args) => set(root, &args, out),
+        Command::Unset(args) => unset(root, &args, out),
+        Command::Clear(args) => clear(root, &args, out),
+        Command::Get(args) => get(root, &args, out),
+        Command::Show(args) => show(root, &args, out),
         Command::Export { scope, format } => export(root, &scope, format),
-        Command::Scale { app, counts, format } => scale(root, &app_name(&app)?, &counts, format),
+        Command::Scale { app, counts, format } => scale(root, &app_name(&app)?, &counts, format, out),
     }
 }
 
@@ -125,18 +125,18 @@ fn no_stdin(args: &SetArgs, command: &str) -> Result<()> {
     Ok(())
 }
 
-fn set(root: &Root, args: &SetArgs) -> Result<()> {
+fn set(root: &Root, args: &SetArgs, out: &Reporter) -> Result<()> {
     let (name, words) = args.scope.split()?;
     let pairs = if args.stdin { vec![stdin_pair(&words)?] } else { parse_pairs(&words)? };
     store::change(root, name.scope(), |vars| {
         vars.extend(pairs.iter().cloned());
         Ok(())
     })?;
-    step("Setting config vars");
+    out.step("Setting config vars");
     for (key, _) in &pairs {
-        detail(key);
+        out.detail(key);
     }
-    apply(root, &name, args.no_restart)
+    apply(root, &name, args.no_restart, out)
 }
 
 fn parse_pairs(words: &[String]) -> Result<Vec<(String, String)>> {
@@ -157,9 +157,7 @@ fn stdin_pair(words: &[String]) -> Result<(String, String)> {
     };
     config::key::check(key).map_err(config::ConfigError::from)?;
     let mut bytes = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut bytes)
-        .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
+    std::io::stdin().read_to_end(&mut bytes).map_err(|e| CliError::io("cannot read stdin", e))?;
     let mut value = String::from_utf8(bytes)
         .map_err(|_| CliError::Usage(format!("the value of {key} on stdin is not UTF-8")))?;
     if value.ends_with('\n') {
@@ -169,7 +167,7 @@ fn stdin_pair(words: &[String]) -> Result<(String, String)> {
     Ok((key.clone(), value))
 }
 
-fn unset(root: &Root, args: &SetArgs) -> Result<()> {
+fn unset(root: &Root, args: &SetArgs, out: &Reporter) -> Result<()> {
     no_stdin(args, "config:unset")?;
     let (name, keys) = args.scope.split()?;
     if keys.is_empty() {
@@ -185,15 +183,15 @@ fn unset(root: &Root, args: &SetArgs) -> Result<()> {
     })?;
     for key in &keys {
         if before.contains_key(key) {
-            step(format!("Unsetting {key}"));
+            out.step(format!("Unsetting {key}"));
         } else {
-            step(format!("Skipping {key}, it is not set in the environment"));
+            out.step(format!("Skipping {key}, it is not set in the environment"));
         }
     }
-    apply(root, &name, args.no_restart)
+    apply(root, &name, args.no_restart, out)
 }
 
-fn clear(root: &Root, args: &SetArgs) -> Result<()> {
+fn clear(root: &Root, args: &SetArgs, out: &Reporter) -> Result<()> {
     no_stdin(args, "config:clear")?;
     let (name, words) = args.scope.split()?;
     if !words.is_empty() {
@@ -201,24 +199,24 @@ fn clear(root: &Root, args: &SetArgs) -> Result<()> {
     }
     let before = store::change(root, name.scope(), |vars| Ok(std::mem::take(vars)))?;
     for key in before.keys() {
-        step(format!("Unsetting {key}"));
+        out.step(format!("Unsetting {key}"));
     }
-    apply(root, &name, args.no_restart)
+    apply(root, &name, args.no_restart, out)
 }
 
 /// After a change: restart the app's containers, or say why not.
-fn apply(root: &Root, name: &ScopeName, no_restart: bool) -> Result<()> {
+fn apply(root: &Root, name: &ScopeName, no_restart: bool, out: &Reporter) -> Result<()> {
     let ScopeName::App(app) = name else {
-        step("Global config applies to each app at its next restart or deploy (no app was restarted)");
+        out.step("Global config applies to each app at its next restart or deploy (no app was restarted)");
         return Ok(());
     };
     if existing_app(root, app)?.current_release.is_none() {
-        step(format!("{app} is not deployed; the config applies at its first deploy (not restarted)"));
+        out.step(format!("{app} is not deployed; the config applies at its first deploy (not restarted)"));
     } else if no_restart {
-        step(format!("Not restarting {app} (--no-restart); run `berth ps:restart {app}` to apply"));
+        out.step(format!("Not restarting {app} (--no-restart); run `berth ps:restart {app}` to apply"));
     } else {
-        step(format!("Restarting app {app}"));
-        deploy::restart(root, &crate::engine::Engine::connect()?, app, Timing::from_env())?;
+        out.step(format!("Restarting app {app}"));
+        deploy::restart(root, &crate::engine::Engine::connect()?, app, Timing::from_env(), out)?;
     }
     Ok(())
 }
@@ -239,7 +237,7 @@ fn read(root: &Root, name: &ScopeName, merged: bool) -> Result<Vars> {
     }
 }
 
-fn get(root: &Root, args: &ScopeArgs) -> Result<()> {
+fn get(root: &Root, args: &ScopeArgs, out: &Reporter) -> Result<()> {
     let (name, words) = args.split()?;
     let [key] = words.as_slice() else {
         return Err(CliError::Usage("config:get takes one KEY".into()));
@@ -249,20 +247,20 @@ fn get(root: &Root, args: &ScopeArgs) -> Result<()> {
     let value = vars
         .get(key)
         .ok_or_else(|| config::ConfigError::NotSet { key: key.clone(), scope: name.scope().name() })?;
-    println!("{value}");
+    out.text(format!("{value}\n"));
     Ok(())
 }
 
-fn show(root: &Root, args: &ScopeArgs) -> Result<()> {
+fn show(root: &Root, args: &ScopeArgs, out: &Reporter) -> Result<()> {
     let (name, words) = args.split()?;
     if !words.is_empty() {
         return Err(CliError::Usage("config:show takes no keys; use config:get for one".into()));
     }
     let vars = read(root, &name, args.merged)?;
-    crate::output::heading(format!("{} env vars", name.scope().name()));
+    out.heading(format!("{} env vars", name.scope().name()));
     let width = vars.keys().map(|k| k.len() + 1).max().unwrap_or(0);
     for (key, value) in &vars {
-        println!("{:<width$}  {value}", format!("{key}:"));
+        out.text(format!("{:<width$}  {value}\n", format!("{key}:")));
     }
     Ok(())
 }
@@ -277,7 +275,7 @@ fn export(root: &Root, args: &ScopeArgs, format: ExportFormat) -> Result<()> {
 
 /// `ps:scale <app> [<process>=<count>...]`: shows the scale, or stores the admin's counts
 /// (they win over app.toml's `[scale]` and last across pushes).
-fn scale(root: &Root, app: &AppName, counts: &[String], format: Format) -> Result<()> {
+fn scale(root: &Root, app: &AppName, counts: &[String], format: Format, out: &Reporter) -> Result<()> {
     let state = existing_app(root, app)?;
     let releases = root.read_releases(app)?;
     let Some(release) = state.current_release.and_then(|n| releases.get(n)) else {
@@ -288,13 +286,13 @@ fn scale(root: &Root, app: &AppName, counts: &[String], format: Format) -> Resul
     if counts.is_empty() {
         let scale = crate::scale::scale_of(&state, &release.run);
         if format == Format::Json {
-            return print_json(&scale);
+            return print_json(&scale, out);
         }
-        step(format!("Scaling for {app}"));
-        println!("{:<5} qty", "proctype:");
-        println!("{:<5} ---", "--------:");
+        out.step(format!("Scaling for {app}"));
+        out.text(format!("{:<5} qty\n", "proctype:"));
+        out.text(format!("{:<5} ---\n", "--------:"));
         for (process, count) in scale {
-            println!("{:<5} {count}", format!("{process}:"));
+            out.text(format!("{:<5} {count}\n", format!("{process}:")));
         }
         return Ok(());
     }
@@ -308,16 +306,18 @@ fn scale(root: &Root, app: &AppName, counts: &[String], format: Format) -> Resul
     let mut scale = state.scale.clone();
     scale.extend(wanted.iter().map(|(p, n)| (p.clone(), *n)));
     set(scale)?;
-    step(format!("Scaling {app} processes: {}", crate::scale::describe(&wanted)));
+    out.step(format!("Scaling {app} processes: {}", crate::scale::describe(&wanted)));
     if state.stopped {
-        step(format!("{app} is stopped; `berth ps:start {app}` starts it at this scale"));
+        out.step(format!("{app} is stopped; `berth ps:start {app}` starts it at this scale"));
         return Ok(());
     }
-    if let Err(error) = deploy::rescale(root, &crate::engine::Engine::connect()?, app, Timing::from_env()) {
+    if let Err(error) =
+        deploy::rescale(root, &crate::engine::Engine::connect()?, app, Timing::from_env(), out)
+    {
         // The instances run as before the command: so does the scale it stored.
         set(state.scale)?;
         return Err(error.into());
     }
     // A web process scaled to 0 leaves the route: it answers 503.
-    super::proxy::republish(root, !crate::proxy::records::Records::read(root)?.hosts(app).is_empty())
+    super::proxy::republish(root, !crate::proxy::records::Records::read(root)?.hosts(app).is_empty(), out)
 }

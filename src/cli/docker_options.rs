@@ -3,9 +3,9 @@
 use super::{CliError, Format, Result, existing_app};
 use crate::docker_options::{OptionsKey, parse_options};
 use crate::names::AppName;
-use crate::output::{Report, step};
+use crate::output::{Report, Reporter};
 use crate::state::Root;
-use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
+use crate::storage::Phase;
 
 #[derive(Debug, clap::Args)]
 pub struct ChangeArgs {
@@ -79,15 +79,15 @@ fn keys(processes: &[String], phases: &[Phase]) -> Result<Vec<OptionsKey>> {
     Ok(keys)
 }
 
-pub fn add(root: &Root, args: ChangeArgs) -> Result<()> {
-    change(root, args, "add")
+pub fn add(root: &Root, args: ChangeArgs, out: &Reporter) -> Result<()> {
+    change(root, args, "add", out)
 }
 
-pub fn remove(root: &Root, args: ChangeArgs) -> Result<()> {
-    change(root, args, "remove from")
+pub fn remove(root: &Root, args: ChangeArgs, out: &Reporter) -> Result<()> {
+    change(root, args, "remove from", out)
 }
 
-fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
+fn change(root: &Root, args: ChangeArgs, verb: &'static str, out: &Reporter) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
     let (options, lifted) = crate::docker_options::lift_processes(parse_options(&args.option.join(" "))?)?;
@@ -101,12 +101,12 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
     if verb == "add" {
         // Refuse what berth cannot hand to the engine now, not at the next deploy.
         let parsed = crate::docker_options::RunOptions::parse(&options)?;
-        phases.iter().filter_map(|phase| parsed.unapplied_warning(*phase)).for_each(crate::output::warn);
-        super::storage::warn_undeclared(root, &app, &processes)?;
+        phases.iter().filter_map(|phase| parsed.unapplied_warning(*phase)).for_each(|w| out.warn(w));
+        super::storage::warn_undeclared(root, &app, &processes, out)?;
     }
     root.update_app(&app, |state| {
         for key in &keys {
-            let stored = state.docker_options.entry(key.to_string()).or_default();
+            let stored = state.docker_options.entry(key.clone()).or_default();
             if verb == "add" {
                 stored.extend(options.iter().cloned());
             } else {
@@ -116,10 +116,10 @@ fn change(root: &Root, args: ChangeArgs, verb: &'static str) -> Result<()> {
         state.docker_options.retain(|_, options| !options.is_empty());
         Ok::<_, CliError>(())
     })?;
-    super::apply_or_hint(root, &app, false)
+    super::apply_or_hint(root, &app, false, out)
 }
 
-pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
+pub fn clear(root: &Root, args: ClearArgs, out: &Reporter) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
     let phases = match args.phases.as_deref() {
@@ -130,29 +130,26 @@ pub fn clear(root: &Root, args: ClearArgs) -> Result<()> {
     };
     let keys = keys(&args.processes, &phases)?;
     match (&args.phases, args.processes.as_slice()) {
-        (None, []) => step(format!("Clearing docker-options for {app} on all phases")),
+        (None, []) => out.step(format!("Clearing docker-options for {app} on all phases")),
         (_, []) => {
             for phase in &phases {
-                step(format!("Clearing docker-options for {app} on phase {phase}"));
+                out.step(format!("Clearing docker-options for {app} on phase {phase}"));
             }
         }
         (_, processes) => {
             for process in processes {
-                step(format!("Clearing docker-options for {app} on phase deploy for process {process}"));
+                out.step(format!("Clearing docker-options for {app} on phase deploy for process {process}"));
             }
         }
     }
     root.update_app(&app, |state| {
         // Clearing a phase without --process clears every process type's options for it.
         state.docker_options.retain(|key, _| {
-            !keys.iter().any(|k| {
-                k.to_string() == *key
-                    || (args.processes.is_empty() && key.ends_with(&format!(".{}", k.phase)))
-            })
+            !keys.iter().any(|k| k == key || (args.processes.is_empty() && key.phase == k.phase))
         });
         Ok::<_, CliError>(())
     })?;
-    super::apply_or_hint(root, &app, false)
+    super::apply_or_hint(root, &app, false, out)
 }
 
 /// Dokku's `docker-options:list`: the options of one process and phase pair, one per line.
@@ -166,7 +163,7 @@ pub fn list(root: &Root, args: ListArgs) -> Result<()> {
         return Err(CliError::Usage("--phase takes one phase: build, deploy or run".into()));
     };
     let mut text = String::new();
-    for option in state.docker_options.get(&key.to_string()).into_iter().flatten() {
+    for option in state.docker_options.get(key).into_iter().flatten() {
         text.push_str(option);
         text.push('\n');
     }
@@ -177,21 +174,21 @@ fn options_report(root: &Root, app: &AppName) -> Result<Report> {
     let state = existing_app(root, app)?;
     let mut report = Report::default();
     for phase in Phase::ALL {
-        let key = format!("{DEFAULT_PROCESS_TYPE}.{phase}");
-        let options = state.docker_options.get(&key).cloned().unwrap_or_default();
+        let options =
+            state.docker_options.get(&OptionsKey::every_process(phase)).cloned().unwrap_or_default();
         report.row(format!("docker-options-{phase}"), options.join(" "));
         report.json_list(format!("{phase}-list"), options);
     }
     for (key, options) in &state.docker_options {
-        if let Some(process) = key.strip_suffix(".deploy").filter(|p| *p != DEFAULT_PROCESS_TYPE) {
-            report.row(format!("docker-options-deploy.{process}"), options.join(" "));
-            report.json_list(format!("deploy.{process}-list"), options.clone());
+        if key.phase == Phase::Deploy && !key.is_every_process() {
+            report.row(format!("docker-options-deploy.{}", key.process_type), options.join(" "));
+            report.json_list(format!("deploy.{}-list", key.process_type), options.clone());
         }
     }
     Ok(report)
 }
 
-pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
+pub fn report(root: &Root, args: ReportArgs, out: &Reporter) -> Result<()> {
     let request = super::report::Request::parse(root, "docker-options:report", &args.args, args.format)?;
-    request.print("docker-options", "docker-options", |app| options_report(root, app))
+    request.print("docker-options", "docker-options", |app| options_report(root, app), out)
 }

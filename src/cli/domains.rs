@@ -5,7 +5,7 @@
 
 use super::{Format, Result, existing_app};
 use crate::names::AppName;
-use crate::output::{Report, step};
+use crate::output::{Report, Reporter};
 use crate::proxy::caddy::Caddy;
 use crate::proxy::domain::{self, Domain, DomainError};
 use crate::proxy::records::Records;
@@ -57,10 +57,10 @@ impl Change {
 }
 
 /// `domains:add|remove|set|clear <app> [<domain>...]`.
-pub fn change(root: &Root, app: &AppName, change: Change, texts: &[String]) -> Result<()> {
+pub fn change(root: &Root, app: &AppName, change: Change, texts: &[String], out: &Reporter) -> Result<()> {
     existing_app(root, app)?;
     let given = domain::parse_all(texts)?;
-    let app_lock = root.lock_app_announced(app)?;
+    let app_lock = root.lock_app_announced(app, out)?;
     let _proxy_lock = root.lock_proxy()?;
     let mut proxy = Caddy::open(root)?;
     let mut state = existing_app(root, app)?;
@@ -68,8 +68,8 @@ pub fn change(root: &Root, app: &AppName, change: Change, texts: &[String]) -> R
     let domains = change.apply(app, &state.domains, given.clone())?;
     records.own.insert(app.clone(), domains.clone());
     records.check_unique(Some(app))?;
-    step(change.doing(app, &given));
-    publish(&mut proxy, &records)?;
+    out.step(change.doing(app, &given));
+    publish(&mut proxy, &records, out)?;
     // Recorded once the proxy took it: a refusal changes nothing. A crash in between leaves
     // the proxy ahead of the records until the next change or `proxy:build-config`.
     state.domains = domains;
@@ -78,7 +78,7 @@ pub fn change(root: &Root, app: &AppName, change: Change, texts: &[String]) -> R
 }
 
 /// `domains:set-global <domain>...` (with domains) and `domains:clear-global` (without).
-pub fn set_global(root: &Root, texts: &[String]) -> Result<()> {
+pub fn set_global(root: &Root, texts: &[String], out: &Reporter) -> Result<()> {
     let globals = domain::parse_all(texts)?;
     if let Some(wildcard) = globals.iter().find(|d| d.is_wildcard()) {
         return Err(DomainError::WildcardGlobal(wildcard.clone()).into());
@@ -90,11 +90,11 @@ pub fn set_global(root: &Root, texts: &[String]) -> Result<()> {
     records.check_unique(None)?;
     check_every_app_fits(&records)?;
     if globals.is_empty() {
-        step("Clearing global domains");
+        out.step("Clearing global domains");
     } else {
-        step(format!("Setting global domains: {}", joined(&globals)));
+        out.step(format!("Setting global domains: {}", joined(&globals)));
     }
-    publish(&mut proxy, &records)?;
+    publish(&mut proxy, &records, out)?;
     root.write_global_domains(&GlobalDomains { domains: globals }, &lock)?;
     Ok(())
 }
@@ -111,25 +111,30 @@ fn check_every_app_fits(records: &Records) -> Result<()> {
 
 /// Loads the table with `records`' hosts into the proxy. A proxy that is not running gets it
 /// in its config file, served when it starts.
-fn publish(proxy: &mut Caddy, records: &Records) -> Result<()> {
+fn publish(proxy: &mut Caddy, records: &Records, out: &Reporter) -> Result<()> {
     let mut table: Table = proxy.table().clone();
     records.apply_to(&mut table);
-    super::proxy::load_or_save(proxy, table)
+    super::proxy::load_or_save(proxy, table, out)
 }
 
 /// `domains:report [<app>] [--<flag>] [--format json]`, as Dokku prints it.
-pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {
+pub fn report(root: &Root, args: &[String], format: Format, out: &Reporter) -> Result<()> {
     let request = super::report::Request::parse(root, "domains:report", args, format)?;
     let records = Records::read(root)?;
-    request.print("domains", "domains", |app| {
-        existing_app(root, app)?;
-        let mut report = Report::default();
-        report.row("domains-app-enabled", "true");
-        report.row("domains-app-vhosts", joined(&records.hosts(app)));
-        report.row("domains-global-enabled", (!records.globals.is_empty()).to_string());
-        report.row("domains-global-vhosts", joined(&records.globals));
-        Ok(report)
-    })
+    request.print(
+        "domains",
+        "domains",
+        |app| {
+            existing_app(root, app)?;
+            let mut report = Report::default();
+            report.row("domains-app-enabled", "true");
+            report.row("domains-app-vhosts", joined(&records.hosts(app)));
+            report.row("domains-global-enabled", (!records.globals.is_empty()).to_string());
+            report.row("domains-global-vhosts", joined(&records.globals));
+            Ok(report)
+        },
+        out,
+    )
 }
 
 fn joined(domains: &[Domain]) -> String {

@@ -11,7 +11,7 @@ use super::{Format, Result, print_json};
 use crate::backup::inventory::{Kept, KeptRestores, disk_usage, human};
 use crate::engine::Engine;
 use crate::names::{AppName, EntryName};
-use crate::output::{Report, detail, step};
+use crate::output::{Report, Reporter};
 use crate::state::Root;
 use crate::storage::{Entry, MountSource};
 
@@ -35,7 +35,7 @@ pub fn app_rows(
     let engine = Engine::connect()?;
     let state = root.read_app(app)?;
     for (index, m) in state.mounts.iter().enumerate() {
-        let Some(source) = m.resolve(app, &root.app_storage_dir(app), entries) else { continue };
+        let Ok(source) = m.resolve(app, &root.app_storage_dir(app), entries) else { continue };
         report.row(format!("storage-attachment.{}.size", index + 1), size_of(&engine, &source)?);
     }
     Ok(())
@@ -58,7 +58,7 @@ struct Detached {
 }
 
 /// `storage:report --detached`: across all apps.
-pub fn report_detached(root: &Root, format: Format) -> Result<()> {
+pub fn report_detached(root: &Root, format: Format, out: &Reporter) -> Result<()> {
     let engine = Engine::connect()?;
     let entries = root.entries_by_name()?;
     let apps = root.list_apps()?;
@@ -67,10 +67,10 @@ pub fn report_detached(root: &Root, format: Format) -> Result<()> {
     for app in &apps {
         let state = root.read_app(app)?;
         let dir = root.app_storage_dir(app);
-        mounted.extend(state.mounts.iter().filter_map(|m| m.resolve(app, &dir, &entries)));
+        mounted.extend(state.mounts.iter().filter_map(|m| m.resolve(app, &dir, &entries).ok()));
         for release in root.read_releases(app)?.releases {
             for m in &release.mounts {
-                if let Some(source) = m.resolve(app, &dir, &entries) {
+                if let Ok(source) = m.resolve(app, &dir, &entries) {
                     used_by.push((source, app.clone(), release.number));
                 }
             }
@@ -97,7 +97,7 @@ pub fn report_detached(root: &Root, format: Format) -> Result<()> {
             .map(|(_, app, n)| (app.clone(), *n));
         found.push(Detached { size: size_of(&engine, &source)?, source, last_used });
     }
-    print_detached(&found, format)
+    print_detached(&found, format, out)
 }
 
 /// The directories in `dir`, except a restore's staging.
@@ -113,7 +113,7 @@ fn children(dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-fn print_detached(found: &[Detached], format: Format) -> Result<()> {
+fn print_detached(found: &[Detached], format: Format, out: &Reporter) -> Result<()> {
     let last = |d: &Detached| d.last_used.as_ref().map(|(app, n)| format!("{app} release {n}"));
     match format {
         Format::Json => {
@@ -121,17 +121,17 @@ fn print_detached(found: &[Detached], format: Format) -> Result<()> {
                 .iter()
                 .map(|d| json!({"source": d.source.to_string(), "size": d.size, "last_used_by": last(d)}))
                 .collect();
-            print_json(&items)
+            print_json(&items, out)
         }
         Format::Text if found.is_empty() => {
-            step("No detached storage: every directory and app volume is mounted");
+            out.step("No detached storage: every directory and app volume is mounted");
             Ok(())
         }
         Format::Text => {
-            step("Detached storage (mounted by no app):");
+            out.step("Detached storage (mounted by no app):");
             for d in found {
                 let used = last(d).unwrap_or_else(|| "—".into());
-                detail(format!("{}\t{}\tlast used by: {used}", d.source, d.size));
+                out.detail(format!("{}\t{}\tlast used by: {used}", d.source, d.size));
             }
             Ok(())
         }

@@ -12,6 +12,7 @@ mod help;
 mod inventory;
 mod proxy;
 mod ps;
+mod refusal;
 mod report;
 mod scheduler;
 mod ssh;
@@ -30,8 +31,10 @@ use crate::engine::EngineError;
 use crate::git::GitError;
 use crate::hostfs::HostFsError;
 use crate::names::{AppName, NameError};
+use crate::output::Reporter;
 use crate::state::{AppState, Root, StateError};
 use crate::storage::{StorageError, metadata};
+pub use refusal::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -69,8 +72,17 @@ pub enum CliError {
     Scale(#[from] crate::scale::ScaleError),
     #[error(transparent)]
     Swarm(Box<crate::swarm::SwarmError>),
+    #[error(transparent)]
+    User(#[from] crate::user::UserError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The command line is malformed: flags that do not go together, a missing argument.
     #[error("{0}")]
     Usage(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
     #[error("Confirmation did not match {0}. Aborted.")]
     ConfirmationMismatch(String),
     #[error(
@@ -85,10 +97,46 @@ impl From<crate::swarm::SwarmError> for CliError {
     }
 }
 
+/// Exit status of a command berth refused: bad input, nothing changed.
+const EXIT_REFUSED: i32 = 1;
+/// Exit status of a command that failed on the server (engine, filesystem, proxy).
+const EXIT_FAILED: i32 = 1;
+
 impl CliError {
-    /// 1 for every user-facing failure (Dokku uses 20 for an unknown app; berth keeps one code).
+    /// Dokku exits 1 for refusals and failures alike (20 only for an unknown app, which berth
+    /// does not copy), so both codes are 1; the match, without a catch-all, makes each new
+    /// variant choose.
     pub fn exit_code(&self) -> i32 {
-        1
+        match self {
+            CliError::Usage(_)
+            | CliError::ConfirmationMismatch(_)
+            | CliError::NoConfirmation { .. }
+            | CliError::Name(_)
+            | CliError::Storage(_)
+            | CliError::Options(_)
+            | CliError::Domain(_)
+            | CliError::Config(_)
+            | CliError::Scale(_)
+            | CliError::User(_)
+            | CliError::Refused(_)
+            | CliError::Commit(_) => EXIT_REFUSED,
+            CliError::State(_)
+            | CliError::Engine(_)
+            | CliError::HostFs(_)
+            | CliError::Git(_)
+            | CliError::Deploy(_)
+            | CliError::Hook(_)
+            | CliError::Ssh(_)
+            | CliError::Proxy(_)
+            | CliError::Swarm(_)
+            | CliError::Backup(_)
+            | CliError::Io { .. }
+            | CliError::Json(_) => EXIT_FAILED,
+        }
+    }
+
+    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        CliError::Io { what: what.into(), source }
     }
 }
 
@@ -435,9 +483,7 @@ enum Command {
 
 /// `internal:chown <uid>:<gid> <dir>...`, run as root inside berth's helper image.
 fn internal_chown(create: bool, owner: &str, dirs: &[std::path::PathBuf]) -> Result<()> {
-    let bad = || CliError::Usage(format!("internal:chown wants <uid>:<gid>, not {owner:?}"));
-    let (uid, gid) = owner.split_once(':').ok_or_else(bad)?;
-    let (uid, gid) = (uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?);
+    let (uid, gid) = owner.parse::<crate::user::AppUser>()?.chown_ids();
     for dir in dirs {
         if create {
             crate::hostfs::ensure_dir(dir)?;
@@ -449,8 +495,8 @@ fn internal_chown(create: bool, owner: &str, dirs: &[std::path::PathBuf]) -> Res
 
 /// Parses the arguments and runs the command; returns the exit status (a one-off `run` passes
 /// its command's through). Usage errors exit here with clap's code 2.
-pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
-    let args = global::hoist(args.into_iter().collect())?;
+pub fn run(args: impl IntoIterator<Item = OsString>, out: &Reporter) -> Result<i32> {
+    let args = global::hoist(args.into_iter().collect(), out)?;
     let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(text) = help::requested(&words) {
         write_stdout(text.as_bytes())?;
@@ -459,96 +505,104 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     let cli = Cli::parse_from(args);
     let root = Root::from_env();
     match cli.command {
-        Command::Run { app, command } => ps::run(&root, &app_name(&app)?, &command),
-        Command::StorageExec(args) => storage_exec::exec(&root, args),
-        command => dispatch(&root, command).map(|()| 0),
+        Command::Run { app, command } => ps::run(&root, &app_name(&app)?, &command, out),
+        Command::StorageExec(args) => storage_exec::exec(&root, args, out),
+        command => dispatch(&root, command, out).map(|()| 0),
     }
 }
 
-fn dispatch(root: &Root, command: Command) -> Result<()> {
+fn dispatch(root: &Root, command: Command, out: &Reporter) -> Result<()> {
     match command {
-        Command::AppsCreate { app } => apps::create(root, &app_name(&app)?),
-        Command::AppsList { format } => apps::list(root, format),
+        Command::AppsCreate { app } => apps::create(root, &app_name(&app)?, out),
+        Command::AppsList { format } => apps::list(root, format, out),
         Command::AppsDestroy { app, force, purge_storage } => {
-            apps::destroy(root, &app_name(&app)?, force, purge_storage)
+            apps::destroy(root, &app_name(&app)?, force, purge_storage, out)
         }
-        Command::AppsReport { args, format } => apps::report(root, &args, format),
+        Command::AppsReport { args, format } => apps::report(root, &args, format, out),
         Command::StorageEnsureDirectory { directory, chown } => {
-            storage::ensure_directory(root, &directory, &chown)
+            storage::ensure_directory(root, &directory, &chown, out)
         }
-        Command::StorageMount(args) => storage::mount(root, args),
-        Command::StorageUnmount(args) => storage::unmount(root, args),
-        Command::StorageList { app, format } => storage::list(root, &app_name(&app)?, format),
-        Command::StorageReport(args) => storage::report(root, args),
-        Command::StorageCreate(args) => storage::create(root, args),
-        Command::StorageBackup(args) => backup::backup(root, args),
-        Command::StorageRestore(args) => backup::restore(root, args),
-        Command::StoragePruneRestores(args) => backup::prune_restores(root, args),
+        Command::StorageMount(args) => storage::mount(root, args, out),
+        Command::StorageUnmount(args) => storage::unmount(root, args, out),
+        Command::StorageList { app, format } => storage::list(root, &app_name(&app)?, format, out),
+        Command::StorageReport(args) => storage::report(root, args, out),
+        Command::StorageCreate(args) => storage::create(root, args, out),
+        Command::StorageBackup(args) => backup::backup(root, args, out),
+        Command::StorageRestore(args) => backup::restore(root, args, out),
+        Command::StoragePruneRestores(args) => backup::prune_restores(root, args, out),
         Command::StorageDestroy { name, force, destroy_host_dir } => {
-            storage::destroy(root, &name, force, destroy_host_dir)
+            storage::destroy(root, &name, force, destroy_host_dir, out)
         }
-        Command::StorageInfo { name, format } => storage::info(root, &name, format),
-        Command::StorageListEntries { format } => storage::list_entries(root, format),
-        Command::StorageSet(args) => storage::set(root, args),
-        Command::StorageAnnotationsSet(args) => storage_metadata::set(root, metadata::Kind::Annotation, args),
+        Command::StorageInfo { name, format } => storage::info(root, &name, format, out),
+        Command::StorageListEntries { format } => storage::list_entries(root, format, out),
+        Command::StorageSet(args) => storage::set(root, args, out),
+        Command::StorageAnnotationsSet(args) => {
+            storage_metadata::set(root, metadata::Kind::Annotation, args, out)
+        }
         Command::StorageAnnotationsReport(args) => {
-            storage_metadata::report(root, metadata::Kind::Annotation, args)
+            storage_metadata::report(root, metadata::Kind::Annotation, args, out)
         }
-        Command::StorageLabelsSet(args) => storage_metadata::set(root, metadata::Kind::Label, args),
-        Command::StorageLabelsReport(args) => storage_metadata::report(root, metadata::Kind::Label, args),
-        Command::StorageExec(args) => storage_exec::exec(root, args).map(drop),
-        Command::StorageMigrate(args) => storage_migrate::migrate(root, args),
-        Command::AppsRename(args) => apps_copy::rename(root, args),
-        Command::AppsClone(args) => apps_copy::clone(root, args),
-        Command::StorageAllow { app, source } => storage::allow(root, &app_name(&app)?, &source, true),
-        Command::StorageDisallow { app, source } => storage::allow(root, &app_name(&app)?, &source, false),
-        Command::DockerOptionsAdd(args) => docker_options::add(root, args),
-        Command::DockerOptionsRemove(args) => docker_options::remove(root, args),
-        Command::DockerOptionsClear(args) => docker_options::clear(root, args),
-        Command::DockerOptionsReport(args) => docker_options::report(root, args),
+        Command::StorageLabelsSet(args) => storage_metadata::set(root, metadata::Kind::Label, args, out),
+        Command::StorageLabelsReport(args) => {
+            storage_metadata::report(root, metadata::Kind::Label, args, out)
+        }
+        Command::StorageExec(args) => storage_exec::exec(root, args, out).map(drop),
+        Command::StorageMigrate(args) => storage_migrate::migrate(root, args, out),
+        Command::AppsRename(args) => apps_copy::rename(root, args, out),
+        Command::AppsClone(args) => apps_copy::clone(root, args, out),
+        Command::StorageAllow { app, source } => storage::allow(root, &app_name(&app)?, &source, true, out),
+        Command::StorageDisallow { app, source } => {
+            storage::allow(root, &app_name(&app)?, &source, false, out)
+        }
+        Command::DockerOptionsAdd(args) => docker_options::add(root, args, out),
+        Command::DockerOptionsRemove(args) => docker_options::remove(root, args, out),
+        Command::DockerOptionsClear(args) => docker_options::clear(root, args, out),
+        Command::DockerOptionsReport(args) => docker_options::report(root, args, out),
         Command::DockerOptionsList(args) => docker_options::list(root, args),
         Command::DomainsAdd { app, domains } => {
-            domains::change(root, &app_name(&app)?, domains::Change::Add, &domains)
+            domains::change(root, &app_name(&app)?, domains::Change::Add, &domains, out)
         }
         Command::DomainsRemove { app, domains } => {
-            domains::change(root, &app_name(&app)?, domains::Change::Remove, &domains)
+            domains::change(root, &app_name(&app)?, domains::Change::Remove, &domains, out)
         }
         Command::DomainsSet { app, domains } => {
-            domains::change(root, &app_name(&app)?, domains::Change::Set, &domains)
+            domains::change(root, &app_name(&app)?, domains::Change::Set, &domains, out)
         }
-        Command::DomainsClear { app } => domains::change(root, &app_name(&app)?, domains::Change::Clear, &[]),
-        Command::DomainsSetGlobal { domains } => domains::set_global(root, &domains),
-        Command::DomainsClearGlobal => domains::set_global(root, &[]),
-        Command::DomainsReport { args, format } => domains::report(root, &args, format),
-        Command::ProxyBuildConfig { wait } => proxy::build_config(root, wait),
-        Command::ProxyReport { args, format } => proxy::report(root, &args, format),
-        Command::Config(command) => config::dispatch(root, command),
-        Command::PsStart { app } => ps::start(root, &app_name(&app)?),
-        Command::PsStop { app } => ps::stop(root, &app_name(&app)?),
-        Command::PsRestart { app } => ps::restart(root, &app_name(&app)?),
-        Command::PsRebuild { app, dry_run } => ps::rebuild(root, &app_name(&app)?, dry_run),
-        Command::PsReport { args, format } => ps::report(root, &args, format),
-        Command::Run { app, command } => ps::run(root, &app_name(&app)?, &command).map(drop),
+        Command::DomainsClear { app } => {
+            domains::change(root, &app_name(&app)?, domains::Change::Clear, &[], out)
+        }
+        Command::DomainsSetGlobal { domains } => domains::set_global(root, &domains, out),
+        Command::DomainsClearGlobal => domains::set_global(root, &[], out),
+        Command::DomainsReport { args, format } => domains::report(root, &args, format, out),
+        Command::ProxyBuildConfig { wait } => proxy::build_config(root, wait, out),
+        Command::ProxyReport { args, format } => proxy::report(root, &args, format, out),
+        Command::Config(command) => config::dispatch(root, command, out),
+        Command::PsStart { app } => ps::start(root, &app_name(&app)?, out),
+        Command::PsStop { app } => ps::stop(root, &app_name(&app)?, out),
+        Command::PsRestart { app } => ps::restart(root, &app_name(&app)?, out),
+        Command::PsRebuild { app, dry_run } => ps::rebuild(root, &app_name(&app)?, dry_run, out),
+        Command::PsReport { args, format } => ps::report(root, &args, format, out),
+        Command::Run { app, command } => ps::run(root, &app_name(&app)?, &command, out).map(drop),
         Command::Logs { app, follow, process, tail } => {
-            ps::logs(root, &app_name(&app)?, follow, process.as_deref(), tail)
+            ps::logs(root, &app_name(&app)?, follow, process.as_deref(), tail, out)
         }
-        Command::Releases { app, format } => ps::releases(root, &app_name(&app)?, format),
-        Command::Rollback { app, release } => ps::rollback(root, &app_name(&app)?, release),
-        Command::HooksInstall => ps::install_hooks(root),
+        Command::Releases { app, format } => ps::releases(root, &app_name(&app)?, format, out),
+        Command::Rollback { app, release } => ps::rollback(root, &app_name(&app)?, release, out),
+        Command::HooksInstall => ps::install_hooks(root, out),
         Command::SchedulerSet { app, property, value } => {
-            scheduler::set(root, &app_name(&app)?, &property, value.as_deref())
+            scheduler::set(root, &app_name(&app)?, &property, value.as_deref(), out)
         }
-        Command::SchedulerReport { args, format } => scheduler::report(root, &args, format),
+        Command::SchedulerReport { args, format } => scheduler::report(root, &args, format, out),
         Command::GitSet { app, property, value } => {
-            apps::git_set(root, &app_name(&app)?, &property, value.as_deref())
+            apps::git_set(root, &app_name(&app)?, &property, value.as_deref(), out)
         }
-        Command::SshKeysAdd { name, file, admin } => ssh::add(root, &name, &file, admin),
-        Command::SshKeysRemove { name } => ssh::remove(root, &name),
-        Command::SshKeysList { format } => ssh::list(root, format),
-        Command::GitShell { key } => ssh::git_shell(root, &key),
+        Command::SshKeysAdd { name, file, admin } => ssh::add(root, &name, &file, admin, out),
+        Command::SshKeysRemove { name } => ssh::remove(root, &name, out),
+        Command::SshKeysList { format } => ssh::list(root, format, out),
+        Command::GitShell { key } => ssh::git_shell(root, &key, out),
         Command::InternalChown { create, owner, dirs } => internal_chown(create, &owner, &dirs),
-        Command::InternalBackupRead { pipe, plan } => backup::internal_read(&pipe, &plan),
-        Command::InternalBackupRestore { pipe, plan } => backup::internal_restore(&pipe, &plan),
+        Command::InternalBackupRead { pipe, plan } => backup::internal_read(&pipe, &plan, out),
+        Command::InternalBackupRestore { pipe, plan } => backup::internal_restore(&pipe, &plan, out),
         Command::InternalBackupPrune { paths } => backup::internal_prune(&paths),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -559,7 +613,7 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut page)
-                .map_err(|e| CliError::Usage(format!("cannot render the man page: {e}")))?;
+                .map_err(|e| CliError::io("cannot render the man page", e))?;
             write_stdout(&page)
         }
     }
@@ -567,23 +621,20 @@ fn dispatch(root: &Root, command: Command) -> Result<()> {
 
 /// After a change to an app's mounts or docker-options: running containers keep what they
 /// started with, so apply it now (`--restart`) or say exactly how to.
-fn apply_or_hint(root: &Root, app: &AppName, restart: bool) -> Result<()> {
+fn apply_or_hint(root: &Root, app: &AppName, restart: bool, out: &Reporter) -> Result<()> {
     if root.read_app(app)?.current_release.is_none() {
         return Ok(());
     }
     if restart {
-        return ps::restart(root, app);
+        return ps::restart(root, app, out);
     }
-    crate::output::step(format!(
-        "Run `berth ps:restart {app}` to apply the change to the running containers"
-    ));
+    out.step(format!("Run `berth ps:restart {app}` to apply the change to the running containers"));
     Ok(())
 }
 
 /// Where the hook binaries are: beside the `berth` binary (they are built and installed together).
 fn hook_dir() -> Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::Usage(format!("cannot locate the berth binary: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| CliError::io("cannot locate the berth binary", e))?;
     exe.parent()
         .map(std::path::Path::to_path_buf)
         .ok_or_else(|| CliError::Usage("cannot locate the directory of the berth binary".into()))
@@ -608,6 +659,7 @@ fn confirm_destructive(
     name: &str,
     force: bool,
     warning: Option<&str>,
+    out: &Reporter,
 ) -> Result<()> {
     if force {
         return Ok(());
@@ -616,22 +668,22 @@ fn confirm_destructive(
     let terminal = stdin.is_terminal();
     let warn_all = || {
         if let Some(warning) = warning {
-            crate::output::warn(warning);
+            out.warn(warning);
         }
-        crate::output::warn("WARNING: Potentially Destructive Action");
-        crate::output::warn(format!("This command will destroy {what} {name}."));
-        crate::output::warn(format!("To proceed, type \"{name}\""));
+        out.warn("WARNING: Potentially Destructive Action");
+        out.warn(format!("This command will destroy {what} {name}."));
+        out.warn(format!("To proceed, type \"{name}\""));
     };
     if terminal {
         warn_all();
-        eprint!("> ");
+        out.relay(true, "> ");
         std::io::stderr().flush().ok();
     }
     let mut answer = String::new();
     let read = stdin
         .lock()
         .read_line(&mut answer)
-        .map_err(|e| CliError::Usage(format!("unable to read the confirmation: {e}")))?;
+        .map_err(|e| CliError::io("unable to read the confirmation", e))?;
     if read == 0 {
         return Err(CliError::NoConfirmation {
             action: format!("destroy {what} {name}"),
@@ -653,14 +705,14 @@ fn confirm_destructive(
 fn write_stdout(bytes: &[u8]) -> Result<()> {
     match std::io::stdout().lock().write_all(bytes) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::Usage(format!("cannot write to stdout: {e}")))
+            Err(CliError::io("cannot write to stdout", e))
         }
         _ => Ok(()),
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string(value).map_err(|e| CliError::Usage(e.to_string()))?;
-    println!("{text}");
+fn print_json(value: &impl serde::Serialize, out: &Reporter) -> Result<()> {
+    let text = serde_json::to_string(value)?;
+    out.text(format!("{text}\n"));
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Format, Result, existing_app};
-use crate::output::{Report, detail, step, warn};
+use crate::output::{Report, Reporter};
 use crate::proxy::caddy::Caddy;
 use crate::proxy::settings::Serving;
 use crate::proxy::{Proxy, ProxyError, Route, Served, Table, Target, TlsMode};
@@ -16,40 +16,40 @@ const WAIT_POLL: Duration = Duration::from_millis(200);
 /// `proxy:build-config [--wait <seconds>]`: renders the whole config from the records and
 /// loads it. Without `--wait`, a proxy that does not run gets it saved for its start; with
 /// it, the proxy must answer within that time (the file is saved either way).
-pub fn build_config(root: &Root, wait: Option<u64>) -> Result<()> {
+pub fn build_config(root: &Root, wait: Option<u64>, out: &Reporter) -> Result<()> {
     let _lock = root.lock_proxy()?;
     let mut proxy = Caddy::open(root)?;
     let table = proxy.table().clone();
-    step(format!("Building the proxy config for {} apps", table.apps.len()));
-    load(&mut proxy, table, wait.map(Duration::from_secs))
+    out.step(format!("Building the proxy config for {} apps", table.apps.len()));
+    load(&mut proxy, table, wait.map(Duration::from_secs), out)
 }
 
 /// Loads the table of berth's records (after an app stopped or went), or saves it for the
 /// proxy's next start when it does not answer.
 /// Nothing to do when the app had no host name (`served` false): the proxy never served it.
-pub(super) fn republish(root: &Root, served: bool) -> Result<()> {
+pub(super) fn republish(root: &Root, served: bool, out: &Reporter) -> Result<()> {
     if !served {
         return Ok(());
     }
     let _lock = root.lock_proxy()?;
     let mut proxy = Caddy::open(root)?;
     let table = proxy.table().clone();
-    load_or_save(&mut proxy, table)
+    load_or_save(&mut proxy, table, out)
 }
 
 /// Loads `table`, or, when the proxy does not answer, saves it for the proxy's next start.
-pub(super) fn load_or_save(proxy: &mut Caddy, table: Table) -> Result<()> {
-    load(proxy, table, None)
+pub(super) fn load_or_save(proxy: &mut Caddy, table: Table, out: &Reporter) -> Result<()> {
+    load(proxy, table, None, out)
 }
 
 /// Loads `table`. A proxy that does not answer (within `wait`, when given) gets it saved for
 /// its start: a warning without `wait`, an error with it.
-fn load(proxy: &mut Caddy, table: Table, wait: Option<Duration>) -> Result<()> {
+fn load(proxy: &mut Caddy, table: Table, wait: Option<Duration>, out: &Reporter) -> Result<()> {
     let deadline = wait.map(|wait| Instant::now() + wait);
     loop {
         match proxy.load(table.clone()) {
             Ok(()) => {
-                detail("The proxy serves the new routes");
+                out.detail("The proxy serves the new routes");
                 return Ok(());
             }
             Err(ProxyError::Unreachable { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
@@ -60,7 +60,7 @@ fn load(proxy: &mut Caddy, table: Table, wait: Option<Duration>) -> Result<()> {
                 if wait.is_some() {
                     return Err(ProxyError::Unreachable { endpoint, source }.into());
                 }
-                warn(format!(
+                out.warn(format!(
                     "The proxy is not running ({endpoint}: {source}); the routes are saved in {} and served when it starts (bash scripts/ensure-proxy.sh)",
                     proxy.config_file().display()
                 ));
@@ -72,7 +72,7 @@ fn load(proxy: &mut Caddy, table: Table, wait: Option<Duration>) -> Result<()> {
 }
 
 /// `proxy:report [<app>] [--<flag>] [--format json]`.
-pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {
+pub fn report(root: &Root, args: &[String], format: Format, out: &Reporter) -> Result<()> {
     let request = super::report::Request::parse(root, "proxy:report", args, format)?;
     let proxy = Caddy::open(root)?;
     let served = match proxy.served() {
@@ -80,21 +80,26 @@ pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {
         Err(ProxyError::Unreachable { .. }) => None,
         Err(error) => return Err(error.into()),
     };
-    request.print("proxy", "proxy", |app| {
-        existing_app(root, app)?;
-        let mut report = Report::default();
-        report.row("proxy-type", "caddy");
-        report.row("proxy-admin", proxy.serving().admin.to_string());
-        report.row("proxy-running", served.is_some().to_string());
-        report.row("proxy-in-sync", served.as_ref().map(|s| s.in_sync.to_string()).unwrap_or_default());
-        report.row("proxy-tls", proxy.serving().tls.mode().to_string());
-        report.row("proxy-http-port", proxy.serving().http_port.to_string());
-        report.row("proxy-https-port", proxy.serving().https_port.to_string());
-        if let Some(route) = proxy.table().apps.get(app) {
-            route_rows(&mut report, proxy.serving(), route, served.as_ref());
-        }
-        Ok(report)
-    })
+    request.print(
+        "proxy",
+        "proxy",
+        |app| {
+            existing_app(root, app)?;
+            let mut report = Report::default();
+            report.row("proxy-type", "caddy");
+            report.row("proxy-admin", proxy.serving().admin.to_string());
+            report.row("proxy-running", served.is_some().to_string());
+            report.row("proxy-in-sync", served.as_ref().map(|s| s.in_sync.to_string()).unwrap_or_default());
+            report.row("proxy-tls", proxy.serving().tls.mode().to_string());
+            report.row("proxy-http-port", proxy.serving().http_port.to_string());
+            report.row("proxy-https-port", proxy.serving().https_port.to_string());
+            if let Some(route) = proxy.table().apps.get(app) {
+                route_rows(&mut report, proxy.serving(), route, served.as_ref());
+            }
+            Ok(report)
+        },
+        out,
+    )
 }
 
 fn route_rows(report: &mut Report, serving: &Serving, route: &Route, served: Option<&Served>) {

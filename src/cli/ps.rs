@@ -1,39 +1,42 @@
 //! `ps:*`, `run`, `logs`, `releases`, `rollback` and `hooks:install`: the app's processes and
 //! its release history.
 
-use super::{CliError, Format, Result, existing_app, print_json};
+use super::refusal::Refusal;
+use super::{Format, Result, existing_app, print_json};
 use crate::deploy::{self, Commit, CommitError, Mode, Repo, Timing};
 use crate::engine::Engine;
 use crate::names::AppName;
-use crate::output::{Report, detail, heading, step};
+use crate::output::{Report, Reporter};
 use crate::proxy::records::Records;
 use crate::scheduler::docker_swarm::InstanceStatus;
 use crate::state::{Outcome, Root};
 
-pub fn start(root: &Root, app: &AppName) -> Result<()> {
+pub fn start(root: &Root, app: &AppName, out: &Reporter) -> Result<()> {
     existing_app(root, app)?;
-    step(format!("Starting {app}"));
+    out.step(format!("Starting {app}"));
     deploy::announce(
         root,
         app,
-        deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?.host_port,
+        deploy::restart(root, &Engine::connect()?, app, Timing::from_env(), out)?.host_port,
+        out,
     );
     Ok(())
 }
 
-pub fn restart(root: &Root, app: &AppName) -> Result<()> {
+pub fn restart(root: &Root, app: &AppName, out: &Reporter) -> Result<()> {
     existing_app(root, app)?;
-    step(format!("Restarting {app} with its current mounts"));
+    out.step(format!("Restarting {app} with its current mounts"));
     deploy::announce(
         root,
         app,
-        deploy::restart(root, &Engine::connect()?, app, Timing::from_env())?.host_port,
+        deploy::restart(root, &Engine::connect()?, app, Timing::from_env(), out)?.host_port,
+        out,
     );
     Ok(())
 }
 
 /// `ps:rebuild <app> [--dry-run]`: the pipeline of a push, for the commit the app serves.
-pub fn rebuild(root: &Root, app: &AppName, dry_run: bool) -> Result<()> {
+pub fn rebuild(root: &Root, app: &AppName, dry_run: bool, out: &Reporter) -> Result<()> {
     let state = existing_app(root, app)?;
     let releases = root.read_releases(app)?;
     let commit = state
@@ -43,23 +46,27 @@ pub fn rebuild(root: &Root, app: &AppName, dry_run: bool) -> Result<()> {
         .ok_or_else(|| deploy::DeployError::NoRelease(app.clone()))?;
     let repo = || Repo::At(root.repo_dir(app));
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
-    step(format!("Rebuilding {app} ({}){}", deploy::short(&commit), if dry_run { ", dry run" } else { "" }));
+    out.step(format!(
+        "Rebuilding {app} ({}){}",
+        deploy::short(&commit),
+        if dry_run { ", dry run" } else { "" }
+    ));
     let bytes = deploy::read_manifest(&repo(), &commit)?;
-    let lock = root.lock_app_announced(app)?;
+    let lock = root.lock_app_announced(app, out)?;
     let engine = Engine::connect()?;
     let source = Commit { repo: repo(), app, commit: &commit, manifest: bytes.as_deref() };
-    match deploy::deploy_commit(root, &engine, source, &lock, mode) {
+    match deploy::deploy_commit(root, &engine, source, &lock, mode, out) {
         Ok((_, release)) => {
-            crate::hook::announce(root, app, &release);
+            crate::hook::announce(root, app, &release, out);
             Ok(())
         }
         Err(CommitError::DryRun) => {
-            step("Dry run: nothing was built, started or changed");
+            out.step("Dry run: nothing was built, started or changed");
             Ok(())
         }
         Err(error) => {
             if let CommitError::Manifest(problems) = &error {
-                deploy::print_problems(problems);
+                deploy::print_problems(problems, out);
             }
             Err(error.into())
         }
@@ -67,25 +74,30 @@ pub fn rebuild(root: &Root, app: &AppName, dry_run: bool) -> Result<()> {
 }
 
 /// Stops the app's containers, then has the proxy answer 503 for it.
-pub fn stop(root: &Root, app: &AppName) -> Result<()> {
+pub fn stop(root: &Root, app: &AppName, out: &Reporter) -> Result<()> {
     existing_app(root, app)?;
-    deploy::stop(root, &Engine::connect()?, app, Timing::from_env())?;
-    super::proxy::republish(root, !Records::read(root)?.hosts(app).is_empty())
+    deploy::stop(root, &Engine::connect()?, app, Timing::from_env(), out)?;
+    super::proxy::republish(root, !Records::read(root)?.hosts(app).is_empty(), out)
 }
 
 /// `ps:report [<app>] [--<flag>] [--format json]`: one info flag prints just its value, as
 /// `storage:report` does.
-pub fn report(root: &Root, args: &[String], format: Format) -> Result<()> {
+pub fn report(root: &Root, args: &[String], format: Format, out: &Reporter) -> Result<()> {
     let request = super::report::Request::parse(root, "ps:report", args, format)?;
     // Connected on the first app, so a server without apps needs no engine for the report.
     let mut engine: Option<Engine> = None;
-    request.print("ps", "ps", |app| {
-        let engine = match &mut engine {
-            Some(engine) => engine,
-            slot => slot.insert(Engine::connect()?),
-        };
-        ps_report(root, engine, app)
-    })
+    request.print(
+        "ps",
+        "ps",
+        |app| {
+            let engine = match &mut engine {
+                Some(engine) => engine,
+                slot => slot.insert(Engine::connect()?),
+            };
+            ps_report(root, engine, app)
+        },
+        out,
+    )
 }
 
 fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
@@ -136,10 +148,17 @@ fn container_statuses(engine: &Engine, app: &AppName) -> Result<Vec<InstanceStat
 }
 
 /// Runs a one-off command; returns its exit status for the binary to pass through.
-pub fn run(root: &Root, app: &AppName, command: &[String]) -> Result<i32> {
+pub fn run(root: &Root, app: &AppName, command: &[String], out: &Reporter) -> Result<i32> {
     let state = existing_app(root, app)?;
     crate::scheduler::docker_swarm::require_local_run(root, &state, app)?;
-    let status = deploy::run_oneoff(root, &Engine::connect()?, app, command, &mut print_output)?;
+    let status = deploy::run_oneoff(
+        root,
+        &Engine::connect()?,
+        app,
+        command,
+        &mut |is_err, text| out.relay(is_err, text),
+        out,
+    )?;
     Ok(i32::try_from(status).unwrap_or(1))
 }
 
@@ -149,9 +168,12 @@ pub fn logs(
     follow: bool,
     process: Option<&str>,
     tail: Option<usize>,
+    out: &Reporter,
 ) -> Result<()> {
     let state = existing_app(root, app)?;
-    if crate::scheduler::docker_swarm::logs(&state, app, process, follow, tail, &mut print_output)? {
+    if crate::scheduler::docker_swarm::logs(&state, app, process, follow, tail, &mut |is_err, text| {
+        out.relay(is_err, text)
+    })? {
         return Ok(());
     }
     let engine = Engine::connect()?;
@@ -161,37 +183,25 @@ pub fn logs(
         .filter(|name| process.is_none_or(|p| name.split('.').nth(1) == Some(p)))
         .collect();
     if containers.is_empty() {
-        return Err(CliError::Usage(format!("{app} has no containers; deploy it with git push")));
+        return Err(Refusal::NoContainers(app.clone()).into());
     }
     if follow && containers.len() > 1 {
-        return Err(CliError::Usage(format!(
-            "--follow needs one process; pass --process (one of: {})",
-            containers.iter().filter_map(|n| n.split('.').nth(1)).collect::<Vec<_>>().join(", ")
-        )));
+        let processes: Vec<&str> = containers.iter().filter_map(|n| n.split('.').nth(1)).collect();
+        return Err(Refusal::FollowNeedsOneProcess(processes.join(", ")).into());
     }
     for name in containers {
-        engine.logs(&name, follow, tail, &mut print_output)?;
+        engine.logs(&name, follow, tail, &mut |is_err, text| out.relay(is_err, text))?;
     }
     Ok(())
 }
 
-/// A container's output on the command's own stdout and stderr.
-fn print_output(is_err: bool, text: &str) {
-    if is_err {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-        std::io::Write::flush(&mut std::io::stdout()).ok();
-    }
-}
-
-pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
+pub fn releases(root: &Root, app: &AppName, format: Format, out: &Reporter) -> Result<()> {
     let state = existing_app(root, app)?;
     let releases = root.read_releases(app)?;
     match format {
-        Format::Json => print_json(&releases.releases),
+        Format::Json => print_json(&releases.releases, out),
         Format::Text => {
-            heading(format!("{app} releases"));
+            out.heading(format!("{app} releases"));
             for release in releases.releases.iter().rev() {
                 let current = if state.current_release == Some(release.number) { "*" } else { " " };
                 let outcome = match release.outcome {
@@ -202,7 +212,7 @@ pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
                     ),
                     Outcome::Interrupted => "interrupted (not recorded as deployed)".to_string(),
                 };
-                detail(format!(
+                out.detail(format!(
                     "{current}v{:<4} {}  {}  {} mounts  {outcome}",
                     release.number,
                     deploy::short(&release.commit),
@@ -215,19 +225,19 @@ pub fn releases(root: &Root, app: &AppName, format: Format) -> Result<()> {
     }
 }
 
-pub fn rollback(root: &Root, app: &AppName, release: Option<u32>) -> Result<()> {
+pub fn rollback(root: &Root, app: &AppName, release: Option<u32>, out: &Reporter) -> Result<()> {
     existing_app(root, app)?;
-    let number = deploy::rollback(root, &Engine::connect()?, app, release, Timing::from_env())?;
-    step(format!("Rolled {app} back to release {number}"));
+    let number = deploy::rollback(root, &Engine::connect()?, app, release, Timing::from_env(), out)?;
+    out.step(format!("Rolled {app} back to release {number}"));
     Ok(())
 }
 
-pub fn install_hooks(root: &Root) -> Result<()> {
+pub fn install_hooks(root: &Root, out: &Reporter) -> Result<()> {
     let hook_dir = super::hook_dir()?;
     for app in root.list_apps()? {
         crate::git::install_hooks(&root.repo_dir(&app), &hook_dir, root.path())?;
-        detail(format!("Installed hooks for {app}"));
+        out.detail(format!("Installed hooks for {app}"));
     }
-    step("Hooks installed");
+    out.step("Hooks installed");
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use super::{CliError, Format, Result, print_json};
 use crate::names::AppName;
-use crate::output::{Report, warn};
+use crate::output::{Report, Reporter};
 use crate::state::Root;
 
 /// What a report command was asked for.
@@ -71,10 +71,11 @@ impl Request {
         topic: &str,
         prefix: &str,
         mut build: impl FnMut(&AppName) -> Result<Report>,
+        out: &Reporter,
     ) -> Result<()> {
         // A JSON report of no apps is `{}`, so scripts always get JSON.
         if self.apps.is_empty() && (self.flag.is_some() || self.format == Format::Text) {
-            warn("You haven't deployed any applications yet");
+            out.warn("You haven't deployed any applications yet");
             return Ok(());
         }
         let mut json = serde_json::Map::new();
@@ -85,11 +86,11 @@ impl Request {
                     let valid: Vec<String> = report.keys().map(|k| format!("--{k}")).collect();
                     CliError::Usage(format!("Invalid flag passed, valid flags: {}", valid.join(", ")))
                 })?;
-                println!("{value}");
+                out.text(format!("{value}\n"));
                 continue;
             }
             match self.format {
-                Format::Text => print!("{}", report.render_text(&format!("{app} {topic} information"))),
+                Format::Text => out.text(report.render_text(&format!("{app} {topic} information"))),
                 Format::Json => {
                     json.insert(app.to_string(), report.to_json(prefix));
                 }
@@ -97,10 +98,10 @@ impl Request {
         }
         if self.flag.is_none() && self.format == Format::Json {
             if !self.single {
-                return print_json(&json);
+                return print_json(&json, out);
             }
             if let Some((_, value)) = json.into_iter().next() {
-                print_json(&value)?;
+                print_json(&value, out)?;
             }
         }
         Ok(())

@@ -4,49 +4,49 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 
 use super::{CliError, Format, Result, print_json};
-use crate::output::{detail, heading, step};
+use crate::output::Reporter;
 use crate::ssh::{self, SshCommand, SshError};
 use crate::state::Root;
 
 fn berth_bin() -> Result<std::path::PathBuf> {
-    std::env::current_exe().map_err(|e| CliError::Usage(format!("cannot locate the berth binary: {e}")))
+    std::env::current_exe().map_err(|e| CliError::io("cannot locate the berth binary", e))
 }
 
-pub fn add(root: &Root, name: &str, file: &str, admin: bool) -> Result<()> {
+pub fn add(root: &Root, name: &str, file: &str, admin: bool, out: &Reporter) -> Result<()> {
     let text = if file == "-" {
         let mut text = String::new();
         std::io::stdin()
             .take(64 * 1024)
             .read_to_string(&mut text)
-            .map_err(|e| CliError::Usage(format!("cannot read the key from stdin: {e}")))?;
+            .map_err(|e| CliError::io("cannot read the key from stdin", e))?;
         text
     } else {
-        std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {file}: {e}")))?
+        std::fs::read_to_string(file).map_err(|e| CliError::io(format!("cannot read {file}"), e))?
     };
     ssh::add_key(root, name, &text, admin, &berth_bin()?)?;
     let role = if admin { "push and admin commands" } else { "push" };
-    step(format!("Added SSH key {name} ({role})"));
-    detail(format!("Written to {}", ssh::authorized_keys_path(root)?.display()));
+    out.step(format!("Added SSH key {name} ({role})"));
+    out.detail(format!("Written to {}", ssh::authorized_keys_path(root)?.display()));
     Ok(())
 }
 
-pub fn remove(root: &Root, name: &str) -> Result<()> {
+pub fn remove(root: &Root, name: &str, out: &Reporter) -> Result<()> {
     ssh::remove_key(root, name, &berth_bin()?)?;
-    step(format!("Removed SSH key {name}"));
+    out.step(format!("Removed SSH key {name}"));
     Ok(())
 }
 
-pub fn list(root: &Root, format: Format) -> Result<()> {
+pub fn list(root: &Root, format: Format, out: &Reporter) -> Result<()> {
     let keys = ssh::read_keys(root)?;
     match format {
-        Format::Json => print_json(&keys.keys),
+        Format::Json => print_json(&keys.keys, out),
         Format::Text => {
-            heading("SSH keys");
+            out.heading("SSH keys");
             for (name, record) in &keys.keys {
                 let kind = record.key.split(' ').next().unwrap_or("");
                 let tail = record.key.get(record.key.len().saturating_sub(12)..).unwrap_or("");
                 let role = if record.admin { "admin" } else { "push" };
-                detail(format!("{name}\t{kind} ...{tail}\t{role}"));
+                out.detail(format!("{name}\t{kind} ...{tail}\t{role}"));
             }
             Ok(())
         }
@@ -55,7 +55,7 @@ pub fn list(root: &Root, format: Format) -> Result<()> {
 
 /// The SSH forced command: runs only what the key may run. Its stdout is git's protocol
 /// channel, so everything berth says goes to stderr.
-pub fn git_shell(root: &Root, key_name: &str) -> Result<()> {
+pub fn git_shell(root: &Root, key_name: &str, out: &Reporter) -> Result<()> {
     let keys = ssh::read_keys(root)?;
     let record = keys.keys.get(key_name).ok_or_else(|| SshError::NoSuchKey(key_name.to_string()))?;
     let original = std::env::var("SSH_ORIGINAL_COMMAND").unwrap_or_default();
@@ -63,7 +63,7 @@ pub fn git_shell(root: &Root, key_name: &str) -> Result<()> {
     let error = match command {
         SshCommand::ReceivePack(app) => {
             if !root.app_exists(&app) {
-                eprintln!("-----> Creating {app}...");
+                out.error_text(format!("-----> Creating {app}..."));
                 match super::apps::create_quietly(root, &app) {
                     // Another first push (the same app from two clones) created it meanwhile.
                     Err(CliError::State(crate::state::StateError::AppExists(_))) => {}
@@ -80,5 +80,5 @@ pub fn git_shell(root: &Root, key_name: &str) -> Result<()> {
         }
         SshCommand::Admin(words) => std::process::Command::new(berth_bin()?).args(words).exec(),
     };
-    Err(CliError::Usage(format!("cannot start the command: {error}")))
+    Err(CliError::io("cannot start the command", error))
 }

@@ -5,15 +5,19 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::refusal::Refusal;
 use super::{CliError, Format, Result, confirm_destructive, existing_app, print_json};
 use crate::deploy;
 use crate::docker_options::volume_flag;
 use crate::engine::Engine;
 use crate::hostfs;
 use crate::names::{AppName, EntryName, is_docker_volume_name};
-use crate::output::{Report, detail, step, warn};
-use crate::state::{AppState, Root, StateError};
+use crate::output::{Report, Reporter};
+use crate::state::{Root, StateError};
+use crate::storage::host_path;
+use crate::storage::lifecycle;
 use crate::storage::metadata;
+use crate::storage::mounts::{self, Unmounted};
 use crate::storage::{
     Attachment, Chown, DEFAULT_PROCESS_TYPE, Entry, EntryBacking, LegacyMount, Mode, Origin, Phase,
     ReclaimPolicy, SCHEDULER, Source, StorageError, check_process_type, check_relative_subpath,
@@ -158,31 +162,29 @@ impl SetArgs {
     }
 }
 
-pub fn ensure_directory(root: &Root, directory: &str, chown: &str) -> Result<()> {
-    warn("Deprecated: please use 'storage:create' instead of 'storage:ensure-directory'");
+pub fn ensure_directory(root: &Root, directory: &str, chown: &str, out: &Reporter) -> Result<()> {
+    out.warn("Deprecated: please use 'storage:create' instead of 'storage:ensure-directory'");
     if directory.is_empty() {
         return Err(CliError::Usage("Please specify a directory to create".into()));
     }
     let valid = directory.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
-        return Err(CliError::Usage(
-            "Directory can only contain the following set of characters: [A-Za-z0-9_-]".into(),
-        ));
+        return Err(Refusal::BadDirectoryName(directory.to_string()).into());
     }
     let chown: Chown = chown.parse()?;
     let path = root.storage_root().join(directory);
-    step(format!("Ensuring {} exists", path.display()));
+    out.step(format!("Ensuring {} exists", path.display()));
     root.make_data_root()?;
     hostfs::ensure_dir(&path)?;
     if let Some(uid) = chown.uid() {
-        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        out.detail(format!("Setting directory ownership to {uid}:{uid}"));
         hostfs::chown_tree(&path, uid, uid)?;
     }
-    detail("Directory ready for mounting");
+    out.detail("Directory ready for mounting");
     Ok(())
 }
 
-pub fn mount(root: &Root, args: MountArgs) -> Result<()> {
+pub fn mount(root: &Root, args: MountArgs, out: &Reporter) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
     if args.mount.starts_with('/') && !args.mount.contains(':') {
@@ -198,23 +200,23 @@ pub fn mount(root: &Root, args: MountArgs) -> Result<()> {
                 args.mount.splitn(3, ':').take(2).collect::<Vec<_>>().join(":")
             )));
         }
-        mount_legacy(root, &app, &args)?;
+        mount_legacy(root, &app, &args, out)?;
     } else if args.create {
         return Err(CliError::Usage(
             "--create applies to the colon form (berth storage:mount <app> /srv/x:/data --create); an entry's directory is made by storage:create".into(),
         ));
     } else {
-        mount_entry(root, &app, &args)?;
+        mount_entry(root, &app, &args, out)?;
     }
-    super::apply_or_hint(root, &app, args.restart)
+    super::apply_or_hint(root, &app, args.restart, out)
 }
 
-fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
+fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs, out: &Reporter) -> Result<()> {
     let legacy = LegacyMount::parse(&args.mount)?;
     let chown: Chown = args.chown.as_deref().unwrap_or("herokuish").parse()?;
     let attachment = legacy.attachment([Phase::Deploy, Phase::Run].into());
     if let Some(warning) = crate::storage::unenforced_option_warning(attachment.volume_options.as_deref()) {
-        warn(warning);
+        out.warn(warning);
     }
     match &attachment.source {
         Source::HostPath(path) if args.create && !path.exists() => {
@@ -222,66 +224,48 @@ fn mount_legacy(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
             let mut mounts = existing_app(root, app)?.mounts;
             mounts.push(attachment.clone());
             deploy::check_binds(root, app, &mounts, &root.entries_by_name()?)?;
-            create_host_dir(path, chown)?;
+            create_host_dir(path, chown, out)?;
         }
-        Source::HostPath(path) => check_host_path(path)?,
+        Source::HostPath(path) => host_path::check_present(path)?,
         Source::Volume(name) => Engine::connect()?.require_volume(name)?,
         _ => {}
     }
     let entries = root.entries_by_name()?;
     root.update_app(app, |state| {
-        if state.mounts.iter().any(|m| m.same_mount(&attachment)) {
-            return Err(CliError::Usage("Mount path already exists.".into()));
-        }
-        check_collisions(app, state, &attachment)?;
-        state.mounts.push(attachment);
-        Ok(deploy::check_binds(root, app, &state.mounts, &entries)?)
+        mounts::add(state, app, attachment)?;
+        Ok::<_, CliError>(deploy::check_binds(root, app, &state.mounts, &entries)?)
     })
 }
 
 /// `storage:mount --create`: the missing host directory, given to its owner (only it: parents
 /// made on the way stay root's, as `mkdir -p` leaves them).
-fn create_host_dir(path: &Path, chown: Chown) -> Result<()> {
+fn create_host_dir(path: &Path, chown: Chown, out: &Reporter) -> Result<()> {
     hostfs::ensure_dir(path)?;
-    detail(format!("Created {}", path.display()));
+    out.detail(format!("Created {}", path.display()));
     if let Some(uid) = chown.uid() {
-        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        out.detail(format!("Setting directory ownership to {uid}:{uid}"));
         hostfs::chown_tree(path, uid, uid)?;
     }
     Ok(())
 }
 
 /// Warns about process types the app's current release does not declare.
-pub(super) fn warn_undeclared(root: &Root, app: &AppName, processes: &[String]) -> Result<()> {
+pub(super) fn warn_undeclared(
+    root: &Root,
+    app: &AppName,
+    processes: &[String],
+    out: &Reporter,
+) -> Result<()> {
     let declared = root.declared_process_types(app)?;
     for process in processes {
         if let Some(warning) = crate::storage::undeclared_process_type(app, process, declared.as_deref()) {
-            warn(warning);
+            out.warn(warning);
         }
     }
     Ok(())
 }
 
-pub(super) fn check_host_path(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() || meta.is_file() => Ok(()),
-        Ok(_) => Err(StorageError::OddHostPath(path.display().to_string()).into()),
-        Err(_) => Err(StorageError::MissingHostPath(path.display().to_string()).into()),
-    }
-}
-
-pub(super) fn check_collisions(app: &AppName, state: &AppState, attachment: &Attachment) -> Result<()> {
-    let taken = state.mounts.iter().find(|m| !m.same_mount(attachment) && m.collides_with(attachment));
-    match taken {
-        Some(other) => Err(CliError::Usage(format!(
-            "Container path {} on app {app} is already mounted by {} for process type {}; unmount it first",
-            attachment.container_path, other.source, other.process_type
-        ))),
-        None => Ok(()),
-    }
-}
-
-fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
+fn mount_entry(root: &Root, app: &AppName, args: &MountArgs, out: &Reporter) -> Result<()> {
     let name = EntryName::new(&args.mount)?;
     let _entries_lock = root.lock_entries()?;
     let entry = root.read_entry(&name)?;
@@ -292,14 +276,11 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     let phases = parse_phases(&args.phases)?;
     let process_type = args.process_type.clone().unwrap_or_else(|| DEFAULT_PROCESS_TYPE.to_string());
     check_process_type(&process_type)?;
-    warn_undeclared(root, app, std::slice::from_ref(&process_type))?;
+    warn_undeclared(root, app, std::slice::from_ref(&process_type), out)?;
     let subpath = match args.volume_subpath.as_deref() {
         None => None,
         Some(_) if matches!(entry.host_path, EntryBacking::Volume(_)) => {
-            return Err(CliError::Usage(format!(
-                "--volume-subpath needs a directory-backed entry; \"{name}\" is the Docker volume {} (the engine's API has no volume subpaths)",
-                entry.host_path
-            )));
+            return Err(Refusal::SubpathOfVolume { name, volume: entry.host_path.to_string() }.into());
         }
         Some(sub) => Some(check_relative_subpath(sub)?.display().to_string()),
     };
@@ -309,7 +290,7 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     };
     let volume_chown = args.volume_chown.as_deref().map(str::parse::<Chown>).transpose()?;
     if let Some(warning) = crate::storage::unenforced_option_warning(volume_options.as_deref()) {
-        warn(warning);
+        out.warn(warning);
     }
     let attachment = Attachment {
         source: Source::Entry(name.clone()),
@@ -324,29 +305,19 @@ fn mount_entry(root: &Root, app: &AppName, args: &MountArgs) -> Result<()> {
     };
     let entries = root.entries_by_name()?;
     let updated = root.update_app(app, |state| {
-        check_collisions(app, state, &attachment)?;
-        let updated = match state.mounts.iter_mut().find(|m| m.same_mount(&attachment)) {
-            Some(existing) => {
-                *existing = attachment;
-                true
-            }
-            None => {
-                state.mounts.push(attachment);
-                false
-            }
-        };
+        let updated = mounts::put(state, app, attachment)?;
         deploy::check_binds(root, app, &state.mounts, &entries)?;
         Ok::<_, CliError>(updated)
     })?;
     if updated {
-        step(format!("Storage entry {name} mount at {container_path} on {app} updated"));
+        out.step(format!("Storage entry {name} mount at {container_path} on {app} updated"));
     } else {
-        step(format!("Storage entry {name} mounted at {container_path} on {app}"));
+        out.step(format!("Storage entry {name} mounted at {container_path} on {app}"));
     }
     Ok(())
 }
 
-pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
+pub fn unmount(root: &Root, args: UnmountArgs, out: &Reporter) -> Result<()> {
     let app = AppName::new(&args.app)?;
     existing_app(root, &app)?;
     if args.mount.starts_with('/') && !args.mount.contains(':') {
@@ -359,89 +330,35 @@ pub fn unmount(root: &Root, args: UnmountArgs) -> Result<()> {
         let legacy = LegacyMount::parse(&args.mount)?;
         let entries = root.entries_by_name()?;
         let app_dir = root.app_storage_dir(&app);
-        let forgotten = root.update_app(&app, |state| {
-            if remove_mounts(state, |m| {
-                m.source == legacy.source && m.container_path == legacy.container_path
-            })? {
-                return Ok(None);
-            }
-            // A mount app.toml dropped: forget the record; the data stays where it is.
-            let host = match &legacy.source {
-                Source::HostPath(path) => path.display().to_string(),
-                other => other.to_string().split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default(),
-            };
-            let position = state.detached.iter().position(|d| {
-                d.container_path == legacy.container_path
-                    && d.resolve(&app, &app_dir, &entries).is_some_and(|r| r.to_string() == host)
-            });
-            match position {
-                Some(index) => Ok(Some(state.detached.remove(index))),
-                None => Err(CliError::Usage("Mount path does not exist.".into())),
-            }
+        let unmounted = root.update_app(&app, |state| {
+            Ok::<_, CliError>(mounts::unmount_legacy(state, &app, &app_dir, &entries, &legacy)?)
         })?;
-        if let Some(detached) = forgotten {
-            step(format!(
+        if let Unmounted::Forgot(detached) = unmounted {
+            out.step(format!(
                 "Forgot the detached mount {} at {}; its data is kept",
                 detached.source, detached.container_path
             ));
             return Ok(());
         }
-        return super::apply_or_hint(root, &app, args.restart);
+        return super::apply_or_hint(root, &app, args.restart, out);
     }
     let name = EntryName::new(&args.mount)?;
     let container_path = args.container_dir.as_deref().map(normalize_container_path).transpose()?;
-    let source = Source::Entry(name.clone());
     root.update_app(&app, |state| {
-        let mut paths: Vec<&str> = state
-            .mounts
-            .iter()
-            .filter(|m| m.source == source)
-            .map(|m| m.container_path.as_str())
-            .collect();
-        paths.sort_unstable();
-        paths.dedup();
-        let target = match (&container_path, paths.as_slice()) {
-            (_, []) => {
-                return Err(CliError::Usage(format!("storage entry \"{name}\" is not mounted on app \"{app}\"")));
-            }
-            (Some(path), _) => path.clone(),
-            (None, [only]) => (*only).to_string(),
-            (None, many) => {
-                return Err(CliError::Usage(format!(
-                    "storage entry \"{name}\" is mounted at multiple paths on app \"{app}\" ({}); pass --container-dir to disambiguate",
-                    many.join(", ")
-                )));
-            }
-        };
-        if remove_mounts(state, |m| m.source == source && m.container_path == target)? {
-            Ok(())
-        } else {
-            Err(CliError::Usage(format!("storage entry \"{name}\" is not mounted at \"{target}\" on app \"{app}\"")))
-        }
+        Ok::<_, CliError>(mounts::unmount_entry(state, &app, &name, container_path.as_deref())?)
     })?;
-    super::apply_or_hint(root, &app, args.restart)
+    super::apply_or_hint(root, &app, args.restart, out)
 }
 
-/// Removes the admin mounts that match; refuses repo-made ones, which `app.toml` owns.
-fn remove_mounts(state: &mut AppState, matches: impl Fn(&Attachment) -> bool) -> Result<bool> {
-    if let Some(repo_made) = state.mounts.iter().find(|m| matches(m) && m.made_by == Origin::Repo) {
-        return Err(CliError::Usage(format!(
-            "the mount at {} comes from the app's app.toml; remove it there and push, or it comes back on the next deploy",
-            repo_made.container_path
-        )));
-    }
-    let before = state.mounts.len();
-    state.mounts.retain(|m| !matches(m));
-    Ok(state.mounts.len() != before)
-}
-
-pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
+pub fn list(root: &Root, app: &AppName, format: Format, out: &Reporter) -> Result<()> {
     let state = existing_app(root, app)?;
     let entries = root.entries_by_name()?;
     let mut rows: Vec<(&Attachment, String)> = state
         .mounts
         .iter()
-        .filter_map(|m| m.resolve_base(app, &root.app_storage_dir(app), &entries).map(|s| (m, s.to_string())))
+        .filter_map(|m| {
+            m.resolve_base(app, &root.app_storage_dir(app), &entries).ok().map(|s| (m, s.to_string()))
+        })
         .collect();
     rows.sort_by(|a, b| (&a.1, &a.0.container_path).cmp(&(&b.1, &b.0.container_path)));
     // Only a deployed app can have them, and only the engine knows them.
@@ -476,10 +393,10 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                     json!({"source": format!("anonymous:{volume}"), "host_path": volume, "container_path": path, "anonymous": true})
                 }))
                 .collect();
-            print_json(&items)
+            print_json(&items, out)
         }
         Format::Text => {
-            step(format!("{app} volume bind-mounts:"));
+            out.step(format!("{app} volume bind-mounts:"));
             for (m, host) in rows {
                 let mut line = format!("{host}:{}", m.container_path);
                 if let Some(options) = m.option_suffix() {
@@ -496,17 +413,17 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
                 if m.made_by == Origin::Repo {
                     notes.push("from app.toml".to_string());
                 }
-                if notes.is_empty() || crate::output::is_quiet() {
-                    crate::output::item(line);
+                if notes.is_empty() || out.is_quiet() {
+                    out.item(line);
                 } else {
-                    detail(format!("{line}  ({})", notes.join("; ")));
+                    out.detail(format!("{line}  ({})", notes.join("; ")));
                 }
             }
             for (volume, path) in anonymous {
-                if crate::output::is_quiet() {
-                    crate::output::item(format!("{volume}:{path}"));
+                if out.is_quiet() {
+                    out.item(format!("{volume}:{path}"));
                 } else {
-                    detail(format!("{volume}:{path}  (anonymous: Dockerfile VOLUME, not in app.toml)"));
+                    out.detail(format!("{volume}:{path}  (anonymous: Dockerfile VOLUME, not in app.toml)"));
                 }
             }
             Ok(())
@@ -515,13 +432,18 @@ pub fn list(root: &Root, app: &AppName, format: Format) -> Result<()> {
 }
 
 /// Every info flag of one app's storage report, keyed without `--`.
-fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entry>) -> Result<Report> {
+fn storage_report(
+    root: &Root,
+    app: &AppName,
+    entries: &BTreeMap<EntryName, Entry>,
+    out: &Reporter,
+) -> Result<Report> {
     let state = existing_app(root, app)?;
     let mut report = Report::default();
     let mut phase_mounts: BTreeMap<Phase, Vec<String>> = BTreeMap::new();
     for (index, m) in state.mounts.iter().enumerate() {
-        let Some(source) = m.resolve(app, &root.app_storage_dir(app), entries) else {
-            warn(format!("Skipping attachment on \"{app}\": missing entry \"{}\"", m.source));
+        let Ok(source) = m.resolve(app, &root.app_storage_dir(app), entries) else {
+            out.warn(format!("Skipping attachment on \"{app}\": missing entry \"{}\"", m.source));
             continue;
         };
         let key = |field: &str| format!("storage-attachment.{}.{field}", index + 1);
@@ -532,7 +454,8 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
         let phases: Vec<&str> = m.phases.iter().map(|p| p.as_str()).collect();
         report.row(key("entry-name"), entry_name);
         report.row(key("source"), m.source.to_string());
-        let base = m.resolve_base(app, &root.app_storage_dir(app), entries).unwrap_or_else(|| source.clone());
+        let base =
+            m.resolve_base(app, &root.app_storage_dir(app), entries).unwrap_or_else(|_| source.clone());
         report.row(key("host-path"), base.to_string());
         report.row(key("container-path"), m.container_path.clone());
         report.row(key("phases"), phases.join(","));
@@ -548,8 +471,7 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     }
     // Mounts an admin added as docker-options apply too: show them under their phase.
     for (key, options) in &state.docker_options {
-        let Some(phase) = key.rsplit('.').next().and_then(|p| p.parse::<Phase>().ok()) else { continue };
-        phase_mounts.entry(phase).or_default().extend(options.iter().filter_map(|o| volume_flag(o)));
+        phase_mounts.entry(key.phase).or_default().extend(options.iter().filter_map(|o| volume_flag(o)));
     }
     for phase in Phase::ALL {
         report.row(
@@ -561,7 +483,9 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
         .detached
         .iter()
         .filter_map(|d| {
-            d.resolve(app, &root.app_storage_dir(app), entries).map(|r| format!("{r}:{}", d.container_path))
+            d.resolve(app, &root.app_storage_dir(app), entries)
+                .ok()
+                .map(|r| format!("{r}:{}", d.container_path))
         })
         .collect();
     report.row("storage-detached", detached.join(" "));
@@ -576,7 +500,7 @@ fn storage_report(root: &Root, app: &AppName, entries: &BTreeMap<EntryName, Entr
     Ok(report)
 }
 
-pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
+pub fn report(root: &Root, args: ReportArgs, out: &Reporter) -> Result<()> {
     let has = |flag: &str| args.args.iter().any(|w| w == flag);
     let (global, size, detached) =
         (args.global || has("--global"), args.size || has("--size"), args.detached || has("--detached"));
@@ -590,25 +514,30 @@ pub fn report(root: &Root, args: ReportArgs) -> Result<()> {
         if !rest.is_empty() {
             return Err(CliError::Usage("--detached takes no app and no info flag".into()));
         }
-        return super::inventory::report_detached(root, format);
+        return super::inventory::report_detached(root, format, out);
     }
     if global {
         let (rest, format) = super::report::take_format(&words, args.format)?;
         if !rest.is_empty() {
             return Err(CliError::Usage("--global takes no app and no info flag".into()));
         }
-        return report_global(root, format);
+        return report_global(root, format, out);
     }
     let request = super::report::Request::parse(root, "storage:report", &words, args.format)?;
     let entries = root.entries_by_name()?;
-    request.print("storage", "storage", |app| {
-        let mut report = storage_report(root, app, &entries)?;
-        super::inventory::app_rows(root, app, &entries, size, &mut report)?;
-        Ok(report)
-    })
+    request.print(
+        "storage",
+        "storage",
+        |app| {
+            let mut report = storage_report(root, app, &entries, out)?;
+            super::inventory::app_rows(root, app, &entries, size, &mut report)?;
+            Ok(report)
+        },
+        out,
+    )
 }
 
-fn report_global(root: &Root, format: Format) -> Result<()> {
+fn report_global(root: &Root, format: Format, out: &Reporter) -> Result<()> {
     let entries = root.list_entries()?;
     let mut rows = Vec::new();
     for entry in entries {
@@ -619,18 +548,18 @@ fn report_global(root: &Root, format: Format) -> Result<()> {
         Format::Json => {
             let items: Vec<serde_json::Value> =
                 rows.iter().map(|(entry, apps)| json!({"entry": entry, "mounted_by": apps})).collect();
-            print_json(&items)
+            print_json(&items, out)
         }
         Format::Text if rows.is_empty() => {
-            step("No storage entries registered");
+            out.step("No storage entries registered");
             Ok(())
         }
         Format::Text => {
-            step("Storage report (global):");
+            out.step("Storage report (global):");
             for (entry, apps) in rows {
                 let names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
                 let mounted_by = if names.is_empty() { "—".to_string() } else { names.join(", ") };
-                detail(format!("{}\t{}\tmounted by: {mounted_by}", entry.name, entry.scheduler));
+                out.detail(format!("{}\t{}\tmounted by: {mounted_by}", entry.name, entry.scheduler));
             }
             Ok(())
         }
@@ -640,59 +569,34 @@ fn report_global(root: &Root, format: Format) -> Result<()> {
 /// The directory an entry's chown and mode apply to: only its default one, as in Dokku, since a
 /// custom path may be anything on the host.
 fn entry_default_dir(root: &Root, entry: &Entry) -> Option<PathBuf> {
-    let default = root.entry_default_dir(&entry.name);
-    (entry.host_path == EntryBacking::Dir(default.clone())).then_some(default)
+    lifecycle::default_dir(entry, &root.entry_default_dir(&entry.name))
 }
 
-fn apply_entry_dir(root: &Root, entry: &Entry) -> Result<()> {
+fn apply_entry_dir(root: &Root, entry: &Entry, out: &Reporter) -> Result<()> {
     let Some(dir) = entry_default_dir(root, entry) else { return Ok(()) };
     root.make_data_root()?;
     if hostfs::ensure_dir(&dir)? {
-        detail(format!("Created {}", dir.display()));
+        out.detail(format!("Created {}", dir.display()));
     }
     if let Some(mode) = entry.mode {
-        detail(format!("Setting directory mode to {mode}"));
+        out.detail(format!("Setting directory mode to {mode}"));
         hostfs::set_mode(&dir, mode.0)?;
     }
     if let Some(uid) = entry.chown.and_then(Chown::uid) {
-        detail(format!("Setting directory ownership to {uid}:{uid}"));
+        out.detail(format!("Setting directory ownership to {uid}:{uid}"));
         hostfs::chown_tree(&dir, uid, uid)?;
     }
     Ok(())
 }
 
-fn only_on_default_path(root: &Root, entry: &Entry, flag: &str) -> Result<()> {
-    if entry_default_dir(root, entry).is_some() {
-        return Ok(());
-    }
-    Err(CliError::Usage(format!(
-        "{flag} is only supported when the storage entry uses the default host path ({}); omit {flag} and manage {} manually",
-        root.entry_default_dir(&entry.name).display(),
-        entry.host_path
-    )))
-}
-
-pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
+pub fn create(root: &Root, args: CreateArgs, out: &Reporter) -> Result<()> {
     let name = EntryName::new(&args.name)?;
-    if args.scheduler != SCHEDULER {
-        return Err(CliError::Usage(format!(
-            "storage entry \"{name}\" has unsupported scheduler \"{}\" (supported: {SCHEDULER})",
-            args.scheduler
-        )));
-    }
+    lifecycle::check_scheduler(&name, &args.scheduler)?;
     let host_path = match args.path.as_deref() {
         Some(path) => EntryBacking::parse(&name, path)?,
         None => EntryBacking::Dir(root.entry_default_dir(&name)),
     };
-    if let EntryBacking::Dir(path) = &host_path
-        && path.exists()
-        && !path.is_dir()
-    {
-        return Err(CliError::Usage(format!(
-            "storage entry path {} exists but is not a directory",
-            path.display()
-        )));
-    }
+    lifecycle::check_backing(&host_path)?;
     let mut entry = Entry {
         name: name.clone(),
         scheduler: SCHEDULER.to_string(),
@@ -703,7 +607,7 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
         annotations: metadata::parse_pairs(metadata::Kind::Annotation, &args.annotations)?,
         labels: metadata::parse_pairs(metadata::Kind::Label, &args.labels)?,
     };
-    check_default_path_settings(root, &entry)?;
+    lifecycle::check_default_path_settings(&entry, &root.entry_default_dir(&name))?;
     let lock = root.lock_entries()?;
     if root.entry_exists(&name) {
         let existing = root.read_entry(&name)?;
@@ -716,16 +620,16 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
         }
         let changes = entry.changes_from(&existing)?;
         if changes.is_empty() {
-            step(format!("Storage entry {name} already exists, leaving in place"));
+            out.step(format!("Storage entry {name} already exists, leaving in place"));
         } else {
-            step(format!("Storage entry {name} already exists, updating {}", changes.join(", ")));
+            out.step(format!("Storage entry {name} already exists, updating {}", changes.join(", ")));
         }
         // Ownership and mode are applied again either way, as Dokku does: something else may
         // have changed them since.
-        apply_entry_dir(root, &entry)?;
+        apply_entry_dir(root, &entry, out)?;
         if !changes.is_empty() {
             root.write_entry(&entry, &lock)?;
-            step(format!("Storage entry {name} updated"));
+            out.step(format!("Storage entry {name} updated"));
         }
         return Ok(());
     }
@@ -736,83 +640,55 @@ pub fn create(root: &Root, args: CreateArgs) -> Result<()> {
         && entry_default_dir(root, &entry).is_none()
         && hostfs::ensure_dir(path)?
     {
-        detail(format!("Created {}", path.display()));
+        out.detail(format!("Created {}", path.display()));
     }
-    apply_entry_dir(root, &entry)?;
-    super::storage_metadata::ensure_entry_volume(&entry)?;
+    apply_entry_dir(root, &entry, out)?;
+    super::storage_metadata::ensure_entry_volume(&entry, out)?;
     root.write_entry(&entry, &lock)?;
-    step(format!("Storage entry {name} created"));
+    out.step(format!("Storage entry {name} created"));
     Ok(())
 }
 
-/// `--chown`, `--mode` and `--reclaim-policy Delete` act on the default directory only.
-fn check_default_path_settings(root: &Root, entry: &Entry) -> Result<()> {
-    if entry.chown.is_some() {
-        only_on_default_path(root, entry, "--chown")?;
-    }
-    if entry.mode.is_some() {
-        only_on_default_path(root, entry, "--mode")?;
-    }
-    if entry.reclaim_policy == ReclaimPolicy::Delete {
-        only_on_default_path(root, entry, "--reclaim-policy Delete")?;
-    }
-    Ok(())
-}
-
-pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool) -> Result<()> {
+pub fn destroy(root: &Root, name: &str, force: bool, destroy_host_dir: bool, out: &Reporter) -> Result<()> {
     let name = EntryName::new(name)?;
     let entry = root.read_entry(&name)?;
     let removable_dir = entry_default_dir(root, &entry);
-    if destroy_host_dir && removable_dir.is_none() {
-        only_on_default_path(root, &entry, "--destroy-host-dir")?;
+    if destroy_host_dir {
+        lifecycle::only_on_default_path(&entry, &root.entry_default_dir(&name), "--destroy-host-dir")?;
     }
     let remove_dir = (destroy_host_dir || entry.reclaim_policy == ReclaimPolicy::Delete)
         .then_some(removable_dir)
         .flatten();
-    let mounted_by = root.apps_mounting(&name)?;
-    if !mounted_by.is_empty() {
-        return Err(still_mounted(&name, &mounted_by));
-    }
+    lifecycle::check_unmounted(&name, &root.apps_mounting(&name)?)?;
     let warning = remove_dir.as_ref().map(|dir| {
         format!(
             "Storage entry {name} is backed by {}, which will be removed along with its contents.",
             dir.display()
         )
     });
-    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force, warning.as_deref())?;
+    confirm_destructive("storage entry", "storage:destroy", name.as_str(), force, warning.as_deref(), out)?;
     let lock = root.lock_entries()?;
     // Checked again under the lock: a mount may have been added while we asked.
-    let mounted_by = root.apps_mounting(&name)?;
-    if !mounted_by.is_empty() {
-        return Err(still_mounted(&name, &mounted_by));
-    }
+    lifecycle::check_unmounted(&name, &root.apps_mounting(&name)?)?;
     root.remove_entry(&name, &lock)?;
     if let Some(dir) = remove_dir
         && hostfs::remove_tree(&dir)?
     {
-        detail(format!("Removed {}", dir.display()));
+        out.detail(format!("Removed {}", dir.display()));
     }
-    step(format!("Storage entry {name} destroyed"));
+    out.step(format!("Storage entry {name} destroyed"));
     Ok(())
 }
 
-fn still_mounted(name: &EntryName, apps: &[AppName]) -> CliError {
-    let names: Vec<&str> = apps.iter().map(AppName::as_str).collect();
-    CliError::Usage(format!(
-        "storage entry \"{name}\" is still mounted by app(s): {}; unmount it first (berth storage:unmount <app> {name})",
-        names.join(", ")
-    ))
-}
-
-pub fn info(root: &Root, name: &str, format: Format) -> Result<()> {
+pub fn info(root: &Root, name: &str, format: Format, out: &Reporter) -> Result<()> {
     let entry = root.read_entry(&EntryName::new(name)?)?;
     match format {
         Format::Json => {
-            let text = serde_json::to_string_pretty(&entry).map_err(|e| CliError::Usage(e.to_string()))?;
-            println!("{text}");
+            let text = serde_json::to_string_pretty(&entry)?;
+            out.text(format!("{text}\n"));
         }
         Format::Text => {
-            step(format!("Storage entry {}", entry.name));
+            out.step(format!("Storage entry {}", entry.name));
             let mut rows =
                 vec![("Scheduler:", entry.scheduler.clone()), ("Host path:", entry.host_path.to_string())];
             if let Some(chown) = entry.chown {
@@ -823,25 +699,25 @@ pub fn info(root: &Root, name: &str, format: Format) -> Result<()> {
             }
             rows.push(("Reclaim policy:", entry.reclaim_policy.to_string()));
             for (label, value) in rows {
-                detail(format!("{label:<18}{value}"));
+                out.detail(format!("{label:<18}{value}"));
             }
         }
     }
     Ok(())
 }
 
-pub fn list_entries(root: &Root, format: Format) -> Result<()> {
+pub fn list_entries(root: &Root, format: Format, out: &Reporter) -> Result<()> {
     let entries = root.list_entries()?;
     match format {
         Format::Json => {
-            let text = serde_json::to_string_pretty(&entries).map_err(|e| CliError::Usage(e.to_string()))?;
-            println!("{text}");
+            let text = serde_json::to_string_pretty(&entries)?;
+            out.text(format!("{text}\n"));
         }
-        Format::Text if entries.is_empty() => step("No storage entries registered"),
+        Format::Text if entries.is_empty() => out.step("No storage entries registered"),
         Format::Text => {
-            step("Storage entries:");
+            out.step("Storage entries:");
             for entry in entries {
-                detail(format!("{}\t{}\t{}", entry.name, entry.scheduler, entry.host_path));
+                out.detail(format!("{}\t{}\t{}", entry.name, entry.scheduler, entry.host_path));
             }
         }
     }
@@ -850,7 +726,7 @@ pub fn list_entries(root: &Root, format: Format) -> Result<()> {
 
 /// `storage:set <name> <property> [<value>]`, and Dokku's deprecated flag form
 /// (`storage:set <name> --mode 0770`, `--annotation k=v`, `--label k=v`) with its warning.
-pub fn set(root: &Root, args: SetArgs) -> Result<()> {
+pub fn set(root: &Root, args: SetArgs, out: &Reporter) -> Result<()> {
     let name = EntryName::new(&args.name)?;
     let flags = args.flag_properties();
     let metadata_flags = !args.annotations.is_empty() || !args.labels.is_empty();
@@ -867,10 +743,10 @@ pub fn set(root: &Root, args: SetArgs) -> Result<()> {
         None => flags.into_iter().map(|(p, v)| (p, Some(v))).collect(),
     };
     if args.property.is_none() && !changes.is_empty() {
-        warn("Deprecated: please use 'storage:set <name> <property> [<value>]' instead of flags");
+        out.warn("Deprecated: please use 'storage:set <name> <property> [<value>]' instead of flags");
     }
     if metadata_flags {
-        warn(
+        out.warn(
             "Deprecated: please use 'storage:annotations:set' and 'storage:labels:set' instead of --annotation and --label",
         );
     }
@@ -878,7 +754,7 @@ pub fn set(root: &Root, args: SetArgs) -> Result<()> {
     let before = root.read_entry(&name)?;
     let mut entry = before.clone();
     for (property, value) in changes.drain(..) {
-        set_property(root, &mut entry, property, value)?;
+        lifecycle::set_property(&mut entry, &root.entry_default_dir(&name), property, value)?;
     }
     if !args.annotations.is_empty() {
         entry.annotations = metadata::parse_pairs(metadata::Kind::Annotation, &args.annotations)?;
@@ -888,50 +764,17 @@ pub fn set(root: &Root, args: SetArgs) -> Result<()> {
     }
     if before != entry {
         if before.chown != entry.chown || before.mode != entry.mode {
-            apply_entry_dir(root, &entry)?;
+            apply_entry_dir(root, &entry, out)?;
         }
         root.write_entry(&entry, &lock)?;
     }
-    step(format!("Storage entry {name} updated"));
-    Ok(())
-}
-
-/// Sets (or, without a value, unsets) one property, checked before anything is saved.
-fn set_property(root: &Root, entry: &mut Entry, property: &str, value: Option<&str>) -> Result<()> {
-    let name = entry.name.clone();
-    match property {
-        "chown" => entry.chown = value.map(str::parse).transpose()?,
-        "mode" => entry.mode = value.map(str::parse).transpose()?,
-        "reclaim-policy" => entry.reclaim_policy = value.map(str::parse).transpose()?.unwrap_or_default(),
-        "access-mode" | "storage-class-name" => {
-            return Err(CliError::Usage(format!(
-                "storage:set cannot change {property} in place; recreate the entry (berth has no {property}: entries are {SCHEDULER})"
-            )));
-        }
-        "namespace" | "size" => {
-            return Err(CliError::Usage(format!(
-                "storage entry \"{name}\" ({SCHEDULER}) does not accept {property}"
-            )));
-        }
-        other => {
-            return Err(CliError::Usage(format!(
-                "Invalid property specified, valid properties include: chown, mode, reclaim-policy (not \"{other}\")"
-            )));
-        }
-    }
-    let flag = format!("--{property}");
-    if (property == "chown" && entry.chown.is_some())
-        || (property == "mode" && entry.mode.is_some())
-        || (property == "reclaim-policy" && entry.reclaim_policy == ReclaimPolicy::Delete)
-    {
-        only_on_default_path(root, entry, &flag)?;
-    }
+    out.step(format!("Storage entry {name} updated"));
     Ok(())
 }
 
 /// `storage:allow` and `storage:disallow`: a host path (and below), an external volume, or
 /// `driver:<name>`, a volume driver.
-pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool) -> Result<()> {
+pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool, out: &Reporter) -> Result<()> {
     existing_app(root, app)?;
     let grant = parse_grant(source)?;
     let changed = root.update_app(app, |state| {
@@ -943,13 +786,15 @@ pub fn allow(root: &Root, app: &AppName, source: &str, allow: bool) -> Result<()
         })
     })?;
     match (allow, changed) {
-        (true, true) => step(format!("Allowed {source} in app.toml of {app}")),
-        (true, false) => step(format!("{source} is already allowed for {app}")),
-        (false, true) => step(format!(
+        (true, true) => out.step(format!("Allowed {source} in app.toml of {app}")),
+        (true, false) => out.step(format!("{source} is already allowed for {app}")),
+        (false, true) => out.step(format!(
             "Disallowed {source} for {app}; running containers keep what they mount, but ps:restart and rollback \
              refuse releases that still use it until a push without it"
         )),
-        (false, false) => return Err(CliError::Usage(format!("{source} is not allowed for {app}"))),
+        (false, false) => {
+            return Err(Refusal::NotAllowed { grant: source.to_string(), app: app.clone() }.into());
+        }
     }
     Ok(())
 }
@@ -966,17 +811,12 @@ fn parse_grant(source: &str) -> Result<Grant> {
         return if is_driver_name(driver) {
             Ok(Grant::Driver(driver.to_string()))
         } else {
-            Err(CliError::Usage(format!(
-                "volume driver \"{driver}\" is not a plain name: lowercase letters, digits, '.', '_' and '-', without \
-                 '/' or '..' (install a plugin under such a name with `docker plugin install --alias <name>`)"
-            )))
+            Err(Refusal::BadDriverName(driver.to_string()).into())
         };
     }
     if source.starts_with('/') {
         crate::storage::check_no_separators("host path", source)?;
-        let path = normalize_container_path(source).map_err(|_| {
-            CliError::Usage(format!("host path \"{source}\" must be absolute, not \"/\", and free of \"..\""))
-        })?;
+        let path = normalize_container_path(source).map_err(|_| Refusal::BadGrantPath(source.to_string()))?;
         Ok(Grant::HostPath(PathBuf::from(path)))
     } else if is_docker_volume_name(source) {
         Ok(Grant::Volume(source.to_string()))

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
-use super::{CliError, Result};
+use super::Result;
+use super::refusal::Refusal;
 use crate::engine::{ContainerSpec, Engine, EngineMount, MountKind};
 use crate::names::EntryName;
+use crate::output::Reporter;
 use crate::state::Root;
 use crate::storage::{Chown, EntryBacking};
 
@@ -29,19 +31,17 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-pub fn exec(root: &Root, args: ExecArgs) -> Result<i32> {
+pub fn exec(root: &Root, args: ExecArgs, out: &Reporter) -> Result<i32> {
     let name = EntryName::new(&args.name)?;
     let entry = root.read_entry(&name)?;
     let command: Vec<String> = args.command.into_iter().skip_while(|w| w == "--").collect();
     if command.is_empty() {
-        return Err(CliError::Usage(format!(
-            "storage:exec runs one command without a terminal; pass it after --, as in berth storage:exec {name} -- ls -la {DATA_PATH}"
-        )));
+        return Err(Refusal::NoCommand { name, data_path: DATA_PATH }.into());
     }
     let engine = Engine::connect()?;
     let (kind, source) = match &entry.host_path {
         EntryBacking::Dir(path) if !path.is_dir() => {
-            return Err(CliError::Usage(format!("host path {} does not exist", path.display())));
+            return Err(Refusal::MissingEntryDir(path.clone()).into());
         }
         EntryBacking::Dir(path) => (MountKind::Bind, path.display().to_string()),
         EntryBacking::Volume(volume) => {
@@ -50,10 +50,7 @@ pub fn exec(root: &Root, args: ExecArgs) -> Result<i32> {
         }
     };
     if !engine.image_exists(&args.image)? {
-        return Err(CliError::Usage(format!(
-            "image {} is not on this engine; pull it (docker pull {}) or pass --image <an image it has>",
-            args.image, args.image
-        )));
+        return Err(Refusal::ImageNotOnEngine(args.image).into());
     }
     let user = match args.as_user.as_deref() {
         Some(user) => user.parse::<Chown>()?.uid(),
@@ -76,7 +73,7 @@ pub fn exec(root: &Root, args: ExecArgs) -> Result<i32> {
         ..ContainerSpec::default()
     };
     engine.create_container(&spec)?;
-    let status = engine.run_attached(&container, &mut crate::output::relay);
+    let status = engine.run_attached(&container, &mut |is_err, text| out.relay(is_err, text));
     engine.remove_container(&container)?;
     Ok(i32::try_from(status?).unwrap_or(1))
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::{CliError, Format, Result, print_json};
 use crate::engine::Engine;
 use crate::names::EntryName;
-use crate::output::{detail, heading, step};
+use crate::output::Reporter;
 use crate::state::Root;
 use crate::storage::metadata::{self, Kind};
 use crate::storage::{Entry, EntryBacking};
@@ -44,7 +44,7 @@ fn plural(kind: Kind) -> String {
     format!("{}s", kind.as_str())
 }
 
-pub fn set(root: &Root, kind: Kind, args: SetArgs) -> Result<()> {
+pub fn set(root: &Root, kind: Kind, args: SetArgs, out: &Reporter) -> Result<()> {
     let name = EntryName::new(&args.name)?;
     let lock = root.lock_entries()?;
     let mut entry = root.read_entry(&name)?;
@@ -52,22 +52,26 @@ pub fn set(root: &Root, kind: Kind, args: SetArgs) -> Result<()> {
     let is_set = metadata::set(map_of(&mut entry, kind), kind, key, args.value.as_deref())?;
     let key = key.unwrap_or_default();
     if is_set {
-        heading(format!("Setting {} {key} to {}", kind.as_str(), args.value.as_deref().unwrap_or_default()));
+        out.heading(format!(
+            "Setting {} {key} to {}",
+            kind.as_str(),
+            args.value.as_deref().unwrap_or_default()
+        ));
     } else {
-        heading(format!("Unsetting {} {key}", kind.as_str()));
+        out.heading(format!("Unsetting {} {key}", kind.as_str()));
     }
     root.write_entry(&entry, &lock)?;
     if kind == Kind::Label
         && let EntryBacking::Volume(volume) = &entry.host_path
     {
-        detail(format!(
+        out.detail(format!(
             "The Docker volume {volume} keeps the labels it was made with (the engine cannot change them); new volumes get these"
         ));
     }
     Ok(())
 }
 
-pub fn report(root: &Root, kind: Kind, args: ReportArgs) -> Result<()> {
+pub fn report(root: &Root, kind: Kind, args: ReportArgs, out: &Reporter) -> Result<()> {
     let (words, format) = super::report::take_format(&args.args, args.format)?;
     let (flags, names): (Vec<&String>, Vec<&String>) = words.iter().partition(|w| w.starts_with("--"));
     let command = format!("storage:{}:report", plural(kind));
@@ -85,7 +89,7 @@ pub fn report(root: &Root, kind: Kind, args: ReportArgs) -> Result<()> {
             let value = flag.strip_prefix(&prefix).and_then(|key| map.get(key));
             return match value {
                 Some(value) => {
-                    println!("{value}");
+                    out.text(format!("{value}\n"));
                     Ok(())
                 }
                 None => {
@@ -102,7 +106,7 @@ pub fn report(root: &Root, kind: Kind, args: ReportArgs) -> Result<()> {
         _ => return Err(CliError::Usage(format!("{command} command allows only a single flag"))),
     }
     if entries.is_empty() && format == Format::Text {
-        step("No storage entries registered");
+        out.step("No storage entries registered");
         return Ok(());
     }
     let mut rows: Vec<(EntryName, BTreeMap<String, String>)> = Vec::new();
@@ -111,9 +115,9 @@ pub fn report(root: &Root, kind: Kind, args: ReportArgs) -> Result<()> {
         rows.push((entry.name, map));
     }
     match (format, rows.as_slice()) {
-        (Format::Json, [(_, map)]) if names.len() == 1 => print_json(map),
+        (Format::Json, [(_, map)]) if names.len() == 1 => print_json(map, out),
         (Format::Json, _) => {
-            print_json(&rows.into_iter().map(|(n, m)| (n.to_string(), m)).collect::<BTreeMap<_, _>>())
+            print_json(&rows.into_iter().map(|(n, m)| (n.to_string(), m)).collect::<BTreeMap<_, _>>(), out)
         }
         (Format::Text, _) => {
             let label = match kind {
@@ -121,10 +125,10 @@ pub fn report(root: &Root, kind: Kind, args: ReportArgs) -> Result<()> {
                 Kind::Label => "Label",
             };
             for (name, map) in rows {
-                heading(format!("{name} {} information", plural(kind)));
+                out.heading(format!("{name} {} information", plural(kind)));
                 let width = map.keys().map(|k| k.len() + label.len() + 2).max().unwrap_or(0).max(31);
                 for (key, value) in map {
-                    detail(format!("{:<width$}{value}", format!("{label} {key}:")));
+                    out.detail(format!("{:<width$}{value}", format!("{label} {key}:")));
                 }
             }
             Ok(())
@@ -134,12 +138,12 @@ pub fn report(root: &Root, kind: Kind, args: ReportArgs) -> Result<()> {
 
 /// Makes the Docker volume a volume-backed entry names, labelled with the entry and its labels,
 /// unless it exists (an existing volume is the admin's and is used as it is).
-pub fn ensure_entry_volume(entry: &Entry) -> Result<()> {
+pub fn ensure_entry_volume(entry: &Entry, out: &Reporter) -> Result<()> {
     let EntryBacking::Volume(volume) = &entry.host_path else { return Ok(()) };
     let mut labels: HashMap<String, String> = entry.labels.clone().into_iter().collect();
     labels.insert(ENTRY_LABEL.to_string(), entry.name.to_string());
     if Engine::connect()?.ensure_labelled_volume(volume, labels)? {
-        detail(format!("Created Docker volume {volume}"));
+        out.detail(format!("Created Docker volume {volume}"));
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use super::{CliError, Result, existing_app};
 use crate::deploy;
 use crate::names::AppName;
-use crate::output::{detail, step, warn};
+use crate::output::Reporter;
 use crate::state::Root;
 use crate::storage::Source;
 use crate::storage::migrate::{self, Move};
@@ -17,23 +17,23 @@ pub struct MigrateArgs {
     all: bool,
 }
 
-pub fn migrate(root: &Root, args: MigrateArgs) -> Result<()> {
+pub fn migrate(root: &Root, args: MigrateArgs, out: &Reporter) -> Result<()> {
     match (args.app, args.all) {
         (Some(_), true) => {
             Err(CliError::Usage("storage:migrate accepts either an app name or --all, not both".into()))
         }
         (None, false) => Err(CliError::Usage("storage:migrate requires an app name (or --all)".into())),
         (Some(app), false) => {
-            migrate_app(root, &AppName::new(&app)?)?;
-            step(format!("Re-migrated {app}"));
+            migrate_app(root, &AppName::new(&app)?, out)?;
+            out.step(format!("Re-migrated {app}"));
             Ok(())
         }
         (None, true) => {
             let apps = root.list_apps()?;
             for app in &apps {
-                migrate_app(root, app)?;
+                migrate_app(root, app, out)?;
             }
-            step(format!("Re-migrated {} app(s)", apps.len()));
+            out.step(format!("Re-migrated {} app(s)", apps.len()));
             Ok(())
         }
     }
@@ -41,14 +41,14 @@ pub fn migrate(root: &Root, args: MigrateArgs) -> Result<()> {
 
 /// Moves what can move; an option whose host path is missing or whose container path another
 /// mount holds stays in docker-options, with the reason.
-fn migrate_app(root: &Root, app: &AppName) -> Result<()> {
+fn migrate_app(root: &Root, app: &AppName, out: &Reporter) -> Result<()> {
     existing_app(root, app)?;
     let entries = root.entries_by_name()?;
     let moved = root.update_app(app, |state| {
         let mut moved = Vec::new();
         for planned in migrate::plan(&state.docker_options)? {
             if let Err(reason) = movable(app, state, &planned) {
-                warn(format!("Leaving docker-option \"{}\" in place: {reason}", planned.option));
+                out.warn(format!("Leaving docker-option \"{}\" in place: {reason}", planned.option));
                 continue;
             }
             if !state.mounts.iter().any(|m| m.same_mount(&planned.attachment)) {
@@ -62,23 +62,23 @@ fn migrate_app(root: &Root, app: &AppName) -> Result<()> {
     })?;
     for planned in &moved {
         let phases: Vec<&str> = planned.attachment.phases.iter().map(|p| p.as_str()).collect();
-        detail(format!(
+        out.detail(format!(
             "Moved docker-option \"{}\" to a storage mount ({})",
             planned.option,
             phases.join(",")
         ));
     }
     if !moved.is_empty() {
-        super::apply_or_hint(root, app, false)?;
+        super::apply_or_hint(root, app, false, out)?;
     }
     Ok(())
 }
 
 fn movable(app: &AppName, state: &crate::state::AppState, planned: &Move) -> Result<()> {
     match &planned.attachment.source {
-        Source::HostPath(path) => super::storage::check_host_path(path)?,
+        Source::HostPath(path) => crate::storage::host_path::check_present(path)?,
         Source::Volume(name) => crate::engine::Engine::connect()?.require_volume(name)?,
         _ => {}
     }
-    super::storage::check_collisions(app, state, &planned.attachment)
+    Ok(crate::storage::mounts::check_collisions(app, state, &planned.attachment)?)
 }

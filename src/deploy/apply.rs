@@ -4,15 +4,16 @@
 use super::fault::fault_point;
 use super::plan::Plan;
 use super::route::Routing;
-use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options};
-use super::storage::{check_mounts, ensure_storage};
+use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options, process_specs};
+use super::storage::{StorageSpec, check_mounts, ensure_storage};
 use super::swap::{Replace, start_release};
-use super::{DeployError, Result, Timing, image_repo, parse_user};
+use super::{DeployError, Result, Timing, image_repo};
 use crate::engine::{APP_LABEL, ContainerSpec};
-use crate::output::{detail, step};
+use crate::output::Reporter;
 use crate::scheduler::{BuildContext, Scheduler};
 use crate::state::{Lock, Outcome, Release, Releases, Root};
 use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
+use crate::user::AppUser;
 
 /// Applies a plan: storage, image, build command, containers, state. Called with the app's
 /// lock held. On failure nothing of the app's state changes and the old release serves on.
@@ -23,13 +24,14 @@ pub fn apply(
     context: BuildContext,
     lock: &Lock,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<Release> {
     let app = &plan.app;
     let entries = root.entries_by_name()?;
     check_mounts(root, app, plan.release, &plan.mounts, &entries)?;
-    let owner = plan.run.user.as_deref().and_then(parse_user);
+    let owner = plan.run.user.as_ref().map(AppUser::chown_ids);
     // Build first: a failed build leaves storage exactly as it was.
-    step(format!("Building {}", plan.image));
+    out.step(format!("Building {}", plan.image));
     let build_labels = [(APP_LABEL.to_string(), app.to_string())].into();
     let mut build_args = crate::config::build_args(root, app, &plan.run)?;
     // The admin's build-phase `--build-arg`s win over config's `env_keys`: they name the build.
@@ -40,19 +42,20 @@ pub fn apply(
         &build_labels,
         &build_args,
         context,
-        &mut |line| detail(line),
+        &mut |line| out.detail(line),
     )?;
-    fault_point("after-build");
-    step("Ensuring storage");
-    ensure_storage(root, scheduler, app, &plan.mounts, &entries, owner, &plan.volume_specs)?;
-    fault_point("after-storage");
+    fault_point("after-build", out);
+    out.step("Ensuring storage");
+    let spec = StorageSpec { owner, volumes: Some(&plan.volume_specs) };
+    ensure_storage(root, scheduler, app, &plan.mounts, &entries, spec, out)?;
+    fault_point("after-storage", out);
     if let Some(command) = &plan.build_command {
-        run_build_command(root, scheduler, plan, command)?;
-        fault_point("after-build-command");
+        run_build_command(root, scheduler, plan, command, out)?;
+        fault_point("after-build-command", out);
     }
     let release = new_release(plan, Outcome::Deployed);
     let mut state = root.read_app(app)?;
-    crate::scheduler::docker_swarm::choose_node(root, &mut state)?;
+    crate::scheduler::docker_swarm::choose_node(root, &mut state, out)?;
     state.stopped = false;
     state.mounts.clone_from(&plan.mounts);
     state.detached.retain(|d| !plan.mounts.iter().any(|m| m.same_mount(d)));
@@ -63,9 +66,10 @@ pub fn apply(
     }
     // Held until the release is recorded: a table built from the records names it.
     let mut routing = Routing::open(root, app, &plan.run)?;
+    let specs = process_specs(root, app, &state, &release, &entries)?;
     let serving =
-        start_release(root, scheduler, &mut routing, app, &state, &release, timing, Replace::Every)?;
-    fault_point("after-retire");
+        start_release(root, scheduler, &mut routing, &state, &release, specs, timing, Replace::Every, out)?;
+    fault_point("after-retire", out);
     // Three writes, each atomic, so a crash between any two leaves a history that never calls
     // a release deployed unless the state made it current: the release is recorded as
     // interrupted, then made current, then marked deployed (restart finishes the last step).
@@ -77,7 +81,7 @@ pub fn apply(
         ..release
     });
     root.write_releases(app, &releases, lock)?;
-    fault_point("after-release-write");
+    fault_point("after-release-write", out);
     state.current_release = Some(plan.release);
     root.write_app(app, &state, lock)?;
     mark_deployed(root, &mut releases, plan, lock)
@@ -114,9 +118,15 @@ fn mark_deployed(root: &Root, releases: &mut Releases, plan: &Plan, lock: &Lock)
 
 /// Runs `[build].command` in a container of the new image with the build-phase mounts, and
 /// commits the result as the release image.
-fn run_build_command(root: &Root, scheduler: &dyn Scheduler, plan: &Plan, command: &str) -> Result<()> {
+fn run_build_command(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    plan: &Plan,
+    command: &str,
+    out: &Reporter,
+) -> Result<()> {
     let app = &plan.app;
-    step(format!("Running build command: {command}"));
+    out.step(format!("Running build command: {command}"));
     let config = scheduler.image_config(&plan.image)?;
     let entries = root.entries_by_name()?;
     let name = format!("{app}.build.{}", plan.release);
@@ -126,7 +136,7 @@ fn run_build_command(root: &Root, scheduler: &dyn Scheduler, plan: &Plan, comman
         image: plan.image.clone(),
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_string()]),
         env: base_env(root, app, plan.release, &plan.run)?,
-        user: plan.run.user.clone(),
+        user: plan.run.user.as_ref().map(ToString::to_string),
         labels: labels(app, "build"),
         mounts: engine_mounts(root, app, &plan.mounts, &entries, Phase::Build, "build")?,
         publish: None,
@@ -139,7 +149,7 @@ fn run_build_command(root: &Root, scheduler: &dyn Scheduler, plan: &Plan, comman
     scheduler.create_container(&spec)?;
     let status = scheduler.run_attached(&name, &mut |_, text| {
         for line in text.lines() {
-            detail(line);
+            out.detail(line);
         }
     });
     let outcome = match status {

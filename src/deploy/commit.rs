@@ -2,18 +2,18 @@
 //! (`ps:rebuild`): read `app.toml` from the commit, check it against the server, plan, print the
 //! plan, and apply it — or, for a dry run, stop after the plan with nothing changed.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::plan::{HostPathFact, Plan, PlanInputs, plan};
+use super::plan::{Plan, PlanInputs, plan};
 use super::{DeployError, Timing, apply, record_failure};
 use crate::git::{GitError, PushedRepo};
 use crate::manifest::{self, Diagnostic, Manifest, Policy, Server};
 use crate::names::AppName;
-use crate::output::{self, warn};
+use crate::output::{self, Reporter};
 use crate::scheduler::{BuildContext, Scheduler};
 use crate::state::{Lock, Release, Root, StateError};
-use crate::storage::binds::{self, Bind};
+use crate::storage::binds::Bind;
+use crate::storage::host_path;
 use crate::storage::{Attachment, Origin, Source};
 
 /// Largest Dockerfile berth accepts (only its presence is checked).
@@ -84,10 +84,11 @@ pub fn deploy_commit(
     source: Commit<'_>,
     lock: &Lock,
     mode: Mode,
+    out: &Reporter,
 ) -> Result<(Plan, Release), CommitError> {
     let Commit { repo, app, commit, manifest: manifest_bytes } = source;
     let plan = plan_commit(root, &repo, app, commit, manifest_bytes)?;
-    output::text(plan.to_string());
+    out.text(plan.to_string());
     // A proxy that is down refuses the push before anything is built or recorded.
     super::check_proxy(root, app, &plan.run)?;
     if mode == Mode::DryRun {
@@ -99,11 +100,11 @@ pub fn deploy_commit(
             .and_then(|repo| repo.write_tree_tar(&context_commit, out))
             .map_err(|e| std::io::Error::other(e.to_string()))
     });
-    match apply(root, scheduler, &plan, context, lock, Timing::from_env()) {
+    match apply(root, scheduler, &plan, context, lock, Timing::from_env(), out) {
         Ok(release) => Ok((plan, release)),
         Err(error) => {
             if let Err(record) = record_failure(root, &plan, &error.to_string(), lock) {
-                warn(format!("could not record the failed release: {record}"));
+                out.warn(format!("could not record the failed release: {record}"));
             }
             Err(error.into())
         }
@@ -113,24 +114,27 @@ pub fn deploy_commit(
 /// Prints why a deploy of a commit did not happen: each `app.toml` problem with its position
 /// and hint, the dry run's verdict, or the deploy error; `verdict` says what that means
 /// ("the push is rejected").
-pub fn report_commit_failure(error: &CommitError, verdict: &str) {
+pub fn report_commit_failure(error: &CommitError, verdict: &str, out: &Reporter) {
     match error {
         CommitError::Manifest(problems) => {
-            print_problems(problems);
-            warn(format!("app.toml has {} problem(s); {verdict} and nothing was changed", problems.len()));
+            print_problems(problems, out);
+            out.warn(format!(
+                "app.toml has {} problem(s); {verdict} and nothing was changed",
+                problems.len()
+            ));
         }
-        CommitError::DryRun => warn(format!("Dry run: {verdict}; nothing was built, started or changed")),
+        CommitError::DryRun => out.warn(format!("Dry run: {verdict}; nothing was built, started or changed")),
         other => {
-            warn(output::printable(&other.to_string()));
-            warn(format!("{}; the previous release keeps serving", capitalized(verdict)));
+            out.warn(output::printable(&other.to_string()));
+            out.warn(format!("{}; the previous release keeps serving", capitalized(verdict)));
         }
     }
 }
 
 /// Each `app.toml` problem with its position and hint, on stderr.
-pub fn print_problems(problems: &[Diagnostic]) {
+pub fn print_problems(problems: &[Diagnostic], out: &Reporter) {
     for problem in problems {
-        output::error_text(problem.to_string());
+        out.error_text(problem.to_string());
     }
 }
 
@@ -162,7 +166,11 @@ fn plan_commit(
         None => Manifest::default(),
         Some(bytes) => manifest::check(bytes, &policy, &admin_mounts).map_err(CommitError::Manifest)?,
     };
-    let host_paths = host_path_facts(&manifest, &grants.host_paths);
+    let repo_host_paths = manifest.mounts.iter().filter_map(|mount| match &mount.source {
+        Source::HostPath(path) => Some(path),
+        _ => None,
+    });
+    let host_paths = host_path::repo_facts(repo_host_paths, &grants.host_paths);
     let dockerfile_found =
         repo.open()?.read_file(commit, &manifest.build.dockerfile, MAX_DOCKERFILE_BYTES)?.is_some();
     let releases = root.read_releases(app)?;
@@ -178,47 +186,4 @@ fn plan_commit(
         dockerfile_found,
     };
     plan(inputs).map_err(CommitError::Manifest)
-}
-
-/// What the server's filesystem says about each host path the manifest mounts.
-fn host_path_facts(manifest: &Manifest, grants: &[PathBuf]) -> BTreeMap<PathBuf, HostPathFact> {
-    let mut facts = BTreeMap::new();
-    for mount in &manifest.mounts {
-        let Source::HostPath(path) = &mount.source else { continue };
-        let fact = if let Some(link) = symlink_below_grant(path, grants) {
-            HostPathFact::ThroughSymlink(link)
-        } else if !path.exists() {
-            HostPathFact::Missing
-        } else {
-            match binds::check_parents(path) {
-                Ok(()) => HostPathFact::Usable,
-                Err(unsafe_parent) => HostPathFact::UnsafeParent(unsafe_parent.to_string()),
-            }
-        };
-        facts.insert(path.clone(), fact);
-    }
-    facts
-}
-
-/// The symlink a host path goes through below the grant that allows it (the first one, from
-/// the grant down), when every grant that allows the path leads through one. A link planted
-/// below an allowed directory (by the app itself, through a mount of it) must not redirect a
-/// mount elsewhere on the server. The grant itself may be a link: the admin chose it.
-fn symlink_below_grant(path: &Path, grants: &[PathBuf]) -> Option<PathBuf> {
-    let mut found = None;
-    for grant in grants {
-        let Ok(below) = path.strip_prefix(grant) else { continue };
-        let mut at = grant.clone();
-        let link = below.components().find_map(|part| {
-            at.push(part);
-            std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()).then(|| at.clone())
-        });
-        match link {
-            None => return None,
-            Some(link) => {
-                found.get_or_insert(link);
-            }
-        }
-    }
-    found
 }

@@ -4,14 +4,16 @@
 //! after-build, after-storage, after-build-command, after-start, before-retire, after-retire,
 //! after-release-write. Release builds compile it to nothing.
 
+use crate::output::Reporter;
+
 #[cfg(feature = "fault-injection")]
-pub fn fault_point(point: &str) {
+pub fn fault_point(point: &str, out: &Reporter) {
     let Ok(wanted) = std::env::var("BERTH_FAULT") else { return };
     let (name, mode) = wanted.split_once(':').unwrap_or((wanted.as_str(), "abort"));
     if name != point {
         return;
     }
-    crate::output::warn(format!("BERTH_FAULT: stopping at {point} ({mode})"));
+    out.warn(format!("BERTH_FAULT: stopping at {point} ({mode})"));
     if mode == "pause" {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -22,4 +24,4 @@ pub fn fault_point(point: &str) {
 
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn fault_point(_point: &str) {}
+pub fn fault_point(_point: &str, _out: &Reporter) {}

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{DeployError, Result, Timing};
 use crate::engine::ContainerFacts;
-use crate::output::detail;
+use crate::output::Reporter;
 use crate::scheduler::Scheduler;
 use crate::state::Release;
 
@@ -19,11 +19,12 @@ pub(super) fn wait_healthy(
     upstream: Option<SocketAddr>,
     release: &Release,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<Option<u16>> {
     let port = inspect(scheduler, process, name)?.host_port;
     match ((process == "web").then_some(release.run.healthcheck.as_deref()).flatten(), upstream) {
-        (Some(path), Some(upstream)) => wait_http(scheduler, process, name, path, upstream, timing),
-        _ => wait_settled(scheduler, process, name, timing),
+        (Some(path), Some(upstream)) => wait_http(scheduler, process, name, path, upstream, timing, out),
+        _ => wait_settled(scheduler, process, name, timing, out),
     }
     .map(|()| port)
 }
@@ -44,9 +45,10 @@ fn wait_http(
     path: &str,
     upstream: SocketAddr,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<()> {
     let started = Instant::now();
-    detail(format!("Waiting for http://{upstream}{path} to answer 2xx"));
+    out.detail(format!("Waiting for http://{upstream}{path} to answer 2xx"));
     loop {
         let facts = inspect(scheduler, process, name)?;
         if let Some(reason) = exited(&facts) {
@@ -54,7 +56,7 @@ fn wait_http(
         }
         let last = match scheduler.http_status(upstream, path) {
             Ok(status) if (200..300).contains(&status) => {
-                detail(format!("Healthy: {path} answered {status}"));
+                out.detail(format!("Healthy: {path} answered {status}"));
                 return Ok(());
             }
             Ok(status) => format!("{path} answered {status}"),
@@ -69,12 +71,18 @@ fn wait_http(
 }
 
 /// Waits the settle time, then checks that the container is still up.
-fn wait_settled(scheduler: &dyn Scheduler, process: &str, name: &str, timing: Timing) -> Result<()> {
-    detail(format!("Waiting {}s to check that {name} stays up", timing.settle.as_secs()));
+fn wait_settled(
+    scheduler: &dyn Scheduler,
+    process: &str,
+    name: &str,
+    timing: Timing,
+    out: &Reporter,
+) -> Result<()> {
+    out.detail(format!("Waiting {}s to check that {name} stays up", timing.settle.as_secs()));
     std::thread::sleep(timing.settle);
     match exited(&inspect(scheduler, process, name)?) {
         None => {
-            detail("Default container check successful");
+            out.detail("Default container check successful");
             Ok(())
         }
         Some(reason) => Err(unhealthy(process, reason)),

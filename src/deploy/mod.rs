@@ -18,6 +18,7 @@ mod specs;
 mod stop;
 mod storage;
 mod swap;
+mod teardown;
 
 pub use apply::{apply, record_failure};
 pub use commit::{
@@ -26,14 +27,15 @@ pub use commit::{
 pub use fault::fault_point;
 pub use oneoff::run_oneoff;
 pub use ops::{rescale, restart, rollback, stop};
-pub use plan::{HostPathFact, Plan, PlanInputs, plan, short};
+pub use plan::{Plan, PlanInputs, plan, short};
 pub(crate) use route::Routing;
 pub use route::{announce, check as check_proxy};
 pub use specs::engine_mounts;
 pub(crate) use specs::{ProcessSpec, mount_image_volumes, process_specs, warn_anonymous_volume};
 pub use stop::{stop_and_remove, stop_timeout};
-pub use storage::{check_binds, check_mounts, ensure_storage};
-pub use swap::{Replace, Serving, recover, start_release};
+pub use storage::{StorageSpec, check_binds, check_mounts, ensure_storage};
+pub use swap::{Replace, Serving, recover};
+pub use teardown::destroy_app;
 
 use std::time::Duration;
 
@@ -42,7 +44,6 @@ use crate::engine::EngineError;
 use crate::hostfs::HostFsError;
 use crate::names::{AppName, EntryName};
 use crate::state::StateError;
-use crate::storage::Chown;
 use crate::storage::binds::BindError;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +81,8 @@ pub enum DeployError {
     NothingToRollBackTo(AppName),
     #[error("the image of release {release} ({image}) was pruned")]
     ImagePruned { release: u32, image: String },
-    #[error("host path {0} does not exist; create it or unmount it")]
-    MissingHostPath(std::path::PathBuf),
+    #[error(transparent)]
+    HostPath(#[from] crate::storage::host_path::HostPathError),
     #[error("could not give storage to {uid}:{gid}: chown in {image} exited {status}: {output}")]
     Chown { uid: u32, gid: u32, image: String, status: i64, output: String },
     #[error(transparent)]
@@ -145,20 +146,6 @@ pub fn container_name(app: &AppName, process: &str, instance: u32) -> String {
 
 pub fn image_repo(app: &AppName) -> String {
     format!("berth/{app}")
-}
-
-/// Parses `uid[:gid]` (or a preset) into the container user and the owner of created dirs.
-pub fn parse_user(user: &str) -> Option<(u32, u32)> {
-    let (uid, gid) = match user.split_once(':') {
-        Some((uid, gid)) => (uid, Some(gid)),
-        None => (user, None),
-    };
-    let uid = uid.parse::<Chown>().ok()?.uid()?;
-    let gid = match gid {
-        Some(gid) => gid.parse().ok()?,
-        None => uid,
-    };
-    Some((uid, gid))
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 //! attached until it exits, then removed.
 
 use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options};
-use super::storage::{VolumeSpecs, check_mounts, ensure_storage};
-use super::{DeployError, Result, parse_user};
+use super::storage::{StorageSpec, check_mounts, ensure_storage};
+use super::{DeployError, Result};
 use crate::engine::ContainerSpec;
 use crate::names::AppName;
+use crate::output::Reporter;
 use crate::scheduler::{OnOutput, Scheduler};
 use crate::state::Root;
 use crate::storage::{DEFAULT_PROCESS_TYPE, Phase};
+use crate::user::AppUser;
 
 /// Runs a one-off command in a container of the current release with the run-phase mounts,
 /// passing its output to `on_output`; returns its exit status.
@@ -18,6 +20,7 @@ pub fn run_oneoff(
     app: &AppName,
     command: &[String],
     on_output: OnOutput<'_>,
+    out: &Reporter,
 ) -> Result<i64> {
     let state = root.read_app(app)?;
     let releases = root.read_releases(app)?;
@@ -25,15 +28,15 @@ pub fn run_oneoff(
     let release = releases.get(number).ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
     let entries = root.entries_by_name()?;
     check_mounts(root, app, number, &state.mounts, &entries)?;
-    let owner = release.run.user.as_deref().and_then(parse_user);
-    ensure_storage(root, scheduler, app, &state.mounts, &entries, owner, &VolumeSpecs::new())?;
+    let owner = release.run.user.as_ref().map(AppUser::chown_ids);
+    ensure_storage(root, scheduler, app, &state.mounts, &entries, StorageSpec::owned_by(owner), out)?;
     let name = format!("{app}.run.{}", std::process::id());
     let mut spec = ContainerSpec {
         name: name.clone(),
         image: release.image.clone(),
         cmd: (!command.is_empty()).then(|| command.to_vec()),
         env: base_env(root, app, number, &release.run)?,
-        user: release.run.user.clone(),
+        user: release.run.user.as_ref().map(ToString::to_string),
         labels: labels(app, "run"),
         mounts: engine_mounts(root, app, &state.mounts, &entries, Phase::Run, "run")?,
         publish: None,

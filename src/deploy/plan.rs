@@ -12,18 +12,8 @@ use super::storage::VolumeSpecs;
 use crate::manifest::{Diagnostic, Manifest, Pos};
 use crate::names::AppName;
 use crate::state::{AppState, Release, RunConfig};
+use crate::storage::host_path::HostPathFact;
 use crate::storage::{Attachment, DEFAULT_PROCESS_TYPE, Origin, Source};
-
-/// What the server says about a host path a manifest mounts (gathered before planning).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPathFact {
-    Usable,
-    Missing,
-    /// It goes through this symlink below the grant that allows it.
-    ThroughSymlink(PathBuf),
-    /// A parent of it may be changed by others than root and berth (the reason).
-    UnsafeParent(String),
-}
 
 /// Everything a plan is made of.
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +124,7 @@ fn run_config(manifest: &Manifest) -> RunConfig {
         .collect();
     RunConfig {
         processes,
-        user: manifest.user.as_ref().map(ToString::to_string),
+        user: manifest.user,
         web_port: manifest.web.as_ref().map(|w| w.port),
         healthcheck: manifest.web.as_ref().and_then(|w| w.healthcheck.clone()),
         exclusive,
@@ -308,7 +298,7 @@ processes = ["web"]
             plan_of(FIRST, &AppState::default(), None, &[("/srv/shared/assets", HostPathFact::Usable)])
                 .unwrap();
         assert_eq!(plan.image, "berth/shop:1");
-        assert_eq!(plan.run.user.as_deref(), Some("1000"));
+        assert_eq!(plan.run.user.map(|user| user.to_string()).as_deref(), Some("1000"));
         insta::assert_snapshot!(plan.to_string(), @"
         -----> Plan for shop release 1 (0123456)
                Build berth/shop:1 from Dockerfile

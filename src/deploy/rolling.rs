@@ -17,7 +17,7 @@ use super::swap::Serving;
 use super::{RELEASE_LABEL, RETIRING, Result, Timing};
 use crate::engine::{ContainerFacts, ContainerSpec};
 use crate::network::NETWORK;
-use crate::output::{detail, step, warn};
+use crate::output::Reporter;
 use crate::scheduler::Scheduler;
 use crate::state::Release;
 
@@ -63,6 +63,7 @@ pub(super) struct Rolling<'a> {
     before: Vec<SocketAddr>,
     upstreams: Vec<SocketAddr>,
     swaps: Vec<Swap>,
+    out: &'a Reporter,
 }
 
 impl<'a> Rolling<'a> {
@@ -72,6 +73,7 @@ impl<'a> Rolling<'a> {
         release: &'a Release,
         previous: Option<&'a Release>,
         timing: Timing,
+        out: &'a Reporter,
     ) -> Rolling<'a> {
         let before = routing.current();
         Rolling {
@@ -84,6 +86,7 @@ impl<'a> Rolling<'a> {
             upstreams: before.clone(),
             before,
             swaps: Vec::new(),
+            out,
         }
     }
 
@@ -104,7 +107,7 @@ impl<'a> Rolling<'a> {
             }
         }
         if !serving.upstreams.is_empty() && serving.upstreams != self.upstreams {
-            self.routing.switch(&serving.upstreams)?;
+            self.routing.switch(&serving.upstreams, self.out)?;
             self.upstreams.clone_from(&serving.upstreams);
         }
         Ok(serving)
@@ -121,11 +124,11 @@ impl<'a> Rolling<'a> {
         if let Some(facts) =
             old.as_ref().filter(|facts| replace == Replace::Missing && self.runs_release(facts))
         {
-            detail(format!("{} already runs release {}", spec.name, self.release.number));
+            self.out.detail(format!("{} already runs release {}", spec.name, self.release.number));
             let upstream = self.upstream_of(facts);
             if let Some(upstream) = upstream.filter(|u| !self.upstreams.contains(u)) {
                 let next = [self.upstreams.as_slice(), &[upstream]].concat();
-                self.routing.switch(&next)?;
+                self.routing.switch(&next, self.out)?;
                 self.upstreams = next;
             }
             return Ok((facts.host_port, upstream));
@@ -147,23 +150,24 @@ impl<'a> Rolling<'a> {
         let upstream = upstream(spec, self.release);
         if old.is_some() {
             let retiring = format!("{}.{RETIRING}", spec.name);
-            stop_and_remove(self.scheduler, &retiring, self.timeout)?;
+            stop_and_remove(self.scheduler, &retiring, self.timeout, self.out)?;
             self.scheduler.rename_container(&spec.name, &retiring)?;
             if exclusive {
                 self.stop_first(process, &retiring, upstream)?;
             }
         }
-        start_new(self.scheduler, process, spec)?;
-        fault_point("after-start");
-        let port = wait_healthy(self.scheduler, process, &spec.name, upstream, self.release, self.timing)?;
+        start_new(self.scheduler, process, spec, self.out)?;
+        fault_point("after-start", self.out);
+        let port =
+            wait_healthy(self.scheduler, process, &spec.name, upstream, self.release, self.timing, self.out)?;
         if let Some(to) = upstream {
             self.route_in(to)?;
         }
-        fault_point("before-retire");
+        fault_point("before-retire", self.out);
         if old.is_some() && !exclusive {
             let retiring = format!("{}.{RETIRING}", spec.name);
-            step(format!("Stopping {retiring} (SIGTERM, up to {}s)", self.timeout.as_secs()));
-            stop(self.scheduler, &retiring, self.timeout)?;
+            self.out.step(format!("Stopping {retiring} (SIGTERM, up to {}s)", self.timeout.as_secs()));
+            stop(self.scheduler, &retiring, self.timeout, self.out)?;
             self.mark_last(|swap| swap.stopped_old = true);
         }
         Ok((port, upstream))
@@ -172,12 +176,12 @@ impl<'a> Rolling<'a> {
     /// Exclusive mounts: the proxy holds requests for the new address, the old container stops.
     fn stop_first(&mut self, process: &str, retiring: &str, next: Option<SocketAddr>) -> Result<()> {
         if let Some(next) = next {
-            self.routing.hold(next)?;
+            self.routing.hold(next, self.out)?;
         }
-        detail(format!("Stopping the old {process} container first (exclusive mounts)"));
+        self.out.detail(format!("Stopping the old {process} container first (exclusive mounts)"));
         // From here on a failure starts the old container again.
         self.mark_last(|swap| swap.stopped_old = true);
-        stop(self.scheduler, retiring, self.timeout)?;
+        stop(self.scheduler, retiring, self.timeout, self.out)?;
         Ok(())
     }
 
@@ -190,7 +194,7 @@ impl<'a> Rolling<'a> {
             None => next.push(to),
         }
         // Only a route the proxy took is one an undo starts from.
-        self.routing.switch(&next)?;
+        self.routing.switch(&next, self.out)?;
         self.upstreams = next;
         self.mark_last(|swap| swap.routed = Some(to));
         Ok(())
@@ -220,7 +224,7 @@ impl<'a> Rolling<'a> {
             self.undo_one(swap);
         }
         if self.routing.current() != self.before {
-            self.routing.restore(&self.before);
+            self.routing.restore(&self.before, self.out);
         }
     }
 
@@ -231,32 +235,40 @@ impl<'a> Rolling<'a> {
             self.start_old(swap);
             self.route_back(swap);
         }
-        if let Err(e) = stop_and_remove(self.scheduler, &swap.name, self.timeout) {
-            warn(format!("could not remove {}: {e}", swap.name));
+        if let Err(e) = stop_and_remove(self.scheduler, &swap.name, self.timeout, self.out) {
+            self.out.warn(format!("could not remove {}: {e}", swap.name));
         }
         if !swap.had_old {
             return;
         }
         if let Err(e) = self.scheduler.rename_container(&swap.retiring(), &swap.name) {
-            warn(format!("could not restore {}: {e}; run `berth ps:restart`", swap.name));
+            self.out.warn(format!("could not restore {}: {e}; run `berth ps:restart`", swap.name));
         } else if swap.stopped_old
             && !old_first
             && let Err(e) = self.scheduler.start_container(&swap.name)
         {
-            warn(format!("could not start {} again: {e}; run `berth ps:restart`", swap.name));
+            self.out.warn(format!("could not start {} again: {e}; run `berth ps:restart`", swap.name));
         }
     }
 
     /// Starts a stopped old instance again and waits until it is healthy.
     fn start_old(&self, swap: &Swap) {
         let retiring = swap.retiring();
-        step(format!("Starting {retiring} again"));
+        self.out.step(format!("Starting {retiring} again"));
         let started = self.scheduler.start_container(&retiring).map_err(Into::into).and_then(|()| {
             let Some(previous) = self.previous else { return Ok(None) };
-            wait_healthy(self.scheduler, &swap.process, &retiring, swap.old_upstream, previous, self.timing)
+            wait_healthy(
+                self.scheduler,
+                &swap.process,
+                &retiring,
+                swap.old_upstream,
+                previous,
+                self.timing,
+                self.out,
+            )
         });
         if let Err(e) = started {
-            warn(format!("{retiring} did not start again: {e}; run `berth ps:restart`"));
+            self.out.warn(format!("{retiring} did not start again: {e}; run `berth ps:restart`"));
         }
     }
 
@@ -266,14 +278,14 @@ impl<'a> Rolling<'a> {
         if let Some(at) = self.upstreams.iter().position(|u| *u == new) {
             self.upstreams[at] = old;
         }
-        if let Err(e) = self.routing.switch(&self.upstreams) {
-            warn(format!("could not route {} back to {old}: {e}", swap.name));
+        if let Err(e) = self.routing.switch(&self.upstreams, self.out) {
+            self.out.warn(format!("could not route {} back to {old}: {e}", swap.name));
         }
     }
 }
 
-fn start_new(scheduler: &dyn Scheduler, process: &str, spec: &ContainerSpec) -> Result<()> {
-    step(format!("Starting {process} ({})", spec.name));
+fn start_new(scheduler: &dyn Scheduler, process: &str, spec: &ContainerSpec, out: &Reporter) -> Result<()> {
+    out.step(format!("Starting {process} ({})", spec.name));
     scheduler.create_container(spec)?;
     Ok(scheduler.start_container(&spec.name)?)
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::Result;
 use crate::engine::NetworkAddress;
 use crate::names::AppName;
-use crate::output::{detail, heading, warn};
+use crate::output::Reporter;
 use crate::proxy::caddy::Caddy;
 use crate::proxy::records::{self, Records};
 use crate::proxy::{Drained, Proxy, Table};
@@ -87,6 +87,11 @@ impl Routing {
         Routing { _lock: None, app: app.clone(), proxy: Some(proxy), drain, others, search_start: 0 }
     }
 
+    /// The app whose route this is.
+    pub fn app(&self) -> &AppName {
+        &self.app
+    }
+
     /// The proxy, for tests to look at.
     #[cfg(test)]
     pub fn proxy(&self) -> Option<&dyn Proxy> {
@@ -95,10 +100,10 @@ impl Routing {
 
     /// Exclusive swap, before the old instance stops: requests wait for `next`, and the old
     /// instance finishes the ones it has (up to the drain time), with no other load.
-    pub fn hold(&mut self, next: SocketAddr) -> Result<()> {
+    pub fn hold(&mut self, next: SocketAddr, out: &Reporter) -> Result<()> {
         let Some(proxy) = &mut self.proxy else { return Ok(()) };
         proxy.hold(&self.app, next)?;
-        detail(format!("The proxy holds requests for {} until {next} answers", self.app));
+        out.detail(format!("The proxy holds requests for {} until {next} answers", self.app));
         for old in draining(proxy.as_ref(), &self.app) {
             proxy.drain(&self.app, old, self.drain)?;
         }
@@ -108,7 +113,7 @@ impl Routing {
     /// New requests go to the instances at `to` (a new one is healthy). Those left out then
     /// drain (normal swap); after a hold, the route already pointed at the one new instance
     /// and nothing is loaded.
-    pub fn switch(&mut self, to: &[SocketAddr]) -> Result<()> {
+    pub fn switch(&mut self, to: &[SocketAddr], out: &Reporter) -> Result<()> {
         let Some(proxy) = &mut self.proxy else { return Ok(()) };
         let held = proxy.table().apps.get(&self.app).is_some_and(|r| match r.target {
             crate::proxy::Target::Held(next) => to == [next],
@@ -116,7 +121,7 @@ impl Routing {
         });
         proxy.switch_upstream(&self.app, to.to_vec())?;
         let shown: Vec<String> = to.iter().map(ToString::to_string).collect();
-        detail(format!("The proxy sends {}'s requests to {}", self.app, shown.join(", ")));
+        out.detail(format!("The proxy sends {}'s requests to {}", self.app, shown.join(", ")));
         if held {
             return Ok(());
         }
@@ -127,25 +132,25 @@ impl Routing {
             // The new instance serves: a drain the proxy cannot finish is not the deploy's failure.
             // The drained upstream stays configured, in its slot, for the next release.
             match proxy.drain(&self.app, old, self.drain) {
-                Ok(Drained::Idle) => detail(format!("{old} finished its requests")),
-                Ok(Drained::TimedOut { in_flight }) => warn(format!(
+                Ok(Drained::Idle) => out.detail(format!("{old} finished its requests")),
+                Ok(Drained::TimedOut { in_flight }) => out.warn(format!(
                     "{old} still had {in_flight} request(s) after {}s of draining; stopping it anyway",
                     self.drain.as_secs()
                 )),
-                Err(e) => warn(format!("could not drain {old}: {e}")),
+                Err(e) => out.warn(format!("could not drain {old}: {e}")),
             }
         }
         Ok(())
     }
 
     /// A failed swap put the instances at `previous` back: the route points at them again.
-    pub fn restore(&mut self, previous: &[SocketAddr]) {
+    pub fn restore(&mut self, previous: &[SocketAddr], out: &Reporter) {
         let Some(proxy) = &mut self.proxy else { return };
         if previous.is_empty() {
             return;
         }
         if let Err(e) = proxy.switch_upstream(&self.app, previous.to_vec()) {
-            warn(format!("could not point the proxy back at the previous instances: {e}"));
+            out.warn(format!("could not point the proxy back at the previous instances: {e}"));
         }
     }
 
@@ -173,16 +178,16 @@ impl Routing {
 
 /// Prints where the app serves: its URLs through the proxy, else (no host name) the port of
 /// its first web instance on the loopback address.
-pub fn announce(root: &Root, app: &AppName, host_port: Option<u16>) {
+pub fn announce(root: &Root, app: &AppName, host_port: Option<u16>, out: &Reporter) {
     let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
     if urls.is_empty() {
         if let Some(port) = host_port {
-            heading(format!("Application deployed: http://127.0.0.1:{port}"));
+            out.heading(format!("Application deployed: http://127.0.0.1:{port}"));
         }
         return;
     }
     for url in urls {
-        heading(format!("Application deployed: {url}"));
+        out.heading(format!("Application deployed: {url}"));
     }
 }
 

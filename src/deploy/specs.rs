@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{DeployError, PROCESS_LABEL, RELEASE_LABEL, ROLE_LABEL, Result, container_name};
-use crate::docker_options::RunOptions;
+use crate::docker_options::{OptionsKey, RunOptions};
 use crate::engine::{APP_LABEL, ContainerSpec, EngineMount, MountKind};
 use crate::names::{AppName, EntryName};
-use crate::output::warn;
+use crate::output::Reporter;
 use crate::scheduler::Scheduler;
 use crate::state::{AppState, Release, Root, RunConfig};
-use crate::storage::{Attachment, DEFAULT_PROCESS_TYPE, Entry, MountSource, Phase, Source, app_volume_name};
+use crate::storage::{Attachment, Entry, MountSource, Phase, app_volume_name};
 
 /// Resolves an app's attachments for one phase and process into engine mounts.
 pub fn engine_mounts(
@@ -24,11 +24,9 @@ pub fn engine_mounts(
 ) -> Result<Vec<EngineMount>> {
     let mut result = Vec::new();
     for attachment in mounts.iter().filter(|m| m.applies_to(phase, process)) {
-        let Some(source) = attachment.resolve(app, &root.app_storage_dir(app), entries) else {
-            // Only an entry can fail to resolve: every other source names itself.
-            let Source::Entry(name) = &attachment.source else { continue };
-            return Err(DeployError::MissingEntry(name.clone()));
-        };
+        let source = attachment
+            .resolve(app, &root.app_storage_dir(app), entries)
+            .map_err(|missing| DeployError::MissingEntry(missing.0))?;
         let (kind, source) = match source {
             MountSource::Bind(path) => (MountKind::Bind, path.display().to_string()),
             MountSource::Volume(name) => (MountKind::Volume, name),
@@ -64,16 +62,11 @@ pub(super) fn base_env(root: &Root, app: &AppName, release: u32, run: &RunConfig
 
 /// The admin's docker-options for a phase: those for every process, then the process's own.
 pub(super) fn phase_options(state: &AppState, process: &str, phase: Phase) -> Result<RunOptions> {
-    let mut options = state
-        .docker_options
-        .get(&format!("{DEFAULT_PROCESS_TYPE}.{}", phase.as_str()))
-        .cloned()
-        .unwrap_or_default();
-    if process != DEFAULT_PROCESS_TYPE {
-        options.extend(
-            state.docker_options.get(&format!("{process}.{}", phase.as_str())).cloned().unwrap_or_default(),
-        );
-    }
+    let every = OptionsKey::every_process(phase);
+    let own = OptionsKey { process_type: process.to_string(), phase };
+    let keys = if own == every { vec![every] } else { vec![every, own] };
+    let options: Vec<String> =
+        keys.iter().filter_map(|key| state.docker_options.get(key)).flatten().cloned().collect();
     Ok(RunOptions::parse(&options)?)
 }
 
@@ -109,7 +102,7 @@ pub(crate) fn process_specs(
             image: release.image.clone(),
             cmd: command.as_ref().map(|c| vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()]),
             env,
-            user: release.run.user.clone(),
+            user: release.run.user.as_ref().map(ToString::to_string),
             labels,
             mounts: engine_mounts(root, app, &state.mounts, entries, Phase::Deploy, process)?,
             publish: if is_web { release.run.web_port } else { None },
@@ -174,13 +167,13 @@ pub(crate) fn mount_image_volumes(
 }
 
 /// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
-pub(crate) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str) {
+pub(crate) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str, out: &Reporter) {
     let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
-    warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
+    out.warn(format!("Dockerfile VOLUME {path} is kept in the app volume {volume}; declare it in app.toml:"));
     for line in
         ["[[storage.mounts]]".to_string(), format!("source = \"{name}\""), format!("target = \"{path}\"")]
     {
-        warn(format!("  {line}"));
+        out.warn(format!("  {line}"));
     }
 }
 

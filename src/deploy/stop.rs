@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Result, Timing};
-use crate::output::warn;
+use crate::output::Reporter;
 use crate::scheduler::{Scheduler, Stopped};
 use crate::state::RunConfig;
 
@@ -16,10 +16,10 @@ pub fn stop_timeout(run: &RunConfig, timing: Timing) -> Duration {
 }
 
 /// Stops a container within `timeout`; a container that had to be killed is reported.
-pub fn stop(scheduler: &dyn Scheduler, name: &str, timeout: Duration) -> Result<Stopped> {
+pub fn stop(scheduler: &dyn Scheduler, name: &str, timeout: Duration, out: &Reporter) -> Result<Stopped> {
     let stopped = scheduler.stop(name, timeout)?;
     if stopped == Stopped::Killed {
-        warn(format!(
+        out.warn(format!(
             "{name} did not exit within {}s of SIGTERM; it was killed (SIGKILL)",
             timeout.as_secs()
         ));
@@ -28,7 +28,12 @@ pub fn stop(scheduler: &dyn Scheduler, name: &str, timeout: Duration) -> Result<
 }
 
 /// Stops a container within `timeout`, then removes it.
-pub fn stop_and_remove(scheduler: &dyn Scheduler, name: &str, timeout: Duration) -> Result<()> {
-    stop(scheduler, name, timeout)?;
+pub fn stop_and_remove(
+    scheduler: &dyn Scheduler,
+    name: &str,
+    timeout: Duration,
+    out: &Reporter,
+) -> Result<()> {
+    stop(scheduler, name, timeout, out)?;
     Ok(scheduler.remove_container(name)?)
 }

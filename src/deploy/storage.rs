@@ -9,14 +9,30 @@ use super::{DeployError, Result};
 use crate::engine::{ContainerSpec, EngineMount, MountKind};
 use crate::hostfs::{self, HostDir, HostFsError};
 use crate::names::{AppName, EntryName};
-use crate::output::note;
+use crate::output::Reporter;
 use crate::scheduler::Scheduler;
 use crate::state::Root;
 use crate::storage::binds::{self, Bind};
+use crate::storage::host_path;
 use crate::storage::{Attachment, Chown, Entry, EntryBacking, Origin, Source, app_volume_name};
 
 /// A volume's driver and options, by the app volume's name in `app.toml`.
 pub type VolumeSpecs = HashMap<String, (Option<String>, HashMap<String, String>)>;
+
+/// What berth creates for a release is made with, beyond its mounts: the owner of what has no
+/// `--volume-chown` of its own (`[app].user`), and the drivers of app volumes (`None` for a
+/// restart or a one-off run: a missing app volume is made with the local driver).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StorageSpec<'a> {
+    pub owner: Option<(u32, u32)>,
+    pub volumes: Option<&'a VolumeSpecs>,
+}
+
+impl StorageSpec<'_> {
+    pub fn owned_by(owner: Option<(u32, u32)>) -> Self {
+        StorageSpec { owner, volumes: None }
+    }
+}
 
 /// What the helper container must give away: (kind, dir or volume, owner).
 type ViaHelper = Vec<(MountKind, String, (u32, u32))>;
@@ -31,9 +47,10 @@ pub fn ensure_storage(
     app: &AppName,
     mounts: &[Attachment],
     entries: &BTreeMap<EntryName, Entry>,
-    app_owner: Option<(u32, u32)>,
-    volume_specs: &VolumeSpecs,
+    spec: StorageSpec<'_>,
+    out: &Reporter,
 ) -> Result<()> {
+    let StorageSpec { owner: app_owner, volumes } = spec;
     let mut via_helper = ViaHelper::new();
     for attachment in mounts {
         // A read-only attachment's data is never rewritten, whatever `--volume-chown` says.
@@ -51,17 +68,18 @@ pub fn ensure_storage(
                 crate::state::make_dir(&app_dir)?;
                 let dir = hostfs::ensure_dir_beneath(&app_dir, rel)?;
                 give_to(&mut via_helper, &dir, chown.or(app_owner))?;
-                note(format!("Directory {} ready", app_dir.join(rel).display()));
+                out.note(format!("Directory {} ready", app_dir.join(rel).display()));
             }
             Source::AppVolume(name) => {
                 let volume = app_volume_name(app, name);
-                let (driver, options) = volume_specs.get(name).cloned().unwrap_or_default();
+                let (driver, options) =
+                    volumes.and_then(|specs| specs.get(name)).cloned().unwrap_or_default();
                 if scheduler.ensure_app_volume(&volume, app.as_str(), driver.as_deref(), &options)?
                     && let Some(owner) = chown.or(app_owner)
                 {
                     via_helper.push((MountKind::Volume, volume.clone(), owner));
                 }
-                note(format!("Volume {volume} ready"));
+                out.note(format!("Volume {volume} ready"));
             }
             Source::Entry(name) => {
                 let entry = entries.get(name).ok_or_else(|| DeployError::MissingEntry(name.clone()))?;
@@ -74,14 +92,7 @@ pub fn ensure_storage(
                     give_to(&mut via_helper, &dir, chown)?;
                 }
             }
-            Source::HostPath(path) => {
-                if attachment.made_by == Origin::Repo {
-                    hostfs::check_no_symlinks(path)?;
-                }
-                if !path.exists() {
-                    return Err(DeployError::MissingHostPath(path.clone()));
-                }
-            }
+            Source::HostPath(path) => host_path::check_at_start(path, attachment.made_by)?,
             Source::Volume(name) => scheduler.require_volume(name)?,
         }
     }

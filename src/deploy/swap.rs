@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 pub use super::rolling::Replace;
 use super::rolling::{Rolling, Swap};
 pub use super::route::Routing;
-use super::specs::{ProcessSpec, mount_image_volumes, process_specs, warn_anonymous_volume};
+use super::specs::{ProcessSpec, mount_image_volumes, warn_anonymous_volume};
 use super::stop::{stop_and_remove, stop_timeout};
 use super::{PROCESS_LABEL, RELEASE_LABEL, RETIRING, ROLE_LABEL, Result, Timing};
 use crate::engine::ContainerFacts;
 use crate::names::AppName;
-use crate::output::{step, warn};
+use crate::output::Reporter;
 use crate::scheduler::{Scheduler, docker_swarm};
 use crate::state::{AppState, Release, Root};
 
@@ -41,6 +41,7 @@ pub fn recover(
     app: &AppName,
     serving: Option<u32>,
     timeout: std::time::Duration,
+    out: &Reporter,
 ) -> Result<()> {
     let release_of =
         |facts: &ContainerFacts| facts.labels.get(RELEASE_LABEL).and_then(|r| r.parse::<u32>().ok());
@@ -51,25 +52,25 @@ pub fn recover(
         let helper =
             matches!(facts.labels.get(ROLE_LABEL).map(String::as_str), Some("build" | "chown") | None);
         if helper {
-            warn(format!("Removing {name}, left by an interrupted deploy"));
-            stop_and_remove(scheduler, &name, timeout)?;
+            out.warn(format!("Removing {name}, left by an interrupted deploy"));
+            stop_and_remove(scheduler, &name, timeout, out)?;
             continue;
         }
         let Some(base) = name.strip_suffix(&format!(".{RETIRING}")) else { continue };
         match scheduler.inspect_container(base)? {
             Some(successor) if release_of(&successor) == serving || release_of(&facts) != serving => {
-                warn(format!(
+                out.warn(format!(
                     "Removing {name}: {base} serves release {}",
                     release_of(&successor).unwrap_or(0)
                 ));
-                stop_and_remove(scheduler, &name, timeout)?;
+                stop_and_remove(scheduler, &name, timeout, out)?;
             }
             successor => {
                 if successor.is_some() {
-                    warn(format!("Removing {base}: its release was never recorded"));
-                    stop_and_remove(scheduler, base, timeout)?;
+                    out.warn(format!("Removing {base}: its release was never recorded"));
+                    stop_and_remove(scheduler, base, timeout, out)?;
                 }
-                warn(format!("Restoring {base} from an interrupted deploy"));
+                out.warn(format!("Restoring {base} from an interrupted deploy"));
                 scheduler.rename_container(&name, base)?;
                 scheduler.start_container(base)?;
             }
@@ -82,45 +83,47 @@ pub fn recover(
 /// routed before its predecessor stops; then removes the stopped predecessors and the
 /// instances the release's scale no longer has. On failure the old instances serve again,
 /// with their route. Returns where web serves.
+/// `specs` are the release's instances ([`process_specs`](super::specs::process_specs)); an
+/// app on the swarm (`state`) is started as its services instead.
 #[allow(clippy::too_many_arguments)]
-pub fn start_release(
+pub(super) fn start_release(
     root: &Root,
     scheduler: &dyn Scheduler,
     routing: &mut Routing,
-    app: &AppName,
     state: &AppState,
     release: &Release,
+    mut specs: Vec<ProcessSpec>,
     timing: Timing,
     replace: Replace,
+    out: &Reporter,
 ) -> Result<Serving> {
+    let app = &routing.app().clone();
     if docker_swarm::is_selected(root, state)? {
-        return docker_swarm::start_release(root, scheduler, routing, app, state, release, timing);
+        return docker_swarm::start_release(root, scheduler, routing, state, release, timing, out);
     }
     // Back from the swarm: its tasks stop before containers start, never two writers.
-    docker_swarm::remove_services(state, app)?;
-    let entries = root.entries_by_name()?;
-    let mut specs = process_specs(root, app, state, release, &entries)?;
+    docker_swarm::remove_services(state, app, out)?;
     let mut anonymous = BTreeMap::new();
     for ProcessSpec { spec, .. } in &mut specs {
         anonymous.extend(mount_image_volumes(scheduler, app, spec)?);
     }
     for (path, volume) in &anonymous {
-        warn_anonymous_volume(app, path, volume);
+        warn_anonymous_volume(app, path, volume, out);
     }
     let timeout = stop_timeout(&release.run, timing);
     let current = root.read_app(app)?.current_release;
-    recover(scheduler, app, current, timeout)?;
+    recover(scheduler, app, current, timeout, out)?;
     let releases = root.read_releases(app)?;
     let previous = current.and_then(|n| releases.get(n));
-    let mut rolling = Rolling::new(scheduler, routing, release, previous, timing);
+    let mut rolling = Rolling::new(scheduler, routing, release, previous, timing, out);
     match rolling.replace_all(&mut specs, replace) {
         Ok(serving) => {
-            retire(scheduler, app, release, &specs, rolling.swaps(), timeout)?;
+            retire(scheduler, app, release, &specs, rolling.swaps(), timeout, out)?;
             Ok(serving)
         }
         Err(error) => {
             if let Some(failed) = rolling.swaps().last() {
-                show_last_logs(scheduler, &failed.name);
+                show_last_logs(scheduler, &failed.name, out);
             }
             rolling.undo();
             Err(error)
@@ -137,12 +140,13 @@ fn retire(
     specs: &[ProcessSpec],
     swaps: &[Swap],
     timeout: std::time::Duration,
+    out: &Reporter,
 ) -> Result<()> {
     for swap in swaps.iter().filter(|s| s.had_old) {
         if swap.stopped_old {
             scheduler.remove_container(&swap.retiring())?;
         } else {
-            stop_and_remove(scheduler, &swap.retiring(), timeout)?;
+            stop_and_remove(scheduler, &swap.retiring(), timeout, out)?;
         }
     }
     let keep: Vec<&str> = specs.iter().map(|s| s.spec.name.as_str()).collect();
@@ -158,23 +162,23 @@ fn retire(
         } else {
             "process no longer declared"
         };
-        step(format!("Stopping {name} ({why}; SIGTERM, up to {}s)", timeout.as_secs()));
-        stop_and_remove(scheduler, &name, timeout)?;
+        out.step(format!("Stopping {name} ({why}; SIGTERM, up to {}s)", timeout.as_secs()));
+        stop_and_remove(scheduler, &name, timeout, out)?;
     }
     Ok(())
 }
 
-fn show_last_logs(scheduler: &dyn Scheduler, name: &str) {
+fn show_last_logs(scheduler: &dyn Scheduler, name: &str, out: &Reporter) {
     let mut lines = Vec::new();
     if let Err(e) =
         scheduler.logs(name, false, Some(20), &mut |_, text| lines.push(text.trim_end().to_string()))
     {
-        warn(format!("could not read the output of {name}: {e}"));
+        out.warn(format!("could not read the output of {name}: {e}"));
     }
     if !lines.is_empty() {
-        warn(format!("Last output of {name}:"));
+        out.warn(format!("Last output of {name}:"));
         for line in lines.iter().flat_map(|l| l.lines()) {
-            warn(format!("  {line}"));
+            out.warn(format!("  {line}"));
         }
     }
 }

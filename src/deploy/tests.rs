@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use super::swap::{Replace, start_release};
 use super::*;
+use crate::output::Reporter;
 use crate::scheduler::Scheduler;
 use crate::scheduler::fake::Fake;
-use crate::state::{Outcome, Release, Root, RunConfig};
+use crate::state::{AppState, Outcome, Release, Root, RunConfig};
 
 struct Bed {
     _dir: tempfile::TempDir,
     root: Root,
     app: AppName,
     fake: Fake,
+    /// What the deploys of this bed reported.
+    out: Reporter,
 }
 
 const TIMING: Timing = Timing {
@@ -31,7 +34,7 @@ fn bed() -> Bed {
     let app: AppName = "demo".parse().unwrap();
     let lock = root.lock_app(&app).unwrap();
     root.create_app(&app, &lock).unwrap();
-    Bed { _dir: dir, root, app, fake: Fake::new() }
+    Bed { _dir: dir, root, app, fake: Fake::new(), out: Reporter::capture() }
 }
 
 fn run(processes: &[&str]) -> RunConfig {
@@ -67,12 +70,25 @@ impl Bed {
 
     fn deploy(&self, plan: &Plan) -> Result<Release> {
         let lock = self.root.lock_app(&self.app).unwrap();
-        apply(&self.root, &self.fake, plan, Box::new(|_| Ok(())), &lock, TIMING)
+        apply(&self.root, &self.fake, plan, Box::new(|_| Ok(())), &lock, TIMING, &self.out)
     }
 
     fn current(&self) -> Option<u32> {
         self.root.read_app(&self.app).unwrap().current_release
     }
+}
+
+#[test]
+fn a_deploy_reports_its_steps_to_the_reporter_it_is_given() {
+    let bed = bed();
+    bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
+    let captured = bed.out.captured();
+    let steps: Vec<&str> = captured.stdout.lines().filter(|l| l.starts_with("-----> ")).collect();
+    assert_eq!(
+        steps,
+        ["-----> Building berth/demo:1", "-----> Ensuring storage", "-----> Starting web (demo.web.1)"]
+    );
+    assert_eq!(captured.stderr, "");
 }
 
 #[test]
@@ -156,18 +172,32 @@ fn an_exclusive_process_that_fails_is_started_again() {
 
 #[test]
 fn recover_puts_the_recorded_release_back_after_a_crash_mid_swap() {
+    let out = &Reporter::capture();
     let bed = bed();
     bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
     // A crash after the new container started: the old one is set aside, the new one runs.
     let release = new_release_record(&bed, 2);
     bed.fake.rename_container("demo.web.1", "demo.web.1.retiring").unwrap();
     let state = bed.root.read_app(&bed.app).unwrap();
-    let specs = super::specs::process_specs(&bed.root, &bed.app, &state, &release, &BTreeMap::new()).unwrap();
+    let specs = specs(&bed, &state, &release);
     bed.fake.create_container(&specs[0].spec).unwrap();
     bed.fake.start_container("demo.web.1").unwrap();
-    recover(&bed.fake, &bed.app, Some(1), TIMING.stop_timeout).unwrap();
+    recover(&bed.fake, &bed.app, Some(1), TIMING.stop_timeout, out).unwrap();
     assert_eq!(bed.fake.running(), ["demo.web.1"]);
     assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
+}
+
+/// The release's containers, as a start makes them (no storage entries).
+fn specs(bed: &Bed, state: &AppState, release: &Release) -> Vec<super::specs::ProcessSpec> {
+    super::specs::process_specs(&bed.root, &bed.app, state, release, &BTreeMap::new()).unwrap()
+}
+
+/// Starts `release` beside what runs, with the app's recorded state.
+fn start(bed: &Bed, routing: &mut route::Routing, release: &Release) -> Serving {
+    let out = &Reporter::capture();
+    let state = bed.root.read_app(&bed.app).unwrap();
+    let specs = specs(bed, &state, release);
+    start_release(&bed.root, &bed.fake, routing, &state, release, specs, TIMING, Replace::Every, out).unwrap()
 }
 
 fn new_release_record(bed: &Bed, number: u32) -> Release {
@@ -188,6 +218,7 @@ fn new_release_record(bed: &Bed, number: u32) -> Release {
 
 #[test]
 fn recover_removes_build_and_chown_helpers_left_by_a_killed_deploy() {
+    let out = &Reporter::capture();
     let bed = bed();
     for (name, role) in [("demo.build.2", "build"), ("demo.chown.9", "chown")] {
         let spec = crate::engine::ContainerSpec {
@@ -197,20 +228,21 @@ fn recover_removes_build_and_chown_helpers_left_by_a_killed_deploy() {
         };
         bed.fake.create_container(&spec).unwrap();
     }
-    recover(&bed.fake, &bed.app, None, TIMING.stop_timeout).unwrap();
+    recover(&bed.fake, &bed.app, None, TIMING.stop_timeout, out).unwrap();
     assert!(bed.fake.state.borrow().containers.is_empty());
 }
 
 #[test]
 fn rollback_serves_the_previous_release_again() {
+    let out = &Reporter::capture();
     let bed = bed();
     bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
     bed.deploy(&bed.plan(2, run(&["web"]))).unwrap();
-    assert_eq!(rollback(&bed.root, &bed.fake, &bed.app, None, TIMING).unwrap(), 1);
+    assert_eq!(rollback(&bed.root, &bed.fake, &bed.app, None, TIMING, out).unwrap(), 1);
     assert_eq!(bed.fake.image_of("demo.web.1").as_deref(), Some("berth/demo:1"));
     assert_eq!(bed.current(), Some(1));
     bed.fake.state.borrow_mut().images.remove("berth/demo:2");
-    let error = rollback(&bed.root, &bed.fake, &bed.app, Some(2), TIMING).unwrap_err();
+    let error = rollback(&bed.root, &bed.fake, &bed.app, Some(2), TIMING, out).unwrap_err();
     assert!(matches!(error, DeployError::ImagePruned { release: 2, .. }), "{error}");
 }
 
@@ -236,10 +268,11 @@ fn a_failing_build_command_starts_nothing_and_changes_no_state() {
 
 #[test]
 fn ps_stop_stops_every_container_with_its_timeout_before_removing_it() {
+    let out = &Reporter::capture();
     let bed = bed();
     bed.deploy(&bed.plan(1, run(&["web"]))).unwrap();
     bed.fake.clear_events();
-    stop(&bed.root, &bed.fake, &bed.app, TIMING).unwrap();
+    stop(&bed.root, &bed.fake, &bed.app, TIMING, out).unwrap();
     assert_eq!(bed.fake.events(), ["stop demo.web.1 (7s)", "remove demo.web.1"]);
 }
 
@@ -258,10 +291,7 @@ fn the_proxy_switches_to_the_healthy_new_instance_and_the_old_one_drains_before_
     let second = Release { number: 2, image: "berth/demo:2".into(), ..first.clone() };
     bed.fake.state.borrow_mut().images.insert(second.image.clone());
     bed.fake.state.borrow_mut().ignoring_term.insert(first.image.clone());
-    let state = bed.root.read_app(&bed.app).unwrap();
-    let serving =
-        start_release(&bed.root, &bed.fake, &mut routing, &bed.app, &state, &second, TIMING, Replace::Every)
-            .unwrap();
+    let serving = start(&bed, &mut routing, &second);
     let new = serving.upstreams[0];
     assert_ne!(new, old, "the new instance has an address of its own");
     let route = &routing.proxy().unwrap().table().apps[&bed.app];
@@ -302,10 +332,7 @@ fn an_exclusive_web_swap_holds_requests_for_the_new_address_before_the_old_one_s
     let mut routing = route::Routing::with(&bed.app, Box::new(proxy), Duration::from_secs(5));
     let second = Release { number: 2, image: "berth/demo:2".into(), ..first.clone() };
     bed.fake.state.borrow_mut().images.insert(second.image.clone());
-    let state = bed.root.read_app(&bed.app).unwrap();
-    let serving =
-        start_release(&bed.root, &bed.fake, &mut routing, &bed.app, &state, &second, TIMING, Replace::Every)
-            .unwrap();
+    let serving = start(&bed, &mut routing, &second);
     let table = routing.proxy().unwrap().table();
     assert_eq!(table.apps[&bed.app].target, Target::Up(vec![serving.upstreams[0]]));
 }
@@ -349,15 +376,18 @@ impl Bed {
         let next = Release { number, image: format!("berth/demo:{number}"), ..from.clone() };
         self.fake.state.borrow_mut().images.insert(next.image.clone());
         let state = self.root.read_app(&self.app).unwrap();
+        let specs = specs(self, &state, &next);
+        let out = &Reporter::capture();
         let outcome = start_release(
             &self.root,
             &self.fake,
             &mut routing,
-            &self.app,
             &state,
             &next,
+            specs,
             TIMING,
             Replace::Every,
+            out,
         );
         let route = routing.proxy().unwrap().table().apps[&self.app].clone();
         (outcome, route, reloads.get())
@@ -444,7 +474,7 @@ fn recover_puts_every_instance_of_the_recorded_release_back() {
         bed.fake.start_container(name).unwrap();
     }
     bed.fake.stop("demo.web.1.retiring", TIMING.stop_timeout).unwrap();
-    recover(&bed.fake, &bed.app, Some(1), TIMING.stop_timeout).unwrap();
+    recover(&bed.fake, &bed.app, Some(1), TIMING.stop_timeout, &Reporter::capture()).unwrap();
     assert_eq!(bed.fake.running(), THREE_WEB);
     assert_eq!(bed.images(), ["berth/demo:1"; 3]);
     assert_eq!(bed.fake.state.borrow().containers.len(), 3);
@@ -456,7 +486,7 @@ fn ps_scale_starts_and_stops_only_the_instances_the_count_changes_and_zero_keeps
     bed.deploy(&bed.plan(1, run(&["web", "worker"]))).unwrap();
     bed.scale("web", 3);
     bed.fake.clear_events();
-    let serving = rescale(&bed.root, &bed.fake, &bed.app, TIMING).unwrap();
+    let serving = rescale(&bed.root, &bed.fake, &bed.app, TIMING, &Reporter::capture()).unwrap();
     assert_eq!(bed.fake.running(), ["demo.web.1", "demo.web.2", "demo.web.3", "demo.worker.1"]);
     assert_eq!(serving.upstreams.len(), 3);
     let events = bed.fake.events();
@@ -467,7 +497,7 @@ fn ps_scale_starts_and_stops_only_the_instances_the_count_changes_and_zero_keeps
     bed.scale("web", 1);
     bed.scale("worker", 0);
     bed.fake.clear_events();
-    rescale(&bed.root, &bed.fake, &bed.app, TIMING).unwrap();
+    rescale(&bed.root, &bed.fake, &bed.app, TIMING, &Reporter::capture()).unwrap();
     assert_eq!(bed.fake.running(), ["demo.web.1"]);
     assert_eq!(
         bed.fake.events(),
@@ -482,7 +512,7 @@ fn ps_scale_starts_and_stops_only_the_instances_the_count_changes_and_zero_keeps
     );
     // Scaled to 0, the worker is still a process of the release and comes back at its count.
     bed.scale("worker", 2);
-    rescale(&bed.root, &bed.fake, &bed.app, TIMING).unwrap();
+    rescale(&bed.root, &bed.fake, &bed.app, TIMING, &Reporter::capture()).unwrap();
     assert_eq!(bed.fake.running(), ["demo.web.1", "demo.worker.1", "demo.worker.2"]);
 }
 

@@ -19,6 +19,7 @@ use crate::storage::{
     Phase, RESERVED_PROCESS_TYPES, Source, StorageError, check_process_type, is_driver_name,
     normalize_container_path,
 };
+use crate::user::{MAX_ID, Preset, UserError};
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<DeString<'i>>;
@@ -111,14 +112,12 @@ const MOUNT_ALIASES: &[(&str, &str)] = &[
     ("options", "driver_opts"),
     ("driver_options", "driver_opts"),
 ];
-const USER_PRESETS: &[(&str, u32)] = &[("herokuish", 32767), ("heroku", 1000), ("paketo", 2000), ("root", 0)];
 /// Container paths the runtime manages; mounting over them breaks the container.
 const RESERVED_TARGETS: &[&str] = &["proc", "sys", "dev"];
 const MAX_PATH: usize = 4096;
 const MAX_COMPONENT: usize = 255;
 const MAX_COMMAND: usize = 32 * 1024;
 const MAX_DRIVER_OPTS: usize = 64;
-const MAX_ID: u32 = 65535;
 
 const LEAVES_HINT: &str = "use \"./name\" for a directory of this app, or ask the admin to allow a host path";
 const SOURCE_FORMS: &str = "a source is \"./dir\" (a directory of this app), \"name\" (a volume of this app) \
@@ -405,17 +404,17 @@ impl<'s> Decoder<'s> {
     }
 
     fn user(&mut self, value: &Value) -> Option<AppUser> {
-        let presets = "herokuish (32767), heroku (1000), paketo (2000), root (0)";
+        let presets = Preset::listed();
         match value.get_ref() {
-            DeValue::String(s) => match parse_user(s) {
+            DeValue::String(s) => match s.parse::<AppUser>() {
                 Ok(user) => Some(user),
                 Err(UserError::Range(id)) => {
-                    let message = format!("`app.user` id {} is out of range", quoted(id));
+                    let message = format!("`app.user` id {} is out of range", quoted(&id));
                     self.error(value.span().start, message, format!("ids go from 0 to {MAX_ID}"));
                     None
                 }
-                Err(UserError::Form) => {
-                    let names: Vec<&str> = USER_PRESETS.iter().map(|(name, _)| *name).collect();
+                Err(UserError::Form(_)) => {
+                    let names: Vec<&str> = Preset::ALL.iter().map(|(_, name, _)| *name).collect();
                     let guess = suggest(s, &names, &[("packeto", "paketo")])
                         .map(|guess| format!("did you mean \"{guess}\"? "))
                         .unwrap_or_default();
@@ -955,28 +954,6 @@ impl<'s> Decoder<'s> {
         }
         options
     }
-}
-
-enum UserError<'a> {
-    Form,
-    Range(&'a str),
-}
-
-fn parse_user(s: &str) -> Result<AppUser, UserError<'_>> {
-    if let Some((_, uid)) = USER_PRESETS.iter().find(|(name, _)| *name == s) {
-        return Ok(AppUser { uid: *uid, gid: Some(*uid) });
-    }
-    match s.split_once(':') {
-        Some((uid, gid)) => Ok(AppUser { uid: id(uid)?, gid: Some(id(gid)?) }),
-        None => Ok(AppUser { uid: id(s)?, gid: None }),
-    }
-}
-
-fn id(part: &str) -> Result<u32, UserError<'_>> {
-    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(UserError::Form);
-    }
-    part.parse::<u32>().ok().filter(|id| *id <= MAX_ID).ok_or(UserError::Range(part))
 }
 
 fn default_phases() -> BTreeSet<Phase> {

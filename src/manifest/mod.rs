@@ -68,6 +68,7 @@ use std::path::{Path, PathBuf};
 use crate::names::AppName;
 use crate::storage::binds::Bind;
 use crate::storage::{Attachment, DEFAULT_PROCESS_TYPE, LOCAL_DRIVER, Origin, Phase, Source};
+pub use crate::user::AppUser;
 
 /// The file name diagnostics are reported against.
 pub const FILE_NAME: &str = "app.toml";
@@ -126,31 +127,6 @@ impl fmt::Display for Diagnostic {
 }
 
 impl std::error::Error for Diagnostic {}
-
-/// `[app].user`: who the app's processes run as, and who owns the directories berth creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppUser {
-    pub uid: u32,
-    /// `None` when only a uid was given: Docker then takes the group from the image.
-    pub gid: Option<u32>,
-}
-
-impl AppUser {
-    /// The (uid, gid) to chown created directories to; the gid defaults to the uid.
-    pub fn chown_ids(&self) -> (u32, u32) {
-        (self.uid, self.gid.unwrap_or(self.uid))
-    }
-}
-
-impl fmt::Display for AppUser {
-    /// The `--user` form: `uid` or `uid:gid`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.gid {
-            Some(gid) => write!(f, "{}:{gid}", self.uid),
-            None => write!(f, "{}", self.uid),
-        }
-    }
-}
 
 /// `[build]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

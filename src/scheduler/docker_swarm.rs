@@ -14,14 +14,14 @@ use bollard::models::TaskState;
 use super::Scheduler;
 use super::selection::{SchedulerKind, selected};
 use crate::deploy::{
-    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, parse_user,
-    process_specs, stop_and_remove, stop_timeout, warn_anonymous_volume,
+    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, process_specs,
+    stop_and_remove, stop_timeout, warn_anonymous_volume,
 };
 use crate::docker_options::RunOptions;
 use crate::engine::{EngineMount, MountKind};
 use crate::helper_image::CHOWN_COMMAND;
 use crate::names::AppName;
-use crate::output::{detail, step, warn};
+use crate::output::Reporter;
 use crate::scale::scale_of;
 use crate::state::{AppState, Release, Root};
 use crate::storage::Source;
@@ -52,12 +52,12 @@ pub fn service_name(app: &AppName, process: &str) -> String {
 
 /// Records the node a swarm app's node-local data lives on, at its first swarm deploy: the
 /// manager berth runs on. Nothing for other apps, or when a node is recorded.
-pub fn choose_node(root: &Root, state: &mut AppState) -> Result<()> {
+pub fn choose_node(root: &Root, state: &mut AppState, out: &Reporter) -> Result<()> {
     if state.swarm_node.is_some() || !is_selected(root, state)? {
         return Ok(());
     }
     let this = Swarm::connect()?.this_node()?;
-    detail(format!("Node-local data of this app lives on swarm node {} (this manager)", this.hostname));
+    out.detail(format!("Node-local data of this app lives on swarm node {} (this manager)", this.hostname));
     state.swarm_node = Some(this.hostname);
     Ok(())
 }
@@ -118,6 +118,8 @@ fn health_check(release: &Release, timing: Timing) -> Option<HealthCheck> {
 /// A release on its way to the swarm.
 struct Rollout<'a> {
     app: &'a AppName,
+    /// Where the release's image is pushed, and berth's helper image for one-off tasks.
+    registry: Registry,
     state: &'a AppState,
     release: &'a Release,
     image: ImageDigest,
@@ -185,6 +187,7 @@ fn plan_services(
     scheduler: &dyn Scheduler,
     swarm: &Swarm,
     rollout: &Rollout<'_>,
+    out: &Reporter,
 ) -> Result<Services> {
     let Rollout { app, state, release, .. } = *rollout;
     let entries = root.entries_by_name()?;
@@ -198,7 +201,7 @@ fn plan_services(
         }
     }
     for (path, volume) in &anonymous {
-        warn_anonymous_volume(app, path, volume);
+        warn_anonymous_volume(app, path, volume, out);
     }
     let mut placed = Vec::new();
     let mut local_data = Vec::new();
@@ -265,31 +268,35 @@ pub fn start_release(
     root: &Root,
     scheduler: &dyn Scheduler,
     routing: &mut Routing,
-    app: &AppName,
     state: &AppState,
     release: &Release,
     timing: Timing,
+    out: &Reporter,
 ) -> Result<Serving> {
+    let app = &routing.app().clone();
     let swarm = Swarm::connect()?;
     let registry = registry(root)?;
-    step(format!("Pushing {} to {}", release.image, registry.as_str()));
+    out.step(format!("Pushing {} to {}", release.image, registry.as_str()));
     let image = swarm.push(&release.image, &registry, &image_repo(app), &release.number.to_string())?;
-    detail(format!("Services run {image}"));
-    let rollout = Rollout { app, state, release, image, timing };
-    let Services { defs, pin } = plan_services(root, scheduler, &swarm, &rollout)?;
+    out.detail(format!("Services run {image}"));
+    let rollout = Rollout { app, registry, state, release, image, timing };
+    let Services { defs, pin } = plan_services(root, scheduler, &swarm, &rollout, out)?;
     if let Some(Pin { node, data }) = &pin {
         require_pinned_node(&swarm, app, node, data)?;
-        detail(format!("Pinned to node {node}, where its data lives: {}", data.join(", ")));
+        out.detail(format!("Pinned to node {node}, where its data lives: {}", data.join(", ")));
         if node.as_str() != swarm.this_node()?.hostname {
-            prepare_app_dirs(root, scheduler, &swarm, &registry, &rollout, node, &defs)?;
+            prepare_app_dirs(root, scheduler, &swarm, &rollout, node, &defs, out)?;
         }
     }
     let timeout = stop_timeout(&release.run, timing);
     for def in &defs {
         if def.update_order == UpdateOrder::StopFirst {
-            retire_local(scheduler, app, def, timeout)?;
+            retire_local(scheduler, app, def, timeout, out)?;
         }
-        step(format!("Updating service {} ({} replicas, {:?})", def.name, def.replicas, def.update_order));
+        out.step(format!(
+            "Updating service {} ({} replicas, {:?})",
+            def.name, def.replicas, def.update_order
+        ));
         swarm.deploy(def)?;
     }
     let mut serving = Serving::default();
@@ -297,26 +304,26 @@ pub fn start_release(
         let wait = timing.health_timeout + (timeout + timing.settle) * def.replicas.max(1);
         if let Err(error) = swarm.wait_converged(&def.name, def.replicas, wait) {
             if def.publish.is_some() {
-                follow_rollback(&swarm, routing, &def.name, timing);
+                follow_rollback(&swarm, routing, &def.name, timing, out);
             }
             return Err(error.into());
         }
-        detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
+        out.detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
         if def.publish.is_some() && def.replicas > 0 {
             serving = web_serving(&swarm, &def.name)?;
             match serving.upstreams.as_slice() {
-                [] => warn(format!(
+                [] => out.warn(format!(
                     "no running task of {} publishes its port; the proxy was not changed",
                     def.name
                 )),
-                upstreams => routing.switch(upstreams)?,
+                upstreams => routing.switch(upstreams, out)?,
             }
         }
     }
     for def in &defs {
-        retire_local(scheduler, app, def, timeout)?;
+        retire_local(scheduler, app, def, timeout, out)?;
     }
-    remove_undeclared(&swarm, app, &defs)?;
+    remove_undeclared(&swarm, app, &defs, out)?;
     Ok(serving)
 }
 
@@ -330,10 +337,10 @@ fn prepare_app_dirs(
     root: &Root,
     scheduler: &dyn Scheduler,
     swarm: &Swarm,
-    registry: &Registry,
     rollout: &Rollout<'_>,
     node: &NodeName,
     defs: &[ServiceDef],
+    out: &Reporter,
 ) -> Result<()> {
     let app_dir = root.app_storage_dir(rollout.app);
     let mut dirs: Vec<String> = Vec::new();
@@ -350,11 +357,11 @@ fn prepare_app_dirs(
     if dirs.is_empty() {
         return Ok(());
     }
-    step(format!("Preparing {} app director(ies) on node {node}", dirs.len()));
+    out.step(format!("Preparing {} app director(ies) on node {node}", dirs.len()));
     let helper = scheduler.helper_image()?;
-    let image = swarm.push(&helper, registry, HELPER_REPOSITORY, "current")?;
+    let image = swarm.push(&helper, &rollout.registry, HELPER_REPOSITORY, "current")?;
     // Without [app].user the engine would have made them root's: so does berth.
-    let (uid, gid) = rollout.release.run.user.as_deref().and_then(parse_user).unwrap_or((0, 0));
+    let (uid, gid) = rollout.release.run.user.as_ref().map(crate::user::AppUser::chown_ids).unwrap_or((0, 0));
     let mut command =
         vec!["/berth".to_string(), CHOWN_COMMAND.into(), "--create".into(), format!("{uid}:{gid}")];
     command.extend(dirs.iter().map(|d| format!("{NODE_ROOT}{d}")));
@@ -369,20 +376,26 @@ fn prepare_app_dirs(
     };
     swarm.run_job(&job, PREPARE_TIMEOUT)?;
     for dir in &dirs {
-        detail(format!("Directory {dir} ready on node {node}"));
+        out.detail(format!("Directory {dir} ready on node {node}"));
     }
     Ok(())
 }
 
 /// Stops (SIGTERM, the stop timeout) and removes the `docker-local` containers a service
 /// replaces, left from before the app switched schedulers.
-fn retire_local(scheduler: &dyn Scheduler, app: &AppName, def: &ServiceDef, timeout: Duration) -> Result<()> {
+fn retire_local(
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    def: &ServiceDef,
+    timeout: Duration,
+    out: &Reporter,
+) -> Result<()> {
     let process = def.labels.get(PROCESS_LABEL).map(String::as_str).unwrap_or_default();
     let prefix = format!("{app}.{process}.");
     for name in scheduler.app_containers(app.as_str())? {
         if name.starts_with(&prefix) {
-            step(format!("Stopping {name}: {} replaces it on the swarm", def.name));
-            stop_and_remove(scheduler, &name, timeout)?;
+            out.step(format!("Stopping {name}: {} replaces it on the swarm", def.name));
+            stop_and_remove(scheduler, &name, timeout, out)?;
         }
     }
     Ok(())
@@ -391,18 +404,18 @@ fn retire_local(scheduler: &dyn Scheduler, app: &AppName, def: &ServiceDef, time
 /// After a failed web update: the engine's rollback may serve from a new task (the old one
 /// stopped once its successor ran), at another port. The proxy follows it; the recorded
 /// upstream is fixed by the next deploy or `ps:restart`.
-fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: Timing) {
+fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: Timing, out: &Reporter) {
     let deadline = std::time::Instant::now() + timing.health_timeout;
     while std::time::Instant::now() < deadline {
         if let Ok(Serving { upstreams, .. }) = web_serving(swarm, service)
             && let [upstream] = upstreams.as_slice()
         {
             if routing.current() != upstreams {
-                warn(format!(
+                out.warn(format!(
                     "the rolled-back {service} serves from a new task at {upstream}; the proxy follows it, run `berth ps:restart` to record it"
                 ));
-                if let Err(e) = routing.switch(&upstreams) {
-                    warn(format!("could not point the proxy at {upstream}: {e}"));
+                if let Err(e) = routing.switch(&upstreams, out) {
+                    out.warn(format!("could not point the proxy at {upstream}: {e}"));
                 }
             }
             return;
@@ -412,10 +425,10 @@ fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: 
 }
 
 /// Removes the app's services of process types the release does not declare.
-fn remove_undeclared(swarm: &Swarm, app: &AppName, defs: &[ServiceDef]) -> Result<()> {
+fn remove_undeclared(swarm: &Swarm, app: &AppName, defs: &[ServiceDef], out: &Reporter) -> Result<()> {
     for name in swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())? {
         if !defs.iter().any(|d| d.name == name) {
-            step(format!("Removing service {name} (process no longer declared)"));
+            out.step(format!("Removing service {name} (process no longer declared)"));
             swarm.remove(&name)?;
         }
     }
@@ -446,10 +459,10 @@ fn web_serving(swarm: &Swarm, service: &str) -> Result<Serving> {
 
 /// Removes the app's services (`ps:stop`, `apps:destroy`): the engine stops each task with
 /// SIGTERM and its stop grace period. Nothing for an app never deployed to the swarm.
-pub fn remove_services(state: &AppState, app: &AppName) -> Result<()> {
+pub fn remove_services(state: &AppState, app: &AppName, out: &Reporter) -> Result<()> {
     let Some(swarm) = connect_if_deployed(state)? else { return Ok(()) };
     for name in swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())? {
-        step(format!("Removing service {name}"));
+        out.step(format!("Removing service {name}"));
         swarm.remove(&name)?;
     }
     Ok(())

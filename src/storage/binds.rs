@@ -67,7 +67,7 @@ impl Bind {
         attachment: &Attachment,
         entries: &BTreeMap<EntryName, Entry>,
     ) -> Option<Bind> {
-        let MountSource::Bind(path) = attachment.resolve(app, app_dir, entries)? else { return None };
+        let MountSource::Bind(path) = attachment.resolve(app, app_dir, entries).ok()? else { return None };
         Some(Bind {
             app: app.clone(),
             source: attachment.source.clone(),

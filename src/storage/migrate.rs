@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Attachment, DEFAULT_PROCESS_TYPE, LegacyMount, Phase, StorageError};
+use super::{Attachment, LegacyMount, Phase, StorageError};
+use crate::docker_options::OptionsKey;
 
 /// One `-v` option and the mount it becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,11 +17,10 @@ pub struct Move {
 }
 
 /// The `-v` options of the default process's deploy and run phases, as mounts.
-pub fn plan(docker_options: &BTreeMap<String, Vec<String>>) -> Result<Vec<Move>, StorageError> {
+pub fn plan(docker_options: &BTreeMap<OptionsKey, Vec<String>>) -> Result<Vec<Move>, StorageError> {
     let mut phases_of: BTreeMap<&str, BTreeSet<Phase>> = BTreeMap::new();
     for phase in [Phase::Deploy, Phase::Run] {
-        let key = format!("{DEFAULT_PROCESS_TYPE}.{phase}");
-        for option in docker_options.get(&key).into_iter().flatten() {
+        for option in docker_options.get(&OptionsKey::every_process(phase)).into_iter().flatten() {
             if volume_spec(option).is_some() {
                 phases_of.entry(option.as_str()).or_default().insert(phase);
             }
@@ -42,9 +42,9 @@ fn volume_spec(option: &str) -> Option<&str> {
 }
 
 /// Removes a moved option from the phases it became a mount for.
-pub fn remove_option(docker_options: &mut BTreeMap<String, Vec<String>>, moved: &Move) {
+pub fn remove_option(docker_options: &mut BTreeMap<OptionsKey, Vec<String>>, moved: &Move) {
     for phase in &moved.attachment.phases {
-        if let Some(options) = docker_options.get_mut(&format!("{DEFAULT_PROCESS_TYPE}.{phase}")) {
+        if let Some(options) = docker_options.get_mut(&OptionsKey::every_process(*phase)) {
             options.retain(|o| *o != moved.option);
         }
     }
@@ -57,16 +57,20 @@ mod tests {
     use super::*;
     use crate::storage::Source;
 
+    fn key(stored: &str) -> OptionsKey {
+        OptionsKey::try_from(stored.to_string()).unwrap()
+    }
+
     #[test]
     fn moves_volume_options_with_their_phases() {
         let mut options = BTreeMap::from([
             (
-                "_default_.deploy".to_string(),
+                key("_default_.deploy"),
                 vec!["-v /srv/a:/a".to_string(), "-v /tmp".to_string(), "--memory 1g".to_string()],
             ),
-            ("_default_.run".to_string(), vec!["-v /srv/a:/a".to_string(), "-v pg:/pg:ro".to_string()]),
-            ("_default_.build".to_string(), vec!["-v /srv/b:/b".to_string()]),
-            ("web.deploy".to_string(), vec!["-v /srv/c:/c".to_string()]),
+            (key("_default_.run"), vec!["-v /srv/a:/a".to_string(), "-v pg:/pg:ro".to_string()]),
+            (key("_default_.build"), vec!["-v /srv/b:/b".to_string()]),
+            (key("web.deploy"), vec!["-v /srv/c:/c".to_string()]),
         ]);
         let moves = plan(&options).unwrap();
         assert_eq!(moves.len(), 2);
@@ -77,9 +81,9 @@ mod tests {
         for moved in &moves {
             remove_option(&mut options, moved);
         }
-        assert_eq!(options["_default_.deploy"], vec!["-v /tmp", "--memory 1g"]);
-        assert!(!options.contains_key("_default_.run"));
-        assert_eq!(options["_default_.build"], vec!["-v /srv/b:/b"]);
+        assert_eq!(options[&key("_default_.deploy")], vec!["-v /tmp", "--memory 1g"]);
+        assert!(!options.contains_key(&key("_default_.run")));
+        assert_eq!(options[&key("_default_.build")], vec!["-v /srv/b:/b"]);
         assert!(plan(&options).unwrap().is_empty());
     }
 }
