@@ -31,15 +31,19 @@ export BERTH_ROOT="$WORK/root"
 "$BERTH" storage:create bench-bk-data >/dev/null
 "$BERTH" storage:mount bench-bk bench-bk-data --container-dir /data >/dev/null
 DATA="$BERTH_ROOT/data/storage/bench-bk-data"
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "-----> Writing $BYTES bytes in $FILES files"
-per=$((BYTES / FILES))
-head -c "$per" /dev/urandom >"$WORK/seed"
-for ((i = 0; i < FILES; i++)); do
-  d="$DATA/d$((i % 100))"
-  [ -d "$d" ] || mkdir -p "$d"
-  cp "$WORK/seed" "$d/f$i"
-  printf '%08d' "$i" | dd of="$d/f$i" conv=notrunc status=none
-done
+# One random seed, each file's first 8 bytes its number (so no two files are the same).
+python3 - "$DATA" "$BYTES" "$FILES" <<'PY'
+import os, sys
+data, total, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+seed = os.urandom(total // files)
+for i in range(files):
+    d = os.path.join(data, "d%d" % (i % 100))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%d" % i), "wb") as f:
+        f.write(b"%08d" % i + seed[8:])
+PY
 
 # Peak VmHWM (KiB) of processes whose command line matches $1, while $2... runs.
 peak() {
@@ -58,7 +62,8 @@ peak() {
   cat "$file" 2>/dev/null || echo 0
   rm -f "$file"
 }
-seconds() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
+# Dirty pages are written back first (not timed), so no side pays for the one before it.
+seconds() { local s; sync; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 berth_backup() { "$BERTH" storage:backup bench-bk 2>/dev/null | cat >/dev/null; }
@@ -97,7 +102,7 @@ table="| $mib MiB in $FILES files, median of $RUNS | berth | GNU tar | berth ÷ 
 | peak memory, backup | $((mem_bb / 1024)) MiB | $((mem_tb / 1024)) MiB | | ≤ 64 MiB: $(verdict "64" "$((mem_bb / 1024))") |
 | peak memory, restore | $((mem_br / 1024)) MiB | $((mem_tr / 1024)) MiB | | ≤ 64 MiB: $(verdict "64" "$((mem_br / 1024))") |
 
-Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -r)."
+Measured $(date -u +%Y-%m-%d\ %H:%M) UTC at commit $(git rev-parse --short HEAD) on $(nproc) cores, $(uname -r), load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "$table"
 python3 - "$OUT" "$table" <<'PY'
 import sys

@@ -1,11 +1,13 @@
-//! The backup format: member names, the manifest that opens the stream, the checksums that
-//! close each mount's data, and the closing summary. A stream is a plain tar:
+//! The backup format: member names, the manifest that opens the stream, the checksum lists
+//! that follow each mount's files, and the closing summary. A stream is a plain tar:
 //!
 //! ```text
 //! berth-backup/manifest.json     app, release, every mount: source, target, kind, root owner,
 //!                                mode and mtime, file and byte count
 //! data/m0/<path>...              the first mount's tree (owners, modes, mtimes, links)
-//! berth-backup/sums/m0           one JSON line per regular file: path, size, sha256
+//! berth-backup/sums/m0           one JSON line per regular file since the last list: path,
+//!                                size, sha256 (at most SUMS_FILES lines)
+//! data/m0/<path>... sums/m0 ...  the mount's next files and their list; a mount ends with one
 //! data/m1/<path>... sums/m1 ...  the next mounts
 //! berth-backup/end.json          the counts actually written, per mount
 //! ```
@@ -16,13 +18,21 @@ use serde::{Deserialize, Serialize};
 
 use super::BackupError;
 
-pub const FORMAT: u32 = 1;
+/// 2: checksum lists of at most SUMS_FILES files (1 had one list per mount, unbounded).
+pub const FORMAT: u32 = 2;
 pub const MANIFEST: &str = "berth-backup/manifest.json";
 pub const END: &str = "berth-backup/end.json";
 pub const SUMS_PREFIX: &str = "berth-backup/sums/";
 pub const DATA_PREFIX: &str = "data/";
-/// The most a manifest, a summary or one mount's checksum list may take in memory.
+/// The most a manifest or a summary may take in memory.
 pub const MAX_META_BYTES: u64 = 64 << 20;
+/// The most files one checksum list covers: what a restore holds before it can compare.
+pub const SUMS_FILES: usize = 1024;
+/// A writer starts a new list once the paths waiting reach this size.
+pub const SUMS_FLUSH_BYTES: usize = 256 << 10;
+/// The most one checksum list may take (SUMS_FILES lines of the longest paths), and the most the
+/// paths of the files waiting for a list may take in a restore.
+pub const MAX_SUMS_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,7 +159,7 @@ impl Manifest {
     pub fn check(&self) -> Result<(), BackupError> {
         if self.format != FORMAT {
             return Err(refused(format!(
-                "backup format {} is not the one this berth reads ({FORMAT})",
+                "backup format {} is not the one this berth reads ({FORMAT}); restore it with the berth version that wrote it",
                 self.format
             )));
         }

@@ -3,12 +3,16 @@
 //! into staging and swapped in (`restore`, `swap`), the trees reached through berth's helper
 //! container (`helper`), and the sizes and kept restores `storage:report` lists (`inventory`).
 
+pub mod hasher;
 pub mod helper;
 pub mod inventory;
 pub mod manifest;
 pub mod restore;
 pub mod swap;
 pub mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::path::{Path, PathBuf};

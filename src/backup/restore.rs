@@ -1,6 +1,8 @@
 //! Verifies a backup stream into staging directories and swaps them in (inside berth's helper
 //! container). Nothing outside staging is written until the whole stream has been read and
-//! every member, size and checksum checked; a refused stream leaves no staging behind.
+//! every member, size and checksum checked; a refused stream leaves no staging behind. What it
+//! holds is bounded whatever the stream's size: the checksums of one list's files and the
+//! directories above the current member.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -9,12 +11,11 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, Gid, Mode, Timespec, Timestamps, Uid};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::BackupError;
+use super::hasher::Hasher;
 use super::manifest::{self, End, Manifest, Member, MountRecord, RootMeta, Sum};
 use super::swap::Place;
-use super::writer::hex;
 
 /// One mount to restore, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,11 +96,11 @@ fn whole(read: u64, size: u64, shown: &str) -> Result<(), BackupError> {
     )))
 }
 
-/// A metadata member, whole and within the memory bound.
-fn read_meta(entry: &mut tar::Entry<impl Read>, what: &str) -> Result<Vec<u8>, BackupError> {
+/// A metadata member, whole and within the memory bound `max`.
+fn read_meta(entry: &mut tar::Entry<impl Read>, what: &str, max: u64) -> Result<Vec<u8>, BackupError> {
     let size = entry.size();
-    if size > manifest::MAX_META_BYTES {
-        return Err(refused(format!("{what} is larger than {} MiB", manifest::MAX_META_BYTES >> 20)));
+    if size > max {
+        return Err(refused(format!("{what} is larger than {} MiB", max >> 20)));
     }
     let mut bytes = Vec::new();
     entry.read_to_end(&mut bytes).map_err(BackupError::Stream)?;
@@ -111,7 +112,7 @@ fn read_json<T: serde::de::DeserializeOwned>(
     entry: &mut tar::Entry<impl Read>,
     what: &str,
 ) -> Result<T, BackupError> {
-    let bytes = read_meta(entry, what)?;
+    let bytes = read_meta(entry, what, manifest::MAX_META_BYTES)?;
     serde_json::from_slice(&bytes).map_err(|e| refused(format!("{what} is not valid: {e}")))
 }
 
@@ -143,10 +144,12 @@ impl<'m> Mounts<'m> {
                 record,
                 place,
                 staging,
-                sums: Vec::new(),
+                pending: Pending::default(),
+                files: 0,
                 bytes: 0,
-                verified: false,
+                lists: 0,
                 dirs: Vec::new(),
+                hasher: None,
             });
         }
         Ok(mounts)
@@ -161,12 +164,12 @@ impl<'m> Mounts<'m> {
 
     fn finish(&self, end: End) -> Result<(), BackupError> {
         let counts: Vec<(String, u64, u64)> =
-            self.mounts.iter().map(|m| (m.record.id.clone(), m.sums.len() as u64, m.bytes)).collect();
+            self.mounts.iter().map(|m| (m.record.id.clone(), m.files, m.bytes)).collect();
         let summary: Vec<(String, u64, u64)> =
             end.mounts.into_iter().map(|c| (c.id, c.files, c.bytes)).collect();
-        if let Some(mount) = self.mounts.iter().find(|m| !m.verified) {
+        if let Some(mount) = self.mounts.iter().find(|m| m.lists == 0 || !m.pending.files.is_empty()) {
             return Err(refused(format!(
-                "mount {} has no checksum list: the stream is truncated",
+                "mount {} has files no checksum list covers: the stream is truncated",
                 mount.record.id
             )));
         }
@@ -183,15 +186,13 @@ impl<'m> Mounts<'m> {
         let mut done = Vec::new();
         for mount in &mut self.mounts {
             let (Some(place), Some(staging)) = (mount.place.clone(), mount.staging.clone()) else { continue };
-            for (path, meta) in mount.dirs.iter().rev() {
-                set_meta(path, meta)?;
-            }
+            mount.leave_dirs(None)?;
             set_meta(&staging, &mount.record.root)?;
             let replaced = place.swap(&staging, stamp)?;
             mount.staging = None;
             done.push(Restored {
                 id: mount.record.id.clone(),
-                files: mount.sums.len() as u64,
+                files: mount.files,
                 bytes: mount.bytes,
                 replaced,
             });
@@ -232,20 +233,29 @@ struct Mount<'m> {
     record: &'m MountRecord,
     place: Option<Place>,
     staging: Option<PathBuf>,
-    /// The checksums computed so far, in stream order.
-    sums: Vec<Sum>,
+    /// The checksums computed since the last list, in stream order.
+    pending: Pending,
+    files: u64,
     bytes: u64,
-    verified: bool,
-    /// Directories get their owner, mode and mtime once all their children are in.
+    /// Checksum lists verified.
+    lists: u64,
+    /// The staged directories above the current member, outermost first: a directory gets its
+    /// owner, mode and mtime once the stream has left it (all its children are in).
     dirs: Vec<(PathBuf, RootMeta)>,
+    /// Hashes file data beside the copy, started at the first file.
+    hasher: Option<Hasher>,
+}
+
+/// Files (path and size) waiting for the list that covers them; the hasher has their digests.
+#[derive(Default)]
+struct Pending {
+    files: Vec<(String, u64)>,
+    path_bytes: u64,
 }
 
 impl Mount<'_> {
     fn member(&mut self, entry: &mut tar::Entry<impl Read>, rel: &Path) -> Result<(), BackupError> {
         let shown = rel.display().to_string();
-        if self.verified {
-            return Err(refused(format!("{shown} of mount {} follows its checksum list", self.record.id)));
-        }
         let header = entry.header();
         let meta = header_meta(header).map_err(BackupError::Stream)?;
         let kind = header.entry_type();
@@ -253,6 +263,9 @@ impl Mount<'_> {
             Some(staging) => Some(staged_path(staging, rel)?),
             None => None,
         };
+        if let Some(path) = &path {
+            self.leave_dirs(Some(path))?;
+        }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 self.file(entry, path.as_deref(), &meta, shown)
@@ -328,13 +341,24 @@ impl Mount<'_> {
     ) -> Result<(), BackupError> {
         let size = entry.size();
         let total = self.bytes.saturating_add(size);
-        if total > self.record.bytes || self.sums.len() as u64 >= self.record.files {
+        if total > self.record.bytes || self.files >= self.record.files {
             return Err(refused(format!(
                 "the data of mount {} is larger than its manifest says ({} files, {} bytes)",
                 self.record.id, self.record.files, self.record.bytes
             )));
         }
-        let mut data = super::writer::Hashing { inner: entry, hasher: Sha256::new() };
+        self.pending.path_bytes = self.pending.path_bytes.saturating_add(shown.len() as u64);
+        if self.pending.files.len() >= manifest::SUMS_FILES
+            || self.pending.path_bytes > manifest::MAX_SUMS_BYTES
+        {
+            return Err(refused(format!(
+                "mount {} has more than {} files (or {} MiB of names) without a checksum list",
+                self.record.id,
+                manifest::SUMS_FILES,
+                manifest::MAX_SUMS_BYTES >> 20
+            )));
+        }
+        let hasher = self.hasher.get_or_insert_with(|| Hasher::start(COPY_BUFFER));
         match path {
             Some(path) => {
                 let file = File::options()
@@ -344,28 +368,47 @@ impl Mount<'_> {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(path)
                     .map_err(|e| collision(&shown, e))?;
-                let written = write_sparse(&file, &mut data).map_err(BackupError::Stream)?;
+                let written = write_sparse(&file, entry, hasher).map_err(BackupError::Stream)?;
                 whole(written, size, &shown)?;
                 set_file_meta(&file, path, meta)?;
             }
             None => {
-                let read = io::copy(&mut data, &mut io::sink()).map_err(BackupError::Stream)?;
+                let read = copy_through(entry, hasher, |_, _| Ok(())).map_err(BackupError::Stream)?;
                 whole(read, size, &shown)?;
             }
         }
-        let hasher = data.hasher;
         self.bytes = total;
-        self.sums.push(Sum { path: shown, size, sha256: hex(&hasher.finalize()) });
+        self.files += 1;
+        self.pending.files.push((shown, size));
         Ok(())
     }
 
-    /// Compares the stream's checksum list with what was read.
+    /// Gives the staged directories the stream has left (all of them for `None`) their
+    /// metadata: those that are not above `next`.
+    fn leave_dirs(&mut self, next: Option<&Path>) -> Result<(), BackupError> {
+        while let Some((dir, meta)) = self.dirs.last() {
+            if next.is_some_and(|next| next.starts_with(dir)) {
+                break;
+            }
+            set_meta(dir, meta)?;
+            self.dirs.pop();
+        }
+        Ok(())
+    }
+
+    /// The checksums of the files read since the last list, as the hasher computed them.
+    fn read_sums(&mut self) -> Result<Vec<Sum>, BackupError> {
+        let files = std::mem::take(&mut self.pending.files);
+        let Some(hasher) = &self.hasher else { return Ok(Vec::new()) };
+        let sum =
+            |(path, size)| Ok(Sum { path, size, sha256: hasher.digest().map_err(BackupError::Stream)? });
+        files.into_iter().map(sum).collect()
+    }
+
+    /// Compares a checksum list of the stream with the files read since the last one.
     fn verify(&mut self, entry: &mut tar::Entry<impl Read>) -> Result<(), BackupError> {
         let id = &self.record.id;
-        if self.verified {
-            return Err(refused(format!("a second checksum list for mount {id}")));
-        }
-        let bytes = read_meta(entry, &format!("the checksum list of mount {id}"))?;
+        let bytes = read_meta(entry, &format!("a checksum list of mount {id}"), manifest::MAX_SUMS_BYTES)?;
         let text = String::from_utf8(bytes)
             .map_err(|e| refused(format!("the checksum list of mount {id} is not text: {e}")))?;
         let listed: Vec<Sum> = text
@@ -373,20 +416,22 @@ impl Mount<'_> {
             .map(serde_json::from_str)
             .collect::<Result<_, _>>()
             .map_err(|e| refused(format!("the checksum list of mount {id} is not valid: {e}")))?;
-        if listed.len() != self.sums.len() {
+        let read = self.read_sums()?;
+        if listed.len() != read.len() {
             return Err(refused(format!(
-                "the checksum list of mount {id} has {} files, the stream {}: the manifest does not match the data",
+                "a checksum list of mount {id} has {} files, the stream {} before it: the manifest does not match the data",
                 listed.len(),
-                self.sums.len()
+                read.len()
             )));
         }
-        if let Some((want, got)) = listed.iter().zip(&self.sums).find(|(want, got)| want != got) {
+        if let Some((want, got)) = listed.iter().zip(&read).find(|(want, got)| want != got) {
             return Err(refused(format!(
                 "checksum mismatch in mount {id}: {} should be {} bytes with sha256 {}, the stream has {} bytes with sha256 {} ({})",
                 want.path, want.size, want.sha256, got.size, got.sha256, got.path
             )));
         }
-        self.verified = true;
+        self.pending = Pending::default();
+        self.lists += 1;
         Ok(())
     }
 }
@@ -461,32 +506,52 @@ fn set_meta(path: &Path, meta: &RootMeta) -> Result<(), BackupError> {
 
 const BLOCK: usize = 4096;
 static ZEROS: [u8; BLOCK] = [0; BLOCK];
+/// Bytes of a file read (and written) at a time.
+const COPY_BUFFER: usize = 256 << 10;
 
 /// Copies `data` into `file`, leaving holes for the all-zero blocks: a sparse file comes back
 /// sparse. Returns the bytes copied.
-fn write_sparse(file: &File, data: &mut impl Read) -> io::Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    loop {
-        let n = read_full(data, &mut buf)?;
-        if n == 0 {
-            break;
-        }
+fn write_sparse(file: &File, data: &mut impl Read, hasher: &Hasher) -> io::Result<u64> {
+    let size = copy_through(data, hasher, |buf, pos| {
         let mut start = 0;
-        while start < n {
-            let zero = is_zero(&buf[start..(start + BLOCK).min(n)]);
-            let mut end = (start + BLOCK).min(n);
-            while end < n && is_zero(&buf[end..(end + BLOCK).min(n)]) == zero {
-                end = (end + BLOCK).min(n);
+        while start < buf.len() {
+            let zero = is_zero(&buf[start..(start + BLOCK).min(buf.len())]);
+            let mut end = (start + BLOCK).min(buf.len());
+            while end < buf.len() && is_zero(&buf[end..(end + BLOCK).min(buf.len())]) == zero {
+                end = (end + BLOCK).min(buf.len());
             }
             if !zero {
                 file.write_all_at(&buf[start..end], pos + start as u64)?;
             }
             start = end;
         }
+        Ok(())
+    })?;
+    file.set_len(size)?;
+    Ok(size)
+}
+
+/// Reads `data` to its end through the hasher's buffers, giving each to `write` with its offset
+/// before the hasher takes it as the file's next data; returns the bytes read.
+fn copy_through(
+    data: &mut impl Read,
+    hasher: &Hasher,
+    mut write: impl FnMut(&[u8], u64) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut pos = 0u64;
+    loop {
+        let mut buf = hasher.buffer()?;
+        let n = read_full(data, &mut buf)?;
+        if n > 0 {
+            write(&buf[..n], pos)?;
+        }
+        hasher.hash(buf, n)?;
+        if n == 0 {
+            break;
+        }
         pos += n as u64;
     }
-    file.set_len(pos)?;
+    hasher.end_file()?;
     Ok(pos)
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::{CliError, Result, app_name, confirm_destructive, existing_app};
@@ -209,7 +210,7 @@ pub fn backup(root: &Root, args: BackupArgs, out: &Reporter) -> Result<()> {
         berth_version: env!("CARGO_PKG_VERSION").to_string(),
         mounts: selected.iter().enumerate().map(|(i, s)| s.record(manifest::mount_id(i))).collect(),
     };
-    let mut sink = Sink::open(args.output.as_deref())?;
+    let sink = Sink::open(args.output.as_deref())?;
     let live = running(&engine, &app)?;
     if live && !args.stop {
         out.warn(format!(
@@ -234,7 +235,7 @@ pub fn backup(root: &Root, args: BackupArgs, out: &Reporter) -> Result<()> {
         root,
         &app,
         args.stop && live,
-        || Ok(helper::read_into(job, sink.writer(), true, out)?),
+        || Ok(helper::read_into(job, sink.file(), true, out)?),
         out,
     )?;
     sink.commit()?;
@@ -282,10 +283,10 @@ impl Sink {
         }
     }
 
-    fn writer(&mut self) -> &mut (dyn Write + Send) {
+    fn file(&self) -> &File {
         match self {
             Sink::Stdout(file) => file,
-            Sink::File { temp, .. } => temp.as_file_mut(),
+            Sink::File { temp, .. } => temp.as_file(),
         }
     }
 
@@ -308,9 +309,13 @@ pub fn restore(root: &Root, args: RestoreArgs, out: &Reporter) -> Result<()> {
         None => from.clone(),
     };
     let state = existing_app(root, &to)?;
-    let mut input: Box<dyn Read + Send> = match args.input.as_deref() {
-        None | Some("-") => Box::new(std::io::stdin()),
-        Some(path) => Box::new(File::open(path).map_err(BackupError::io("open", Path::new(path)))?),
+    let mut input = match args.input.as_deref() {
+        None | Some("-") => std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .map_err(|e| CliError::Usage(format!("cannot read the stream from stdin: {e}")))?,
+        Some(path) => File::open(path).map_err(BackupError::io("open", Path::new(path)))?,
     };
     let (prefix, manifest) = read_manifest(&mut input)?;
     if manifest.app != from.as_str() {
@@ -369,7 +374,7 @@ pub fn restore(root: &Root, args: RestoreArgs, out: &Reporter) -> Result<()> {
         root,
         &to,
         args.stop && live,
-        || Ok(helper::restore_from(job, &prefix, &mut input, out)?),
+        || Ok(helper::restore_from(job, &prefix, &input, out)?),
         out,
     )?;
     let restored: Vec<Restored> = serde_json::from_str(output.trim())
@@ -550,7 +555,8 @@ pub fn internal_read(pipe: &Path, plan: &str, out: &Reporter) -> Result<()> {
         serde_json::from_str(plan).map_err(|e| CliError::Usage(format!("bad plan: {e}")))?;
     let dirs: Vec<PathBuf> = manifest.mounts.iter().map(|m| Path::new(SOURCES_DIR).join(&m.id)).collect();
     let fifo = File::options().write(true).open(pipe).map_err(BackupError::io("open", pipe))?;
-    Ok(writer::write(manifest, &dirs, BufWriter::with_capacity(1 << 20, fifo), out)?)
+    // Smaller than the writer's file chunks, which then bypass it: only headers are buffered.
+    Ok(writer::write(manifest, &dirs, BufWriter::with_capacity(64 << 10, fifo), out)?)
 }
 
 /// `internal:backup-restore <fifo> <plan>`: verifies the stream into staging and swaps it in;
@@ -558,7 +564,8 @@ pub fn internal_read(pipe: &Path, plan: &str, out: &Reporter) -> Result<()> {
 pub fn internal_restore(pipe: &Path, plan: &str, out: &Reporter) -> Result<()> {
     let plan: Plan = serde_json::from_str(plan).map_err(|e| CliError::Usage(format!("bad plan: {e}")))?;
     let input = File::open(pipe).map_err(BackupError::io("open", pipe))?;
-    let done = crate::backup::restore::restore(BufReader::with_capacity(1 << 20, input), &plan)?;
+    // Smaller than a restore's file reads, which then bypass it.
+    let done = crate::backup::restore::restore(BufReader::with_capacity(64 << 10, input), &plan)?;
     super::print_json(&done, out)
 }
 

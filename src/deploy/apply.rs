@@ -4,7 +4,10 @@
 use super::fault::fault_point;
 use super::plan::Plan;
 use super::route::Routing;
-use super::specs::{base_env, engine_mounts, labels, mount_image_volumes, phase_options, process_specs};
+use super::specs::{
+    base_env, check_shadowed_volumes, engine_mounts, labels, mount_image_volumes, phase_options,
+    process_specs,
+};
 use super::storage::{StorageSpec, check_mounts, ensure_storage};
 use super::swap::{Replace, start_release};
 use super::{DeployError, Result, Timing, image_repo};
@@ -45,6 +48,7 @@ pub fn apply(
         &mut |line| out.detail(line),
     )?;
     fault_point("after-build", out);
+    check_shadowed_volumes(scheduler, &plan.image, &plan.mounts, plan.allow_shadowed_volumes)?;
     out.step("Ensuring storage");
     let spec = StorageSpec { owner, volumes: Some(&plan.volume_specs) };
     ensure_storage(root, scheduler, app, &plan.mounts, &entries, spec, out)?;

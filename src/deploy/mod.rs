@@ -93,6 +93,11 @@ pub enum DeployError {
          or push a release without it"
     )]
     NoLongerAllowed { app: AppName, release: u32, what: String, container_path: String, grant: String },
+    #[error(
+        "the image declares VOLUME {volume}, and {by} mounts {mount} at {target}, a parent of it: the \
+         image's data at {volume} would go to an anonymous volume hidden under that mount. {fix}"
+    )]
+    ShadowedVolume { volume: String, target: String, mount: String, by: &'static str, fix: String },
 }
 
 impl From<crate::swarm::SwarmError> for DeployError {

@@ -60,6 +60,7 @@ pub fn plan(inputs: PlanInputs<'_>) -> Result<Plan, Vec<Diagnostic>> {
         mounts_kept: repo_mounts.iter().filter(|m| old_repo_mounts.contains(m)).cloned().collect(),
         mounts,
         volume_specs: volume_specs(manifest),
+        allow_shadowed_volumes: manifest.allow_shadowed_volumes,
         serving: serving.map(|r| (r.number, r.run.clone())),
     })
 }
@@ -169,6 +170,8 @@ pub struct Plan {
     /// The app's mounts once the release is deployed (admin ones and the new repo ones).
     pub mounts: Vec<Attachment>,
     pub volume_specs: VolumeSpecs,
+    /// `[storage].allow_shadowed_volumes`: a mount may hide a `VOLUME` of the image.
+    pub allow_shadowed_volumes: bool,
     /// The release serving now and how it runs, to show what changes.
     pub serving: Option<(u32, RunConfig)>,
 }

@@ -166,6 +166,68 @@ pub(crate) fn mount_image_volumes(
     Ok(added)
 }
 
+/// Refuses a release whose mounts sit above a path its image declares with `VOLUME`, unless
+/// `app.toml` allows it: the declared path would be an anonymous volume under the mount, where
+/// the data the image's program writes is easily lost.
+pub(super) fn check_shadowed_volumes(
+    scheduler: &dyn Scheduler,
+    image: &str,
+    mounts: &[Attachment],
+    allowed: bool,
+) -> Result<()> {
+    if allowed {
+        return Ok(());
+    }
+    let volumes = scheduler.image_volumes(image)?;
+    match shadowed(&volumes, mounts) {
+        Some((volume, mount)) => Err(shadowed_error(volume, mount)),
+        None => Ok(()),
+    }
+}
+
+/// The first declared volume strictly below a mount's target (and not itself a mount's target),
+/// with that mount.
+fn shadowed<'a>(volumes: &'a [String], mounts: &'a [Attachment]) -> Option<(&'a str, &'a Attachment)> {
+    let trimmed = |p: &str| p.trim_end_matches('/').to_string();
+    volumes.iter().map(|v| v.trim_end_matches('/')).filter(|v| !v.is_empty()).find_map(|volume| {
+        if mounts.iter().any(|m| trimmed(&m.container_path) == volume) {
+            return None;
+        }
+        let below = |m: &&Attachment| {
+            let target = trimmed(&m.container_path);
+            volume.strip_prefix(target.as_str()).is_some_and(|rest| rest.starts_with('/'))
+        };
+        mounts.iter().find(below).map(|m| (volume, m))
+    })
+}
+
+fn shadowed_error(volume: &str, mount: &Attachment) -> DeployError {
+    let target = mount.container_path.clone();
+    let (by, fix) = match mount.made_by {
+        crate::storage::Origin::Repo => (
+            "app.toml",
+            format!(
+                "Fix app.toml: add a mount at exactly that path ([[storage.mounts]] source = \"<name>\" target = \"{volume}\"), \
+                 or move the mount's target = \"{target}\"; if hiding it is intended, set allow_shadowed_volumes = true under [storage]."
+            ),
+        ),
+        crate::storage::Origin::Admin => (
+            "an admin mount (berth storage:mount)",
+            format!(
+                "Add a mount at exactly that path in app.toml ([[storage.mounts]] source = \"<name>\" target = \"{volume}\"), \
+                 ask the admin to move the mount at {target}, or, if hiding it is intended, set allow_shadowed_volumes = true under [storage] in app.toml."
+            ),
+        ),
+    };
+    DeployError::ShadowedVolume {
+        volume: volume.to_string(),
+        target,
+        mount: mount.source.to_string(),
+        by,
+        fix,
+    }
+}
+
 /// Tells the pusher how to take charge of a volume berth made for a Dockerfile `VOLUME`.
 pub(crate) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str, out: &Reporter) {
     let name = volume.strip_prefix(&format!("{app}_")).unwrap_or(volume);
@@ -180,6 +242,44 @@ pub(crate) fn warn_anonymous_volume(app: &AppName, path: &str, volume: &str, out
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{DEFAULT_PROCESS_TYPE, Source};
+
+    fn mount(target: &str) -> Attachment {
+        Attachment {
+            source: Source::AppVolume("pg".into()),
+            container_path: target.into(),
+            phases: [Phase::Deploy, Phase::Run].into(),
+            process_type: DEFAULT_PROCESS_TYPE.into(),
+            subpath: None,
+            readonly: false,
+            volume_options: None,
+            volume_chown: None,
+            made_by: crate::storage::Origin::Repo,
+        }
+    }
+
+    #[test]
+    fn a_mount_above_a_declared_volume_shadows_it() {
+        let volumes = vec!["/var/lib/postgresql/data".to_string(), "/cache/".to_string()];
+        let parent = [mount("/var/lib/postgresql")];
+        let (volume, by) = shadowed(&volumes, &parent).unwrap();
+        assert_eq!((volume, by.container_path.as_str()), ("/var/lib/postgresql/data", "/var/lib/postgresql"));
+        let err = shadowed_error(volume, by).to_string();
+        assert!(
+            err.contains("app.toml") && err.contains("allow_shadowed_volumes = true under [storage]"),
+            "{err}"
+        );
+        // Mounted exactly, beside it, or below it: nothing is hidden under a mount.
+        for targets in [
+            &["/var/lib/postgresql", "/var/lib/postgresql/data"][..],
+            &["/var/lib/postgres"],
+            &["/var/lib/postgresql/data/sub"],
+            &["/cache"],
+        ] {
+            let mounts: Vec<Attachment> = targets.iter().map(|t| mount(t)).collect();
+            assert_eq!(shadowed(&volumes, &mounts).map(|(v, _)| v), None, "{targets:?}");
+        }
+    }
 
     #[test]
     fn anonymous_volume_names_never_collide() {

@@ -64,6 +64,7 @@ impl Bed {
             mounts_kept: Vec::new(),
             mounts: Vec::new(),
             volume_specs: Default::default(),
+            allow_shadowed_volumes: false,
             serving: None,
         }
     }

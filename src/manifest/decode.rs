@@ -75,7 +75,7 @@ const WEB_ALIASES: &[(&str, &str)] = &[
     ("hold", "hold_seconds"),
     ("hold_timeout", "hold_seconds"),
 ];
-const STORAGE_KEYS: &[&str] = &["mounts"];
+const STORAGE_KEYS: &[&str] = &["mounts", "allow_shadowed_volumes"];
 const STORAGE_ALIASES: &[(&str, &str)] = &[("volumes", "mounts"), ("mount", "mounts"), ("binds", "mounts")];
 const MOUNT_KEYS: &[&str] = &[
     "source",
@@ -341,7 +341,7 @@ impl<'s> Decoder<'s> {
                 "storage" => {
                     let example = "[[storage.mounts]] source = \"./uploads\" target = \"/app/storage\"";
                     if let Some(table) = self.table("[storage]", value, example) {
-                        manifest.mounts = self.storage(table);
+                        (manifest.mounts, manifest.allow_shadowed_volumes) = self.storage(table);
                     }
                 }
                 "env" => {
@@ -559,8 +559,10 @@ impl<'s> Decoder<'s> {
         processes
     }
 
-    fn storage(&mut self, table: &DeTable) -> Vec<DeclaredMount> {
+    /// The mounts and `allow_shadowed_volumes`.
+    fn storage(&mut self, table: &DeTable) -> (Vec<DeclaredMount>, bool) {
         let mut mounts = Vec::new();
+        let mut allow_shadowed = false;
         for (key, value) in table.iter() {
             match key.get_ref().as_ref() {
                 "mounts" => match value.get_ref() {
@@ -605,10 +607,15 @@ impl<'s> Decoder<'s> {
                         "[[storage.mounts]] tables, or mounts = [\"./uploads:/app/storage\"]",
                     ),
                 },
+                "allow_shadowed_volumes" => {
+                    let example = "allow_shadowed_volumes = true";
+                    allow_shadowed =
+                        self.boolean("`storage.allow_shadowed_volumes`", value, example).unwrap_or(false);
+                }
                 _ => self.unknown_key(key, "[storage]", STORAGE_KEYS, STORAGE_ALIASES),
             }
         }
-        mounts
+        (mounts, allow_shadowed)
     }
 
     fn mount_table(&mut self, table: &DeTable, start: usize) -> Option<DeclaredMount> {

@@ -183,6 +183,9 @@ pub struct Manifest {
     /// `[processes]`: process type to command. Empty means one `web` process with the image CMD.
     pub processes: BTreeMap<String, String>,
     pub mounts: Vec<DeclaredMount>,
+    /// `[storage].allow_shadowed_volumes`: a mount may sit above a path the image declares with
+    /// `VOLUME` (which then stays an anonymous volume hidden under the mount).
+    pub allow_shadowed_volumes: bool,
     /// `[env]`: non-secret defaults of the app's environment; the admin's config wins.
     pub env: BTreeMap<String, String>,
     /// `[scale]`: instances per process type; the admin's `ps:scale` wins.

@@ -261,7 +261,7 @@ struct Crafted {
 impl Crafted {
     fn new(app: &str, source: &str, target: &str, files: u64, bytes: u64) -> Crafted {
         let manifest = serde_json::json!({
-            "format": 1, "app": app, "release": null, "created_at": 0, "berth_version": "test",
+            "format": 2, "app": app, "release": null, "created_at": 0, "berth_version": "test",
             "mounts": [{"id": "m0", "source": source, "target": target, "kind": "bind", "host": "/x",
                         "root": {"uid": 0, "gid": 0, "mode": 493, "mtime": 0}, "files": files, "bytes": bytes}],
         });

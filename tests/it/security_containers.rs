@@ -159,3 +159,36 @@ fn a_dockerfile_volume_is_kept_in_a_labelled_app_volume_until_purged() {
     let left = docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]);
     assert_eq!(left.trim(), "", "the anonymous volume survived --purge-storage");
 }
+
+#[test]
+fn a_mount_above_a_dockerfile_volume_is_refused_unless_app_toml_allows_it() {
+    let t = Test::new();
+    let app = App::create(&t, "bk-shadow");
+    let repo = Repo::from_template("web");
+    repo.push(&app).success();
+    let serving = app.container("web");
+    let id = inspect(&serving, "{{.Id}}");
+    // The template mounts ./uploads at /app/storage; the image now declares a volume below it.
+    let dockerfile = repo.read("Dockerfile").replace("USER 1000\n", "VOLUME /app/storage/db\nUSER 1000\n");
+    repo.write("Dockerfile", &dockerfile).commit("VOLUME below the mount");
+    let out = repo.push(&app).rejected();
+    let text = out.remote().join("\n");
+    for part in [
+        "the image declares VOLUME /app/storage/db, and app.toml mounts app-dir:uploads at /app/storage, a parent of it",
+        "target = \"/app/storage/db\"",
+        "set allow_shadowed_volumes = true under [storage]",
+    ] {
+        assert!(text.contains(part), "expected {part:?}\n{out}");
+    }
+    assert_eq!(inspect(&serving, "{{.Id}}"), id, "the old release serves on, untouched");
+    assert_eq!(app.ps("ps-running"), "true");
+
+    let toml = format!("[storage]\nallow_shadowed_volumes = true\n\n{}", repo.read("app.toml"));
+    repo.write("app.toml", &toml).commit("hiding it is intended");
+    let out = repo.push(&app).success();
+    // Allowed, the declared path still gets berth's kept volume, with the usual warning.
+    let volume = format!("{}_anon-app-storage-db", app.name);
+    assert!(out.has_line(&format!(" !     Dockerfile VOLUME /app/storage/db is kept in the app volume {volume}; declare it in app.toml:")), "{out}");
+    assert_eq!(inspect(&volume, "{{index .Labels \"berth.anonymous\"}}"), "/app/storage/db");
+    t.ok(["apps:destroy", &app.name, "--force", "--purge-storage"]);
+}
