@@ -4,7 +4,8 @@
 //!
 //! berth owns the proxy's configuration: every change builds the whole [`Table`] as a value and
 //! the proxy loads it whole, so what is served is always a function of berth's state. A table
-//! the proxy refuses leaves the previous one serving.
+//! the proxy refuses leaves the previous one serving. A swap between addresses the proxy is
+//! already configured for (an app's slots: its serving and standby ones) reloads nothing in Caddy.
 
 pub mod caddy;
 pub mod domain;
@@ -102,10 +103,10 @@ pub trait Proxy {
         self.load(table)
     }
 
-    /// New requests for `app` go to `to` only; requests in flight to its previous upstreams
-    /// finish there, and those upstreams are kept [draining](Proxy::drain).
-    fn switch_upstream(&mut self, app: &AppName, to: SocketAddr) -> Result<(), ProxyError> {
-        change(self, app, |route| route.switch_to(Target::Up(vec![to])))
+    /// New requests for `app` go to the upstreams `to` only; requests in flight to its other
+    /// previous upstreams finish there, and those are kept [draining](Proxy::drain).
+    fn switch_upstream(&mut self, app: &AppName, to: Vec<SocketAddr>) -> Result<(), ProxyError> {
+        change(self, app, |route| route.switch_to(Target::Up(to)))
     }
 
     /// Requests for `app` wait (up to its route's hold) for `next` to answer, then go there:
@@ -117,7 +118,7 @@ pub trait Proxy {
     }
 
     /// Waits until no request is in flight to the draining `upstream` of `app`, or `timeout`
-    /// passes, then forgets it.
+    /// passes, then stops counting it as draining (it stays configured while a slot has it).
     fn drain(
         &mut self,
         app: &AppName,
@@ -135,7 +136,7 @@ pub trait Proxy {
             }
             std::thread::sleep(DRAIN_POLL.min(deadline.saturating_duration_since(Instant::now())));
         };
-        change(self, app, |route| route.draining.retain(|a| *a != upstream))?;
+        change(self, app, |route| route.retire(upstream))?;
         Ok(drained)
     }
 
@@ -186,20 +187,21 @@ mod tests {
     #[test]
     fn a_zero_downtime_swap_switches_then_drains_the_old_upstream() {
         let mut proxy = serving_demo();
-        proxy.switch_upstream(&demo(), address(2)).unwrap();
+        proxy.switch_upstream(&demo(), vec![address(2)]).unwrap();
         let route = &proxy.table().apps[&demo()];
         assert_eq!(route.target, Target::Up(vec![address(2)]));
         assert_eq!(route.draining, vec![address(1)]);
         proxy.set_in_flight(address(1), &[2, 1, 0]);
         assert_eq!(proxy.drain(&demo(), address(1), Duration::from_secs(5)).unwrap(), Drained::Idle);
         assert!(proxy.table().apps[&demo()].draining.is_empty());
-        assert_eq!(proxy.loads.len(), 3, "set, switch, forget the drained upstream");
+        assert_eq!(proxy.table().apps[&demo()].slots, vec![[address(1), address(2)]]);
+        assert_eq!(proxy.loads.len(), 3, "set, switch, forget the drained upstream's requests");
     }
 
     #[test]
     fn a_drain_that_times_out_says_how_many_requests_were_left() {
         let mut proxy = serving_demo();
-        proxy.switch_upstream(&demo(), address(2)).unwrap();
+        proxy.switch_upstream(&demo(), vec![address(2)]).unwrap();
         proxy.set_in_flight(address(1), &[3]);
         let drained = proxy.drain(&demo(), address(1), Duration::from_millis(150)).unwrap();
         assert_eq!(drained, Drained::TimedOut { in_flight: 3 });
@@ -211,7 +213,7 @@ mod tests {
         let mut proxy = serving_demo();
         proxy.hold(&demo(), address(1)).unwrap();
         assert_eq!(proxy.table().apps[&demo()].target, Target::Held(address(1)));
-        proxy.switch_upstream(&demo(), address(1)).unwrap();
+        proxy.switch_upstream(&demo(), vec![address(1)]).unwrap();
         let route = &proxy.table().apps[&demo()];
         assert_eq!(route.target, Target::Up(vec![address(1)]));
         assert!(route.draining.is_empty());
@@ -222,7 +224,7 @@ mod tests {
         let mut proxy = serving_demo();
         let before = proxy.table().clone();
         proxy.refuse_next = Some("listen tcp :80: bind: address already in use".into());
-        let error = proxy.switch_upstream(&demo(), address(2)).unwrap_err();
+        let error = proxy.switch_upstream(&demo(), vec![address(2)]).unwrap_err();
         assert_eq!(
             error.to_string(),
             "the proxy refused the new routes and keeps serving the previous ones: listen tcp :80: bind: address already in use"
@@ -245,7 +247,7 @@ mod tests {
     #[test]
     fn a_change_that_changes_nothing_loads_nothing() {
         let mut proxy = serving_demo();
-        proxy.switch_upstream(&demo(), address(1)).unwrap();
+        proxy.switch_upstream(&demo(), vec![address(1)]).unwrap();
         assert_eq!(proxy.loads.len(), 1);
     }
 }

@@ -311,12 +311,12 @@ pub fn start_release(
         out.detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
         if def.publish.is_some() && def.replicas > 0 {
             serving = web_serving(&swarm, &def.name)?;
-            match serving.upstream {
-                Some(upstream) => routing.switch(upstream, out)?,
-                None => out.warn(format!(
+            match serving.upstreams.as_slice() {
+                [] => out.warn(format!(
                     "no running task of {} publishes its port; the proxy was not changed",
                     def.name
                 )),
+                upstreams => routing.switch(upstreams, out)?,
             }
         }
     }
@@ -407,12 +407,14 @@ fn retire_local(
 fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: Timing, out: &Reporter) {
     let deadline = std::time::Instant::now() + timing.health_timeout;
     while std::time::Instant::now() < deadline {
-        if let Ok(Serving { upstream: Some(upstream), .. }) = web_serving(swarm, service) {
-            if routing.current() != Some(upstream) {
+        if let Ok(Serving { upstreams, .. }) = web_serving(swarm, service)
+            && let [upstream] = upstreams.as_slice()
+        {
+            if routing.current() != upstreams {
                 out.warn(format!(
                     "the rolled-back {service} serves from a new task at {upstream}; the proxy follows it, run `berth ps:restart` to record it"
                 ));
-                if let Err(e) = routing.switch(upstream, out) {
+                if let Err(e) = routing.switch(&upstreams, out) {
                     out.warn(format!("could not point the proxy at {upstream}: {e}"));
                 }
             }
@@ -450,7 +452,7 @@ fn web_serving(swarm: &Swarm, service: &str) -> Result<Serving> {
         let Some(ip) = node.address.as_deref().and_then(|a| a.parse::<IpAddr>().ok()) else { continue };
         let port = task.published[0];
         let here = node.id == this.id;
-        return Ok(Serving { host_port: here.then_some(port), upstream: Some(SocketAddr::new(ip, port)) });
+        return Ok(Serving { host_port: here.then_some(port), upstreams: vec![SocketAddr::new(ip, port)] });
     }
     Ok(Serving::default())
 }
@@ -611,7 +613,7 @@ mod tests {
             run,
             mounts: Vec::new(),
             web_host_port: None,
-            web_upstream: None,
+            web_upstreams: Vec::new(),
         };
         let check = health_check(&release, timing).unwrap();
         assert_eq!(
