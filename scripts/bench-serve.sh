@@ -15,105 +15,48 @@
 #      part a (build from git archive, run, poll /health, remove the old one), in one hyperfine run.
 # Needs root (apt-get, the engine). Environment: BENCH_REDEPLOYS (20), BENCH_SECONDS (10, wrk's
 # duration for 2), BENCH_PUSH_RUNS (6), BENCH_KEEP=1 keeps the temp root.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-SRC=$PWD
 REDEPLOYS=${BENCH_REDEPLOYS:-20}
 SECONDS_2=${BENCH_SECONDS:-10}
 PUSH_RUNS=${BENCH_PUSH_RUNS:-6}
+bench_cleanup() { docker rm -f "$BASE" "$BASE-next" >/dev/null 2>&1 || true; }
+source "$(dirname "$0")/lib/bench-proxy.sh"
+NORMAL=bs-$RUN-normal EXCLUSIVE=bs-$RUN-exclusive
+BENCH_APPS="$NORMAL $EXCLUSIVE"
+BASE=berth-bench-serve-base-$RUN
 OUT_MD=${BENCH_OUT:-$SRC/BENCHMARKS.md}
-say() { echo "-----> $*" >&2; }
-
-need=()
-for tool in wrk hyperfine jq curl git; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
-if [ ${#need[@]} -gt 0 ]; then
-  say "Installing ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-bash scripts/ensure-engine.sh >&2
-say "Building release binaries"
-cargo build --release --bins --quiet
-BIN=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release
-
-ROOT=$(mktemp -d /var/lib/berth-bench-serve.XXXXXX)
-RES=$ROOT/results
-mkdir -p "$RES"
-export BERTH_ROOT=$ROOT GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@berth.invalid
-export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@berth.invalid
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-HTTP_PORT=$(free_port)
-printf '[proxy]\nhttp_port = %s\nhttps_port = %s\nbind = "127.0.0.1"\n' "$HTTP_PORT" "$(free_port)" >"$ROOT/berth.toml"
-BASE=berth-bench-serve-base
-cleanup() {
-  for app in bs-normal bs-exclusive; do
-    "$BIN/berth" apps:destroy "$app" --force --purge-storage >/dev/null 2>&1 || true
-  done
-  docker rm -f "$BASE" "$BASE-next" >/dev/null 2>&1 || true
-  [ -f "$ROOT/proxy/caddy.pid" ] && kill "$(cat "$ROOT/proxy/caddy.pid")" 2>/dev/null || true
-  [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$ROOT"
-}
-trap cleanup EXIT
-BERTH_BIN=$BIN/berth bash scripts/ensure-proxy.sh --background --root "$ROOT" >&2
-PROXY=http://127.0.0.1:$HTTP_PORT
-
-# deploy <app> [exclusive]: creates the app at <app>.bench and pushes templates/serve.
-deploy() {
-  local app=$1 work=$ROOT/work-$1
-  "$BIN/berth" apps:create "$app" >/dev/null
-  "$BIN/berth" domains:add "$app" "$app.bench" >/dev/null
-  cp -a "$SRC/templates/serve" "$work"
-  if [ "${2:-}" = exclusive ]; then echo "exclusive = true" >>"$work/app.toml"; fi
-  git -C "$work" init -q -b main && git -C "$work" add -A && git -C "$work" commit -qm serve
-  git -C "$work" remote add berth "$ROOT/repos/$app.git"
-  git -C "$work" push -q berth main 2>"$RES/$app-first.log" || { cat "$RES/$app-first.log" >&2; exit 1; }
-}
-push_change() { # <app>: commits a change and pushes it
-  local work=$ROOT/work-$1
-  date +%s%N >>"$work/www/bench.txt"
-  git -C "$work" add -A && git -C "$work" commit -qm change
-  git -C "$work" push -q berth main 2>>"$RES/$1-pushes.log"
-}
-# wrk's figures as "requests errors p50_ms p99_ms rps" from its --latency report. During the
-# redeploys wrk waits up to 35 s for an answer (the proxy holds requests up to 30 s): a held
-# request is slow, not failed.
-wrk_figures() {
-  awk '
-    / 50%/ { p50 = $2 } / 99%/ { p99 = $2 }
-    /requests in/ { requests = $1 }
-    /Non-2xx/ { errors += $NF }
-    /Socket errors/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
-    /Requests\/sec/ { rps = $2 }
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    END { printf "%s %d %.2f %.2f %s\n", requests, errors, ms(p50), ms(p99), rps }' "$1"
-}
+# During the redeploys wrk waits up to 35 s for an answer (the proxy holds requests up to
+# 30 s): a held request is slow, not failed.
 
 ROWS=$RES/rows.md
 : >"$ROWS"
 for kind in normal exclusive; do
-  app=bs-$kind
+  app=bs-$RUN-$kind
   say "1. $REDEPLOYS redeploys of the $kind app under load"
-  deploy "$app" "$([ $kind = exclusive ] && echo exclusive || true)"
+  if [ $kind = exclusive ]; then deploy "$app" "exclusive = true"; else deploy "$app"; fi
   start=$(date +%s.%N); push_change "$app"; one=$(echo "$(date +%s.%N) - $start" | bc)
-  duration=$(printf '%.0f' "$(echo "($REDEPLOYS + 1) * $one * 1.5 + 5" | bc)")
+  duration=$(printf '%.0f' "$(echo "($REDEPLOYS + 1) * $one * 3 + 5" | bc)")
   : >"$ROOT/data/apps/$app/state/sigterm.log"
+  wrk_start=$(date +%s)
   wrk -t2 -c16 -d"${duration}s" --timeout 35s --latency -H "Host: $app.bench" "$PROXY/health" >"$RES/$app-wrk.txt" &
   wrk_pid=$!
   sleep 1
   done_deploys=0
   for _ in $(seq 1 "$REDEPLOYS"); do push_change "$app" && done_deploys=$((done_deploys + 1)); done
-  wait "$wrk_pid"
+  # The figures are those of the redeploys: wrk stops (and reports) once they are done.
+  sleep 1
+  kill -INT "$wrk_pid" 2>/dev/null || true
+  wait "$wrk_pid" || true
+  elapsed=$(($(date +%s) - wrk_start))
   read -r requests errors p50 p99 _ < <(wrk_figures "$RES/$app-wrk.txt")
   records=$(wc -l <"$ROOT/data/apps/$app/state/sigterm.log")
-  errors_text=$(grep -E 'Socket errors|Non-2xx' "$RES/$app-wrk.txt" | sed 's/^ *//' | tr '\n' ';' | sed 's/;$//')
-  echo "| s1-$kind | failed requests during $done_deploys redeploys of the $kind app (wrk, 16 keep-alive connections, ${duration} s) | $errors of $requests${errors_text:+ ($errors_text)} | p50 $p50 ms, p99 $p99 ms | 0 | $([ "$errors" = 0 ] && echo '**met**' || echo '**missed**') |" >>"$ROWS"
+  errors_text=$(wrk_errors "$RES/$app-wrk.txt")
+  echo "| s1-$kind | failed requests during $done_deploys redeploys of the $kind app (wrk, 16 keep-alive connections, ${elapsed} s) | $errors of $requests${errors_text:+ ($errors_text)} | p50 $p50 ms, p99 $p99 ms | 0 | $([ "$errors" = 0 ] && echo '**met**' || echo '**missed**') |" >>"$ROWS"
   echo "| s2-$kind | SIGTERM records in the app's storage after the $done_deploys redeploys | $records | | $done_deploys | $([ "$records" -ge "$done_deploys" ] && echo '**met**' || echo '**missed**') |" >>"$ROWS"
 done
 
 say "2. proxy overhead: the same load through the proxy and directly"
-upstream=$(sed -n 's/^web_upstream = "\(.*\)"/\1/p' "$ROOT/apps/bs-normal/releases.toml" | tail -1)
-wrk -t2 -c16 -d"${SECONDS_2}s" --latency -H "Host: bs-normal.bench" "$PROXY/health" >"$RES/proxied.txt"
+upstream=$(first_upstream "$NORMAL")
+wrk -t2 -c16 -d"${SECONDS_2}s" --latency -H "Host: $NORMAL.bench" "$PROXY/health" >"$RES/proxied.txt"
 wrk -t2 -c16 -d"${SECONDS_2}s" --latency "http://$upstream/health" >"$RES/direct.txt"
 read -r _ _ pp50 _ prps < <(wrk_figures "$RES/proxied.txt")
 read -r _ _ dp50 _ drps < <(wrk_figures "$RES/direct.txt")
@@ -123,7 +66,7 @@ echo "| s3 | throughput through the proxy / direct to the container ($SECONDS_2 
 echo "| s4 | added p50 latency of the proxy | $pp50 ms | $dp50 ms | $added ms | (information) | |" >>"$ROWS"
 
 say "3. push-to-serving through the proxy vs the docker CLI floor"
-work=$ROOT/work-bs-normal
+work=$ROOT/work-$NORMAL
 data=$ROOT/base-data
 mkdir -p "$data" && chown 1000:1000 "$data"
 cat >"$ROOT/baseline.sh" <<SH
@@ -146,25 +89,4 @@ b=$(jq '.results[0].median' "$RES/push.json"); f=$(jq '.results[1].median' "$RES
 ratio=$(printf '%.3f' "$(echo "$b / $f" | bc -l)")
 echo "| s5 | push-to-serving through the proxy (median of $PUSH_RUNS) | $(printf '%.3f' "$b") s | $(printf '%.3f' "$f") s (docker CLI) | ${ratio}× | ≤ 1.05× | $(echo "$ratio <= 1.05" | bc | grep -q 1 && echo '**met**' || echo '**missed**') |" >>"$ROWS"
 
-say "Writing $OUT_MD"
-section=$RES/section.md
-{
-  echo "<!-- bench-serve:begin (written by scripts/bench-serve.sh; edit outside these markers) -->"
-  echo "## Serving behind the proxy"
-  echo
-  echo "Run on $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(git -C "$SRC" rev-parse --short HEAD)\`, caddy $(caddy version | cut -d' ' -f1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), load average $(cut -d' ' -f1-3 /proc/loadavg), \`nproc\` = $(nproc)."
-  echo
-  echo "| # | what | berth | floor / detail | ratio / difference | target | result |"
-  echo "|---|---|---|---|---|---|---|"
-  cat "$ROWS"
-  echo "<!-- bench-serve:end -->"
-} >"$section"
-if grep -q '<!-- bench-serve:begin' "$OUT_MD" 2>/dev/null; then
-  awk -v file="$section" '
-    /<!-- bench-serve:begin/ { while ((getline line < file) > 0) print line; skip = 1; next }
-    /<!-- bench-serve:end/ { skip = 0; next }
-    !skip' "$OUT_MD" >"$OUT_MD.new" && mv "$OUT_MD.new" "$OUT_MD"
-else
-  { echo; cat "$section"; } >>"$OUT_MD"
-fi
-cat "$section" >&2
+write_section bench-serve "Serving behind the proxy" "$ROWS"

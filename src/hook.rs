@@ -214,8 +214,7 @@ fn push_options() -> Vec<String> {
 /// The last line of a deploy: where the app now answers.
 pub fn announce(root: &Root, app: &AppName, release: &crate::state::Release, out: &Reporter) {
     if release.web_host_port.is_some() {
-        let serving = deploy::Serving { host_port: release.web_host_port, upstream: release.web_upstream };
-        deploy::announce(root, app, serving, out);
+        deploy::announce(root, app, release.web_host_port, out);
     } else {
         out.heading(format!("Application deployed: {app} release {}", release.number));
     }

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::manifest::{Diagnostic, Manifest};
+use crate::names::AppName;
 use crate::output::printable;
-use crate::state::{AppState, RunConfig};
+use crate::state::{AppState, Root, RunConfig, StateError};
 
 /// Most instances of one process type.
 pub const MAX_SCALE: u32 = 100;
@@ -36,6 +37,20 @@ pub fn scale_of(state: &AppState, run: &RunConfig) -> BTreeMap<String, u32> {
             (process.clone(), count.unwrap_or(DEFAULT_SCALE))
         })
         .collect()
+}
+
+/// `web=3 worker=1`: counts as `ps:scale` takes them.
+pub fn describe(scale: &BTreeMap<String, u32>) -> String {
+    scale.iter().map(|(process, count)| format!("{process}={count}")).collect::<Vec<_>>().join(" ")
+}
+
+/// The scale of an app's current release, or the admin's counts when it has none yet.
+pub fn of_app(root: &Root, app: &AppName, state: &AppState) -> Result<BTreeMap<String, u32>, StateError> {
+    let releases = root.read_releases(app)?;
+    Ok(match state.current_release.and_then(|n| releases.get(n)) {
+        Some(release) => scale_of(state, &release.run),
+        None => state.scale.clone(),
+    })
 }
 
 /// Parses `ps:scale` arguments (`web=2 worker=0`) against the release: known process types,

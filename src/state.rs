@@ -484,9 +484,31 @@ pub struct Release {
     /// Host port of the web process, when published (releases before berth had a proxy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_host_port: Option<u16>,
-    /// Where the proxy reaches the web process: its address on berth's engine network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web_upstream: Option<std::net::SocketAddr>,
+    /// Where the proxy reaches each web instance, in instance order: their addresses on
+    /// berth's engine network. Releases of one instance recorded it as `web_upstream`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        alias = "web_upstream",
+        deserialize_with = "one_or_many"
+    )]
+    pub web_upstreams: Vec<std::net::SocketAddr>,
+}
+
+/// An address, or a list of them (a release recorded before berth ran several instances).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<std::net::SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(std::net::SocketAddr),
+        Many(Vec<std::net::SocketAddr>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(address) => vec![address],
+        OneOrMany::Many(addresses) => addresses,
+    })
 }
 
 /// `releases.toml` of an app: every release, oldest first.
@@ -664,6 +686,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     write_atomic_mode(path, bytes, None)
 }
 
+/// Points the symlink `path` at `target` in one step (a temporary link renamed over it), so a
+/// reader sees the old target or the new one, never none.
+pub fn replace_symlink(path: &Path, target: &Path) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    make_dir(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&temp);
+    std::os::unix::fs::symlink(target, &temp).map_err(StateError::io("create the symlink", &temp))?;
+    adopt(&temp)?;
+    fs::rename(&temp, path).map_err(StateError::io("replace", path))?;
+    sync_parent(path)
+}
+
 fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     make_dir(dir)?;
@@ -794,11 +830,19 @@ mod tests {
             run,
             mounts: Vec::new(),
             web_host_port: None,
-            web_upstream: None,
+            web_upstreams: vec!["10.0.0.2:5000".parse().unwrap(), "10.0.0.3:5000".parse().unwrap()],
         };
         let releases = Releases { releases: vec![release] };
         root.write_releases(&app, &releases, &lock).unwrap();
         assert_eq!(root.read_releases(&app).unwrap(), releases);
+    }
+
+    #[test]
+    fn a_release_of_one_instance_reads_as_a_list_of_one_upstream() {
+        let old = "number = 1\ncommit = \"c\"\nimage = \"i\"\ncreated_at = 0\noutcome = \"deployed\"\n\
+                   web_upstream = \"10.0.0.2:5000\"\n[run.processes]\n";
+        let release: Release = toml::from_str(old).unwrap();
+        assert_eq!(release.web_upstreams, vec!["10.0.0.2:5000".parse::<std::net::SocketAddr>().unwrap()]);
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub fn report(root: &Root, args: &[String], format: Format, out: &Reporter) -> R
             report.row("app-deploy-branch", crate::hook::deploy_branches(root, app)?.join(" or "));
             report.row("app-dir", root.app_dir(app).display().to_string());
             report.row("app-repo", root.repo_dir(app).display().to_string());
+            report.row("app-scale", crate::scale::describe(&crate::scale::of_app(root, app, &state)?));
             report.row("app-storage-dir", root.app_storage_dir(app).display().to_string());
             Ok(report)
         },

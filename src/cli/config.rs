@@ -297,11 +297,27 @@ fn scale(root: &Root, app: &AppName, counts: &[String], format: Format, out: &Re
         return Ok(());
     }
     let wanted = crate::scale::parse(counts, &release.run)?;
-    root.update_app(app, |state| {
-        state.scale.extend(wanted.iter().map(|(p, n)| (p.clone(), *n)));
-        Ok::<_, CliError>(())
-    })?;
-    let tuples: Vec<String> = wanted.iter().map(|(p, n)| format!("{p}={n}")).collect();
-    out.step(format!("Scaling {app} processes: {}", tuples.join(" ")));
-    Ok(())
+    let set = |scale: std::collections::BTreeMap<String, u32>| {
+        root.update_app(app, |state| {
+            state.scale = scale;
+            Ok::<_, CliError>(())
+        })
+    };
+    let mut scale = state.scale.clone();
+    scale.extend(wanted.iter().map(|(p, n)| (p.clone(), *n)));
+    set(scale)?;
+    out.step(format!("Scaling {app} processes: {}", crate::scale::describe(&wanted)));
+    if state.stopped {
+        out.step(format!("{app} is stopped; `berth ps:start {app}` starts it at this scale"));
+        return Ok(());
+    }
+    if let Err(error) =
+        deploy::rescale(root, &crate::engine::Engine::connect()?, app, Timing::from_env(), out)
+    {
+        // The instances run as before the command: so does the scale it stored.
+        set(state.scale)?;
+        return Err(error.into());
+    }
+    // A web process scaled to 0 leaves the route: it answers 503.
+    super::proxy::republish(root, !crate::proxy::records::Records::read(root)?.hosts(app).is_empty(), out)
 }

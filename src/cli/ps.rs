@@ -17,7 +17,7 @@ pub fn start(root: &Root, app: &AppName, out: &Reporter) -> Result<()> {
     deploy::announce(
         root,
         app,
-        deploy::restart(root, &Engine::connect()?, app, Timing::from_env(), out)?,
+        deploy::restart(root, &Engine::connect()?, app, Timing::from_env(), out)?.host_port,
         out,
     );
     Ok(())
@@ -29,7 +29,7 @@ pub fn restart(root: &Root, app: &AppName, out: &Reporter) -> Result<()> {
     deploy::announce(
         root,
         app,
-        deploy::restart(root, &Engine::connect()?, app, Timing::from_env(), out)?,
+        deploy::restart(root, &Engine::connect()?, app, Timing::from_env(), out)?.host_port,
         out,
     );
     Ok(())
@@ -116,9 +116,14 @@ fn ps_report(root: &Root, engine: &Engine, app: &AppName) -> Result<Report> {
         report.row(format!("ps-status.{}", status.name), status.text.clone());
     }
     report.row("ps-processes", statuses.len().to_string());
+    report.row("ps-scale", crate::scale::describe(&crate::scale::of_app(root, app, &state)?));
     report.row("ps-running", (running > 0 && running == statuses.len()).to_string());
+    let first_web = deploy::container_name(app, "web", 1);
+    let web_port = engine.inspect_container(&first_web)?.and_then(|facts| facts.host_port);
     // Through the proxy when the app has a host name, else its port on the loopback address.
-    let loopback = current.and_then(|r| r.web_host_port).map(|p| format!("http://127.0.0.1:{p}"));
+    // The engine's port: an instance a failed deploy started again has a new one.
+    let port = current.and_then(|r| r.web_host_port).map(|recorded| web_port.unwrap_or(recorded));
+    let loopback = port.map(|p| format!("http://127.0.0.1:{p}"));
     let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
     let proxied = loopback.as_ref().and(urls.into_iter().next());
     report.row("ps-web-url", proxied.or(loopback).unwrap_or_default());

@@ -9,7 +9,7 @@ use super::specs::{
     process_specs,
 };
 use super::storage::{StorageSpec, check_mounts, ensure_storage};
-use super::swap::start_release;
+use super::swap::{Replace, start_release};
 use super::{DeployError, Result, Timing, image_repo};
 use crate::engine::{APP_LABEL, ContainerSpec};
 use crate::output::Reporter;
@@ -71,7 +71,8 @@ pub fn apply(
     // Held until the release is recorded: a table built from the records names it.
     let mut routing = Routing::open(root, app, &plan.run)?;
     let specs = process_specs(root, app, &state, &release, &entries)?;
-    let serving = start_release(root, scheduler, &mut routing, &state, &release, specs, timing, out)?;
+    let serving =
+        start_release(root, scheduler, &mut routing, &state, &release, specs, timing, Replace::Every, out)?;
     fault_point("after-retire", out);
     // Three writes, each atomic, so a crash between any two leaves a history that never calls
     // a release deployed unless the state made it current: the release is recorded as
@@ -79,7 +80,7 @@ pub fn apply(
     let mut releases = root.read_releases(app)?;
     releases.releases.push(Release {
         web_host_port: serving.host_port,
-        web_upstream: serving.upstream,
+        web_upstreams: serving.upstreams,
         outcome: Outcome::Interrupted,
         ..release
     });
@@ -102,7 +103,7 @@ fn new_release(plan: &Plan, outcome: Outcome) -> Release {
         run: plan.run.clone(),
         mounts: plan.mounts.clone(),
         web_host_port: None,
-        web_upstream: None,
+        web_upstreams: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@ mod health;
 mod oneoff;
 mod ops;
 mod plan;
+mod rolling;
 mod route;
 mod specs;
 mod stop;
@@ -25,7 +26,7 @@ pub use commit::{
 };
 pub use fault::fault_point;
 pub use oneoff::run_oneoff;
-pub use ops::{restart, rollback, stop};
+pub use ops::{rescale, restart, rollback, stop};
 pub use plan::{Plan, PlanInputs, plan, short};
 pub(crate) use route::Routing;
 pub use route::{announce, check as check_proxy};
@@ -33,7 +34,7 @@ pub use specs::engine_mounts;
 pub(crate) use specs::{ProcessSpec, mount_image_volumes, process_specs, warn_anonymous_volume};
 pub use stop::{stop_and_remove, stop_timeout};
 pub use storage::{StorageSpec, check_binds, check_mounts, ensure_storage};
-pub use swap::{Serving, recover};
+pub use swap::{Replace, Serving, recover};
 pub use teardown::destroy_app;
 
 use std::time::Duration;

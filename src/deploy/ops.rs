@@ -1,11 +1,11 @@
 //! The operations on a deployed app that re-create its containers from a recorded release:
-//! `ps:restart` (today's mounts and docker-options), `ps:stop`, and `rollback`.
+//! `ps:restart` (today's mounts and docker-options), `ps:scale`, `ps:stop`, and `rollback`.
 
 use super::route::Routing;
 use super::specs::process_specs;
 use super::stop::{stop_and_remove, stop_timeout};
 use super::storage::{StorageSpec, check_mounts, ensure_storage};
-use super::swap::{Serving, start_release};
+use super::swap::{Replace, Serving, start_release};
 use super::{DeployError, Result, Timing};
 use crate::names::AppName;
 use crate::output::Reporter;
@@ -23,17 +23,41 @@ pub fn restart(
     timing: Timing,
     out: &Reporter,
 ) -> Result<Serving> {
+    recreate(root, scheduler, app, timing, Replace::Every, out)
+}
+
+/// Starts or stops instances of the current release until each process runs as many as the
+/// app's scale says; the instances already running it stay (and serve throughout).
+pub fn rescale(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    timing: Timing,
+    out: &Reporter,
+) -> Result<Serving> {
+    recreate(root, scheduler, app, timing, Replace::Missing, out)
+}
+
+fn recreate(
+    root: &Root,
+    scheduler: &dyn Scheduler,
+    app: &AppName,
+    timing: Timing,
+    replace: Replace,
+    out: &Reporter,
+) -> Result<Serving> {
     let lock = root.lock_app_announced(app, out)?;
     let mut state = root.read_app(app)?;
     let mut releases = root.read_releases(app)?;
     let number = state.current_release.ok_or_else(|| DeployError::NoRelease(app.clone()))?;
     let release =
         releases.get(number).cloned().ok_or_else(|| DeployError::NoSuchRelease(app.clone(), number))?;
+    // The routing (the proxy's lock) is held until the release records the new upstreams.
     let mut routing = Routing::open(root, app, &release.run)?;
-    let serving = serve(root, scheduler, &mut routing, &state, &release, timing, out)?;
+    let serving = serve(root, scheduler, &mut routing, &state, &release, timing, replace, out)?;
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == number) {
         record.web_host_port = serving.host_port;
-        record.web_upstream = serving.upstream;
+        record.web_upstreams.clone_from(&serving.upstreams);
         record.mounts.clone_from(&state.mounts);
         // A deploy interrupted after making this release current ends here.
         record.outcome = Outcome::Deployed;
@@ -46,7 +70,9 @@ pub fn restart(
     Ok(serving)
 }
 
-/// Checks the app's mounts again, ensures its storage and swaps to `release`'s containers.
+/// Checks the app's mounts again, ensures its storage and swaps to `release`'s containers;
+/// returns the routing of the swap with where web serves.
+#[allow(clippy::too_many_arguments)]
 fn serve(
     root: &Root,
     scheduler: &dyn Scheduler,
@@ -54,6 +80,7 @@ fn serve(
     state: &AppState,
     release: &Release,
     timing: Timing,
+    replace: Replace,
     out: &Reporter,
 ) -> Result<Serving> {
     let app = &routing.app().clone();
@@ -62,7 +89,7 @@ fn serve(
     let owner = release.run.user.as_ref().map(AppUser::chown_ids);
     ensure_storage(root, scheduler, app, &state.mounts, &entries, StorageSpec::owned_by(owner), out)?;
     let specs = process_specs(root, app, state, release, &entries)?;
-    start_release(root, scheduler, routing, state, release, specs, timing, out)
+    start_release(root, scheduler, routing, state, release, specs, timing, replace, out)
 }
 
 /// Stops (SIGTERM, the release's stop timeout) and removes the app's containers, and records
@@ -126,11 +153,11 @@ pub fn rollback(
     mounts.extend(release.mounts.iter().filter(|m| m.made_by == Origin::Repo).cloned());
     state.mounts = mounts;
     let mut routing = Routing::open(root, app, &release.run)?;
-    let serving = serve(root, scheduler, &mut routing, &state, &release, timing, out)?;
-    // The new container has a new address; the proxy and ps:report read it from the release.
+    let serving = serve(root, scheduler, &mut routing, &state, &release, timing, Replace::Every, out)?;
+    // The new containers have new addresses; the proxy and ps:report read them from the release.
     if let Some(record) = releases.releases.iter_mut().find(|r| r.number == target) {
         record.web_host_port = serving.host_port;
-        record.web_upstream = serving.upstream;
+        record.web_upstreams = serving.upstreams;
     }
     root.write_releases(app, &releases, &lock)?;
     state.current_release = Some(target);

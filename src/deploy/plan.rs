@@ -329,7 +329,7 @@ processes = ["web"]
             run: first.run.clone(),
             mounts: first.mounts.clone(),
             web_host_port: None,
-            web_upstream: None,
+            web_upstreams: Vec::new(),
         };
         let second = r#"
 [processes]

@@ -7,24 +7,29 @@
 //! running: otherwise the swap is refused before anything changes. Its route changes in the
 //! order of the swap: a normal swap switches to the healthy new instance, then lets the old
 //! one drain; an exclusive one holds requests for the new address before the old instance
-//! stops, and they are served once the new one answers.
+//! stops, and they are served once the new one answers. Each new instance starts at the other
+//! address of its slot (its predecessor's predecessor's) when it is free, so that each step
+//! of a rolling swap only moves the app's marker and Caddy reloads nothing.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::Result;
-use super::swap::Serving;
+use crate::engine::NetworkAddress;
 use crate::names::AppName;
 use crate::output::Reporter;
 use crate::proxy::caddy::Caddy;
-use crate::proxy::records::Records;
-use crate::proxy::{Drained, Proxy};
+use crate::proxy::records::{self, Records};
+use crate::proxy::{Drained, Proxy, Table};
+use crate::scheduler::{AddressRequest, Scheduler};
 use crate::state::{Lock, Root, RunConfig};
 
 /// How long the old instance drains unless the app says (`[web].drain_seconds`).
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
-/// How long after a switch the old instance is first asked whether it is idle.
-const SETTLE: Duration = Duration::from_secs(1);
+/// How long after a switch the old instance is first asked whether it is idle: Caddy reads
+/// the marker when it matches a request and counts the request in flight as it sends it, so
+/// one matched just before the switch is counted a moment later.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// The proxy during one swap of one app.
 pub struct Routing {
@@ -33,30 +38,58 @@ pub struct Routing {
     /// `None` when the proxy does not serve the app (no web process, or no host name).
     proxy: Option<Box<dyn Proxy>>,
     drain: Duration,
+    /// Addresses the proxy keeps for other apps: a new instance never takes one.
+    others: Vec<Ipv4Addr>,
+    /// Where this root's search for a new address starts (see [`AddressRequest::start`]).
+    search_start: u64,
 }
 
 impl Routing {
     /// Takes the proxy's lock and, when the proxy serves the app, checks that it answers.
     pub fn open(root: &Root, app: &AppName, run: &RunConfig) -> Result<Routing> {
         let lock = root.lock_proxy()?;
-        let mut routing = Routing { _lock: Some(lock), app: app.clone(), proxy: None, drain: DEFAULT_DRAIN };
+        let mut routing = Routing {
+            _lock: Some(lock),
+            app: app.clone(),
+            proxy: None,
+            drain: DEFAULT_DRAIN,
+            others: Vec::new(),
+            search_start: search_start(root),
+        };
         if let Some(caddy) = serving_proxy(root, app, run)? {
             let declared = run.drain_seconds.map_or(DEFAULT_DRAIN, |s| Duration::from_secs(s.into()));
             routing.drain = declared.min(caddy.serving().max_drain);
+            routing.others = kept_for_others(caddy.table(), app);
             routing.proxy = Some(Box::new(caddy));
+        } else {
+            routing.others = kept_for_others(&records::table(root)?, app);
         }
         Ok(routing)
     }
 
-    /// The app whose route this is.
-    pub fn app(&self) -> &AppName {
-        &self.app
+    /// Without a proxy: unit tests of the swap, and apps the proxy does not serve.
+    #[cfg(test)]
+    pub fn none(app: &AppName) -> Routing {
+        Routing {
+            _lock: None,
+            app: app.clone(),
+            proxy: None,
+            drain: DEFAULT_DRAIN,
+            others: Vec::new(),
+            search_start: 0,
+        }
     }
 
     /// With `proxy`, for unit tests.
     #[cfg(test)]
     pub fn with(app: &AppName, proxy: Box<dyn Proxy>, drain: Duration) -> Routing {
-        Routing { _lock: None, app: app.clone(), proxy: Some(proxy), drain }
+        let others = kept_for_others(proxy.table(), app);
+        Routing { _lock: None, app: app.clone(), proxy: Some(proxy), drain, others, search_start: 0 }
+    }
+
+    /// The app whose route this is.
+    pub fn app(&self) -> &AppName {
+        &self.app
     }
 
     /// The proxy, for tests to look at.
@@ -71,37 +104,34 @@ impl Routing {
         let Some(proxy) = &mut self.proxy else { return Ok(()) };
         proxy.hold(&self.app, next)?;
         out.detail(format!("The proxy holds requests for {} until {next} answers", self.app));
-        let draining = proxy.table().apps.get(&self.app).map(|r| r.draining.clone()).unwrap_or_default();
-        for old in draining {
-            wait_idle(proxy.as_ref(), old, self.drain)?;
+        for old in draining(proxy.as_ref(), &self.app) {
+            proxy.drain(&self.app, old, self.drain)?;
         }
         Ok(())
     }
 
-    /// The new instances are healthy: new requests go to them. The previous ones then drain
-    /// (normal swap); after a hold, the route already pointed at them and nothing is loaded.
+    /// New requests go to the instances at `to` (a new one is healthy). Those left out then
+    /// drain (normal swap); after a hold, the route already pointed at the one new instance
+    /// and nothing is loaded.
     pub fn switch(&mut self, to: &[SocketAddr], out: &Reporter) -> Result<()> {
         let Some(proxy) = &mut self.proxy else { return Ok(()) };
-        let held = proxy
-            .table()
-            .apps
-            .get(&self.app)
-            .is_some_and(|r| matches!(r.target, crate::proxy::Target::Held(a) if to == [a]));
+        let held = proxy.table().apps.get(&self.app).is_some_and(|r| match r.target {
+            crate::proxy::Target::Held(next) => to == [next],
+            _ => false,
+        });
         proxy.switch_upstream(&self.app, to.to_vec())?;
-        let listed: Vec<String> = to.iter().map(SocketAddr::to_string).collect();
-        out.detail(format!("The proxy sends {}'s requests to {}", self.app, listed.join(", ")));
+        let shown: Vec<String> = to.iter().map(ToString::to_string).collect();
+        out.detail(format!("The proxy sends {}'s requests to {}", self.app, shown.join(", ")));
         if held {
             return Ok(());
         }
         // Requests the proxy accepted before the switch may not be counted yet: a moment
         // passes before the old instance can count as idle.
         std::thread::sleep(SETTLE.min(self.drain));
-        let draining = proxy.table().apps.get(&self.app).map(|r| r.draining.clone()).unwrap_or_default();
-        for old in draining {
+        for old in draining(proxy.as_ref(), &self.app) {
             // The new instance serves: a drain the proxy cannot finish is not the deploy's failure.
-            // The drained upstream stays in the loaded config (it matches no request) until the
-            // next change: one load less, and every load is a reload of Caddy's servers.
-            match wait_idle(proxy.as_ref(), old, self.drain) {
+            // The drained upstream stays configured, in its slot, for the next release.
+            match proxy.drain(&self.app, old, self.drain) {
                 Ok(Drained::Idle) => out.detail(format!("{old} finished its requests")),
                 Ok(Drained::TimedOut { in_flight }) => out.warn(format!(
                     "{old} still had {in_flight} request(s) after {}s of draining; stopping it anyway",
@@ -113,28 +143,45 @@ impl Routing {
         Ok(())
     }
 
-    /// A failed swap put `previous` back: the route points at it again.
-    pub fn restore(&mut self, previous: Option<SocketAddr>, out: &Reporter) {
+    /// A failed swap put the instances at `previous` back: the route points at them again.
+    pub fn restore(&mut self, previous: &[SocketAddr], out: &Reporter) {
         let Some(proxy) = &mut self.proxy else { return };
-        let Some(previous) = previous else { return };
-        if let Err(e) = proxy.switch_upstream(&self.app, vec![previous]) {
-            out.warn(format!("could not point the proxy back at {previous}: {e}"));
+        if previous.is_empty() {
+            return;
+        }
+        if let Err(e) = proxy.switch_upstream(&self.app, previous.to_vec()) {
+            out.warn(format!("could not point the proxy back at the previous instances: {e}"));
         }
     }
 
-    /// The address the proxy sends the app's requests to now.
-    pub fn current(&self) -> Option<SocketAddr> {
-        let route = self.proxy.as_ref()?.table().apps.get(&self.app)?;
-        route.target.addresses().first().copied()
+    /// Where a new web instance listens: when it replaces the one at `replacing`, the other
+    /// address of that instance's slot if it is free (the proxy is configured for it), else
+    /// one that no other app's route has.
+    pub fn next_address(
+        &self,
+        scheduler: &dyn Scheduler,
+        replacing: Option<SocketAddr>,
+    ) -> Result<NetworkAddress> {
+        let route = self.proxy.as_ref().and_then(|proxy| proxy.table().apps.get(&self.app));
+        let standby = route.zip(replacing).and_then(|(route, old)| route.standby_for(old));
+        let request =
+            AddressRequest { prefer: ipv4(standby), avoid: self.others.clone(), start: self.search_start };
+        Ok(scheduler.allocate_address(&request)?)
+    }
+
+    /// The addresses the proxy sends the app's requests to now.
+    pub fn current(&self) -> Vec<SocketAddr> {
+        let route = self.proxy.as_ref().and_then(|proxy| proxy.table().apps.get(&self.app));
+        route.map(|route| route.target.addresses()).unwrap_or_default()
     }
 }
 
-/// Prints where the app serves: its URLs through the proxy, else (no host name) its port on
-/// the loopback address.
-pub fn announce(root: &Root, app: &AppName, serving: Serving, out: &Reporter) {
+/// Prints where the app serves: its URLs through the proxy, else (no host name) the port of
+/// its first web instance on the loopback address.
+pub fn announce(root: &Root, app: &AppName, host_port: Option<u16>, out: &Reporter) {
     let urls = crate::proxy::records::urls(root, app).unwrap_or_default();
     if urls.is_empty() {
-        if let Some(port) = serving.host_port {
+        if let Some(port) = host_port {
             out.heading(format!("Application deployed: http://127.0.0.1:{port}"));
         }
         return;
@@ -160,17 +207,30 @@ fn serving_proxy(root: &Root, app: &AppName, run: &RunConfig) -> Result<Option<C
     Ok(Some(caddy))
 }
 
-/// Waits until no request is in flight to `upstream`, or `timeout` passes, without loading.
-fn wait_idle(proxy: &dyn Proxy, upstream: SocketAddr, timeout: Duration) -> Result<Drained> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let in_flight = proxy.in_flight(upstream)?;
-        if in_flight == 0 {
-            return Ok(Drained::Idle);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Ok(Drained::TimedOut { in_flight });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// A start for the root's address searches that stays the same across its deploys (a hash of
+/// its path; `DefaultHasher::new` has fixed keys).
+fn search_start(root: &Root) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    root.path().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The upstreams of `app` that drain now.
+fn draining(proxy: &dyn Proxy, app: &AppName) -> Vec<SocketAddr> {
+    proxy.table().apps.get(app).map(|r| r.draining.clone()).unwrap_or_default()
+}
+
+/// The IPv4 addresses `table` routes or keeps for apps other than `app`.
+fn kept_for_others(table: &Table, app: &AppName) -> Vec<Ipv4Addr> {
+    let others = table.apps.iter().filter(|(other, _)| *other != app);
+    ipv4(others.flat_map(|(_, route)| route.configured()))
+}
+
+fn ipv4(addresses: impl IntoIterator<Item = SocketAddr>) -> Vec<Ipv4Addr> {
+    let v4 = |address: SocketAddr| match address.ip() {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(_) => None,
+    };
+    addresses.into_iter().filter_map(v4).collect()
 }

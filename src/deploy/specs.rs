@@ -70,13 +70,14 @@ pub(super) fn phase_options(state: &AppState, process: &str, phase: Phase) -> Re
     Ok(RunOptions::parse(&options)?)
 }
 
-/// The settings a process container is created with.
+/// The settings a process instance's container is created with.
 pub(crate) struct ProcessSpec {
     pub process: String,
     pub spec: ContainerSpec,
 }
 
-/// One container spec per process type of the release, with the app's deploy-phase mounts.
+/// One container spec per instance of each process type of the release (as many as the app's
+/// scale says), every instance of a process with the same deploy-phase mounts.
 pub(crate) fn process_specs(
     root: &Root,
     app: &AppName,
@@ -85,7 +86,9 @@ pub(crate) fn process_specs(
     entries: &BTreeMap<EntryName, Entry>,
 ) -> Result<Vec<ProcessSpec>> {
     let mut specs = Vec::new();
+    let scale = crate::scale::scale_of(state, &release.run);
     for (process, command) in &release.run.processes {
+        let count = scale.get(process).copied().unwrap_or(crate::scale::DEFAULT_SCALE);
         let is_web = process == "web";
         let mut env = base_env(root, app, release.number, &release.run)?;
         if let (true, Some(port)) = (is_web, release.run.web_port) {
@@ -94,22 +97,23 @@ pub(crate) fn process_specs(
         let mut labels = labels(app, "process");
         labels.insert(PROCESS_LABEL.to_string(), process.clone());
         labels.insert(RELEASE_LABEL.to_string(), release.number.to_string());
-        specs.push(ProcessSpec {
+        let spec = ContainerSpec {
+            name: container_name(app, process, 1),
+            image: release.image.clone(),
+            cmd: command.as_ref().map(|c| vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()]),
+            env,
+            user: release.run.user.as_ref().map(ToString::to_string),
+            labels,
+            mounts: engine_mounts(root, app, &state.mounts, entries, Phase::Deploy, process)?,
+            publish: if is_web { release.run.web_port } else { None },
+            address: None,
+            restart: true,
+            options: phase_options(state, process, Phase::Deploy)?,
+        };
+        specs.extend((1..=count).map(|instance| ProcessSpec {
             process: process.clone(),
-            spec: ContainerSpec {
-                name: container_name(app, process, 1),
-                image: release.image.clone(),
-                cmd: command.as_ref().map(|c| vec!["/bin/sh".to_string(), "-c".to_string(), c.clone()]),
-                env,
-                user: release.run.user.as_ref().map(ToString::to_string),
-                labels,
-                mounts: engine_mounts(root, app, &state.mounts, entries, Phase::Deploy, process)?,
-                publish: if is_web { release.run.web_port } else { None },
-                address: None,
-                restart: true,
-                options: phase_options(state, process, Phase::Deploy)?,
-            },
-        });
+            spec: ContainerSpec { name: container_name(app, process, instance), ..spec.clone() },
+        }));
     }
     Ok(specs)
 }

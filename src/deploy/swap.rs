@@ -1,18 +1,21 @@
-//! The swap: a release's containers start beside the old ones, which are set aside as
-//! `<name>.retiring`; once every new one is healthy the proxy switches to the new web instance,
-//! the old one drains, and the old containers are stopped (SIGTERM, their timeout, SIGKILL only
-//! then) and removed; else the new ones go and the old ones serve again. `recover` finishes or
-//! undoes a swap a crash interrupted.
+//! The swap: a release's instances replace the old ones one at a time (see [`rolling`]), each
+//! new one started beside the old one, which is set aside as `<name>.retiring`; once the new
+//! one is healthy the proxy routes to it, the old one drains and is stopped (SIGTERM, its
+//! timeout, SIGKILL only then); the stopped old containers are removed once every instance is
+//! replaced. A failure partway starts the old instances again. `recover` finishes or undoes a
+//! swap a crash interrupted, instance by instance.
+//!
+//! [`rolling`]: super::rolling
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::fault::fault_point;
-use super::health::wait_healthy;
+pub use super::rolling::Replace;
+use super::rolling::{Rolling, Swap};
 pub use super::route::Routing;
 use super::specs::{ProcessSpec, mount_image_volumes, warn_anonymous_volume};
-use super::stop::{stop, stop_and_remove, stop_timeout};
-use super::{RELEASE_LABEL, RETIRING, ROLE_LABEL, Result, Timing};
+use super::stop::{stop_and_remove, stop_timeout};
+use super::{PROCESS_LABEL, RELEASE_LABEL, RETIRING, ROLE_LABEL, Result, Timing};
 use crate::engine::ContainerFacts;
 use crate::names::AppName;
 use crate::output::Reporter;
@@ -20,12 +23,12 @@ use crate::scheduler::{Scheduler, docker_swarm};
 use crate::state::{AppState, Release, Root};
 
 /// Where a release's web process serves, once it does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Serving {
-    /// Its port on the host's loopback address.
+    /// The port of its first instance on the host's loopback address.
     pub host_port: Option<u16>,
-    /// Its address on berth's network, which the proxy dials.
-    pub upstream: Option<SocketAddr>,
+    /// Each instance's address on berth's network, which the proxy dials, in instance order.
+    pub upstreams: Vec<SocketAddr>,
 }
 
 /// Puts containers left by an interrupted deploy back in order, so the release the state
@@ -76,39 +79,11 @@ pub fn recover(
     Ok(())
 }
 
-/// One process mid-swap: its new container and whether an old one was set aside.
-struct Swap {
-    name: String,
-    had_old: bool,
-    stopped_old: bool,
-}
-
-impl Swap {
-    fn retiring(&self) -> String {
-        format!("{}.{RETIRING}", self.name)
-    }
-}
-
-fn undo_swaps(scheduler: &dyn Scheduler, swaps: &[Swap], timeout: std::time::Duration, out: &Reporter) {
-    for swap in swaps.iter().rev() {
-        if let Err(e) = stop_and_remove(scheduler, &swap.name, timeout, out) {
-            out.warn(format!("could not remove {}: {e}", swap.name));
-        }
-        if swap.had_old {
-            let restored = scheduler
-                .rename_container(&swap.retiring(), &swap.name)
-                .and_then(|()| if swap.stopped_old { scheduler.start_container(&swap.name) } else { Ok(()) });
-            if let Err(e) = restored {
-                out.warn(format!("could not restore {}: {e}; run `berth ps:restart`", swap.name));
-            }
-        }
-    }
-}
-
-/// Starts the release's containers beside the old ones, waits for them to be healthy, points
-/// the proxy at the new web instance, then retires the old ones. On failure the new
-/// containers go and the old ones serve again, with their route. Returns where web serves.
-/// `specs` are the release's containers ([`process_specs`](super::specs::process_specs)); an
+/// Starts the release's instances in place of the old ones, one at a time, each healthy and
+/// routed before its predecessor stops; then removes the stopped predecessors and the
+/// instances the release's scale no longer has. On failure the old instances serve again,
+/// with their route. Returns where web serves.
+/// `specs` are the release's instances ([`process_specs`](super::specs::process_specs)); an
 /// app on the swarm (`state`) is started as its services instead.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn start_release(
@@ -119,6 +94,7 @@ pub(super) fn start_release(
     release: &Release,
     mut specs: Vec<ProcessSpec>,
     timing: Timing,
+    replace: Replace,
     out: &Reporter,
 ) -> Result<Serving> {
     let app = &routing.app().clone();
@@ -135,125 +111,59 @@ pub(super) fn start_release(
         warn_anonymous_volume(app, path, volume, out);
     }
     let timeout = stop_timeout(&release.run, timing);
-    recover(scheduler, app, root.read_app(app)?.current_release, timeout, out)?;
-    if release.run.web_port.is_some()
-        && let Some(web) = specs.iter_mut().find(|s| s.process == "web")
-    {
-        web.spec.address = Some(scheduler.allocate_address()?);
-    }
-    let previous = routing.current();
-    let mut swaps: Vec<Swap> = Vec::new();
-    let started =
-        start_beside(scheduler, routing, &specs, release, timing, &mut swaps, out).and_then(|serving| {
-            serving.upstream.map_or(Ok(()), |to| routing.switch(&[to], out)).map(|()| serving)
-        });
-    match started {
+    let current = root.read_app(app)?.current_release;
+    recover(scheduler, app, current, timeout, out)?;
+    let releases = root.read_releases(app)?;
+    let previous = current.and_then(|n| releases.get(n));
+    let mut rolling = Rolling::new(scheduler, routing, release, previous, timing, out);
+    match rolling.replace_all(&mut specs, replace) {
         Ok(serving) => {
-            fault_point("before-retire", out);
-            retire(scheduler, app, &specs, &swaps, timeout, out)?;
+            retire(scheduler, app, release, &specs, rolling.swaps(), timeout, out)?;
             Ok(serving)
         }
         Err(error) => {
-            for swap in &swaps {
-                show_last_logs(scheduler, &swap.name, out);
+            if let Some(failed) = rolling.swaps().last() {
+                show_last_logs(scheduler, &failed.name, out);
             }
-            undo_swaps(scheduler, &swaps, timeout, out);
-            if routing.current() != previous {
-                routing.restore(previous, out);
-            }
+            rolling.undo();
             Err(error)
         }
     }
 }
 
-/// Sets each old container aside (stopping it first for exclusive mounts), starts the new
-/// ones and waits until all are healthy. `swaps` records what to undo.
-fn start_beside(
-    scheduler: &dyn Scheduler,
-    routing: &mut Routing,
-    specs: &[ProcessSpec],
-    release: &Release,
-    timing: Timing,
-    swaps: &mut Vec<Swap>,
-    out: &Reporter,
-) -> Result<Serving> {
-    let timeout = stop_timeout(&release.run, timing);
-    for ProcessSpec { process, spec } in specs {
-        let had_old = scheduler.inspect_container(&spec.name)?.is_some();
-        let swap = Swap { name: spec.name.clone(), had_old, stopped_old: false };
-        if had_old {
-            stop_and_remove(scheduler, &swap.retiring(), timeout, out)?;
-            scheduler.rename_container(&spec.name, &swap.retiring())?;
-            if release.run.exclusive.contains(process) {
-                let retiring = swap.retiring();
-                swaps.push(swap);
-                if let Some(next) = upstream(spec, release) {
-                    routing.hold(next, out)?;
-                }
-                out.detail(format!("Stopping the old {process} container first (exclusive mounts)"));
-                // From here on a failure starts the old container again.
-                if let Some(swap) = swaps.last_mut() {
-                    swap.stopped_old = true;
-                }
-                stop(scheduler, &retiring, timeout, out)?;
-                start_new(scheduler, process, spec, out)?;
-                continue;
-            }
-        }
-        swaps.push(swap);
-        start_new(scheduler, process, spec, out)?;
-    }
-    fault_point("after-start", out);
-    let mut serving = Serving::default();
-    for ProcessSpec { process, spec } in specs {
-        let upstream = upstream(spec, release);
-        let port = wait_healthy(scheduler, process, &spec.name, upstream, release, timing, out)?;
-        if process == "web" {
-            serving = Serving { host_port: port, upstream };
-        }
-    }
-    Ok(serving)
-}
-
-fn start_new(
-    scheduler: &dyn Scheduler,
-    process: &str,
-    spec: &crate::engine::ContainerSpec,
-    out: &Reporter,
-) -> Result<()> {
-    out.step(format!("Starting {process} ({})", spec.name));
-    scheduler.create_container(spec)?;
-    Ok(scheduler.start_container(&spec.name)?)
-}
-
-/// Where the proxy reaches a web container: its fixed address and the app's port.
-fn upstream(spec: &crate::engine::ContainerSpec, release: &Release) -> Option<SocketAddr> {
-    let ip = spec.address.as_ref()?.ip;
-    release.run.web_port.map(|port| SocketAddr::from((ip, port)))
-}
-
-/// Removes the old containers of a healthy release and the processes it no longer declares.
+/// Removes the stopped predecessors of a healthy release's instances, then stops and removes
+/// the instances above its scale and the processes it no longer declares (their data stays).
 fn retire(
     scheduler: &dyn Scheduler,
     app: &AppName,
+    release: &Release,
     specs: &[ProcessSpec],
     swaps: &[Swap],
     timeout: std::time::Duration,
     out: &Reporter,
 ) -> Result<()> {
     for swap in swaps.iter().filter(|s| s.had_old) {
-        out.step(format!("Stopping {} (SIGTERM, up to {}s)", swap.retiring(), timeout.as_secs()));
-        stop_and_remove(scheduler, &swap.retiring(), timeout, out)?;
+        if swap.stopped_old {
+            scheduler.remove_container(&swap.retiring())?;
+        } else {
+            stop_and_remove(scheduler, &swap.retiring(), timeout, out)?;
+        }
     }
     let keep: Vec<&str> = specs.iter().map(|s| s.spec.name.as_str()).collect();
     for name in scheduler.app_containers(app.as_str())? {
-        let is_process = scheduler
-            .inspect_container(&name)?
-            .is_some_and(|facts| facts.labels.get(ROLE_LABEL).is_some_and(|role| role == "process"));
-        if is_process && !keep.contains(&name.as_str()) && !name.ends_with(RETIRING) {
-            out.step(format!("Removing {name} (process no longer declared)"));
-            stop_and_remove(scheduler, &name, timeout, out)?;
+        let Some(facts) = scheduler.inspect_container(&name)? else { continue };
+        let is_process = facts.labels.get(ROLE_LABEL).is_some_and(|role| role == "process");
+        if !is_process || keep.contains(&name.as_str()) || name.ends_with(RETIRING) {
+            continue;
         }
+        let process = facts.labels.get(PROCESS_LABEL).map(String::as_str).unwrap_or_default();
+        let why = if release.run.processes.contains_key(process) {
+            "above the scale"
+        } else {
+            "process no longer declared"
+        };
+        out.step(format!("Stopping {name} ({why}; SIGTERM, up to {}s)", timeout.as_secs()));
+        stop_and_remove(scheduler, &name, timeout, out)?;
     }
     Ok(())
 }

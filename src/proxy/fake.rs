@@ -1,17 +1,26 @@
-//! An in-memory [`Proxy`] for unit tests: it keeps every table it loaded, can be told to refuse
-//! the next load, and reports in-flight counts it was given.
+//! An in-memory [`Proxy`] for unit tests: it keeps every table it loaded, counts the loads a
+//! real proxy would reload its config for, can be told to refuse the next load, and reports
+//! in-flight counts it was given.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use super::{Proxy, ProxyError, Served, Table, UpstreamStatus};
+use super::{Domain, Proxy, ProxyError, Served, Table, UpstreamStatus};
+use crate::names::AppName;
 
 #[derive(Debug, Default)]
 pub struct FakeProxy {
     table: Table,
     /// Every table loaded, in order.
     pub loads: Vec<Table>,
+    /// How many loads changed the config (an app's hosts, hold or upstream sets), not only
+    /// which set serves: each one a reload of Caddy. Shared, so a test keeps a handle once
+    /// the proxy is boxed.
+    pub reloads: Rc<Cell<usize>>,
     /// The message the next load is refused with.
     pub refuse_next: Option<String>,
     /// In-flight counts each upstream reports, one per question; the last one repeats.
@@ -41,6 +50,9 @@ impl Proxy for FakeProxy {
         if let Some(message) = self.refuse_next.take() {
             return Err(ProxyError::Refused { message });
         }
+        if config(&table) != config(&self.table) {
+            self.reloads.set(self.reloads.get() + 1);
+        }
         self.loads.push(table.clone());
         self.table = table;
         Ok(())
@@ -57,4 +69,12 @@ impl Proxy for FakeProxy {
             .collect();
         Ok(Served { in_sync: true, upstreams })
     }
+}
+
+/// One app's part of a proxy's config: its hosts, hold and upstream sets.
+type AppConfig<'a> = (&'a AppName, &'a [Domain], Duration, Vec<Vec<SocketAddr>>);
+
+/// What a proxy's config is made of.
+fn config(table: &Table) -> Vec<AppConfig<'_>> {
+    table.apps.iter().map(|(app, route)| (app, route.hosts.as_slice(), route.hold, route.sets())).collect()
 }

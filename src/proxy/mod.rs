@@ -4,7 +4,8 @@
 //!
 //! berth owns the proxy's configuration: every change builds the whole [`Table`] as a value and
 //! the proxy loads it whole, so what is served is always a function of berth's state. A table
-//! the proxy refuses leaves the previous one serving.
+//! the proxy refuses leaves the previous one serving. A swap between addresses the proxy is
+//! already configured for (an app's slots: its serving and standby ones) reloads nothing in Caddy.
 
 pub mod caddy;
 pub mod domain;
@@ -102,8 +103,8 @@ pub trait Proxy {
         self.load(table)
     }
 
-    /// New requests for `app` go to `to` only; requests in flight to its previous upstreams
-    /// finish there, and those upstreams are kept [draining](Proxy::drain).
+    /// New requests for `app` go to the upstreams `to` only; requests in flight to its other
+    /// previous upstreams finish there, and those are kept [draining](Proxy::drain).
     fn switch_upstream(&mut self, app: &AppName, to: Vec<SocketAddr>) -> Result<(), ProxyError> {
         change(self, app, |route| route.switch_to(Target::Up(to)))
     }
@@ -117,7 +118,7 @@ pub trait Proxy {
     }
 
     /// Waits until no request is in flight to the draining `upstream` of `app`, or `timeout`
-    /// passes, then forgets it.
+    /// passes, then stops counting it as draining (it stays configured while a slot has it).
     fn drain(
         &mut self,
         app: &AppName,
@@ -135,7 +136,7 @@ pub trait Proxy {
             }
             std::thread::sleep(DRAIN_POLL.min(deadline.saturating_duration_since(Instant::now())));
         };
-        change(self, app, |route| route.draining.retain(|a| *a != upstream))?;
+        change(self, app, |route| route.retire(upstream))?;
         Ok(drained)
     }
 
@@ -193,7 +194,8 @@ mod tests {
         proxy.set_in_flight(address(1), &[2, 1, 0]);
         assert_eq!(proxy.drain(&demo(), address(1), Duration::from_secs(5)).unwrap(), Drained::Idle);
         assert!(proxy.table().apps[&demo()].draining.is_empty());
-        assert_eq!(proxy.loads.len(), 3, "set, switch, forget the drained upstream");
+        assert_eq!(proxy.table().apps[&demo()].slots, vec![[address(1), address(2)]]);
+        assert_eq!(proxy.loads.len(), 3, "set, switch, forget the drained upstream's requests");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Domain, DomainError, ProxyError, Route, Table, Target};
 use crate::names::AppName;
-use crate::state::{AppState, Root, StateError};
+use crate::state::{AppState, Release, Releases, Root, StateError};
 
 /// The domain records of every app, and the global domains.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,12 +121,34 @@ fn current_route(
     };
     // Releases from before the proxy were published on a host port.
     let legacy = release.web_host_port.map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-    let target = release.web_upstream.or(legacy).map_or(Target::Down, |address| Target::Up(vec![address]));
+    let upstreams = if release.web_upstreams.is_empty() {
+        legacy.into_iter().collect()
+    } else {
+        release.web_upstreams.clone()
+    };
+    // Scaled to 0, the web process runs no instance: the route answers 503.
+    let target = if upstreams.is_empty() { Target::Down } else { Target::Up(upstreams) };
     let mut route = Route::new(hosts, target);
+    route.slots = slots(&releases, release);
     if let Some(seconds) = release.run.hold_seconds {
         route.hold = Duration::from_secs(seconds.into());
     }
     Ok(route)
+}
+
+/// Each web instance's slot (see [`Route::slots`]): its address in the current release and
+/// in the latest other release that had other addresses (a rollback's included), in instance
+/// order. The proxy keeps both configured; the next release's instance starts at the other.
+fn slots(releases: &Releases, current: &Release) -> Vec<[SocketAddr; 2]> {
+    let mut others: Vec<&Release> = releases.releases.iter().filter(|r| r.number != current.number).collect();
+    others.sort_by_key(|r| std::cmp::Reverse(r.number));
+    let previous = others
+        .into_iter()
+        .map(|r| r.web_upstreams.as_slice())
+        .find(|upstreams| !upstreams.is_empty() && *upstreams != current.web_upstreams.as_slice())
+        .unwrap_or_default();
+    let slot = |(i, address): (usize, &SocketAddr)| [*address, previous.get(i).copied().unwrap_or(*address)];
+    current.web_upstreams.iter().enumerate().map(slot).collect()
 }
 
 #[cfg(test)]
@@ -197,5 +219,38 @@ mod tests {
         root.write_app(&demo, &state, &lock).unwrap();
         let table = table(&root).unwrap();
         assert_eq!(table.apps[&demo], Route::new(domains(&["demo.example.org"]), Target::Down));
+    }
+
+    #[test]
+    fn each_instance_s_slot_pairs_it_with_the_latest_other_release_s_instance() {
+        let release = |number: u32, upstreams: &str| {
+            format!(
+                "[[releases]]\nnumber = {number}\ncommit = \"c\"\nimage = \"i\"\ncreated_at = 0\noutcome = \"deployed\"\n{upstreams}\n[releases.run]\nprocesses = {{}}\n"
+            )
+        };
+        let text = [
+            release(1, "web_upstream = \"172.18.0.2:5000\""),
+            release(2, "web_upstreams = [\"172.18.0.3:5000\", \"172.18.0.4:5000\"]"),
+            release(3, ""),
+            release(4, "web_upstreams = [\"172.18.0.2:5000\", \"172.18.0.5:5000\", \"172.18.0.6:5000\"]"),
+        ]
+        .concat();
+        let releases: Releases = toml::from_str(&text).unwrap();
+        let address = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let (a, b, c) = (address("172.18.0.2:5000"), address("172.18.0.3:5000"), address("172.18.0.4:5000"));
+        let (d, e) = (address("172.18.0.5:5000"), address("172.18.0.6:5000"));
+        let current = releases.get(4).unwrap();
+        assert_eq!(
+            slots(&releases, current),
+            vec![[a, b], [d, c], [e, e]],
+            "a third instance has one address"
+        );
+        // A rollback to release 2: its slots pair it with release 4.
+        assert_eq!(slots(&releases, releases.get(2).unwrap()), vec![[b, a], [c, d]]);
+        assert_eq!(slots(&releases, releases.get(1).unwrap()), vec![[a, a]], "release 4's first is the same");
+        assert_eq!(
+            slots(&Releases { releases: vec![current.clone()] }, current),
+            vec![[a, a], [d, d], [e, e]]
+        );
     }
 }

@@ -106,6 +106,8 @@ pub struct Serving {
     pub bind: Option<IpAddr>,
     /// Where the proxy keeps certificates and its local CA.
     pub data_dir: PathBuf,
+    /// Where berth marks which of each app's upstream sets serves (see `caddy::live`).
+    pub live_dir: PathBuf,
     /// The longest drain an app gets.
     pub max_drain: Duration,
 }
@@ -180,6 +182,7 @@ impl ProxySettings {
             admin,
             bind: self.bind,
             data_dir: proxy_dir.join("data"),
+            live_dir: proxy_dir.join("live"),
             max_drain: Duration::from_secs(self.max_drain_seconds.into()),
         })
     }

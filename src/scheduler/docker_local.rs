@@ -6,8 +6,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use super::{
-    BuildContext, ContainerFacts, ContainerSpec, ImageConfig, NetworkAddress, NetworkError, OnOutput, Result,
-    Scheduler, Stopped,
+    AddressRequest, BuildContext, ContainerFacts, ContainerSpec, ImageConfig, NetworkAddress, NetworkError,
+    OnOutput, Result, Scheduler, Stopped,
 };
 use crate::engine::Engine;
 use crate::helper_image::{self, HelperImageError};
@@ -104,8 +104,11 @@ impl Scheduler for Engine {
         http_status(upstream, path)
     }
 
-    fn allocate_address(&self) -> std::result::Result<NetworkAddress, NetworkError> {
-        network::allocate(self)
+    fn allocate_address(
+        &self,
+        request: &AddressRequest,
+    ) -> std::result::Result<NetworkAddress, NetworkError> {
+        network::allocate(self, request)
     }
 }
 

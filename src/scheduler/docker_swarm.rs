@@ -195,6 +195,9 @@ fn plan_services(
     let Rollout { app, state, release, .. } = *rollout;
     let entries = root.entries_by_name()?;
     let mut specs = process_specs(root, app, state, release, &entries)?;
+    // One spec per instance, in process order: a service runs its process's instances as
+    // replicas, so the first instance's spec stands for them all.
+    specs.dedup_by(|next, first| next.process == first.process);
     let mut anonymous = BTreeMap::new();
     let second_web = second_web_service(app);
     for ProcessSpec { process, spec } in &mut specs {
@@ -574,12 +577,12 @@ fn web_tasks(swarm: &Swarm, service: &str) -> Result<Vec<(SocketAddr, bool)>> {
     Ok(addresses)
 }
 
-/// What a release records of its web tasks: the first one's address, and its port on this
-/// host's loopback when one runs here.
+/// What a release records of its web tasks: their addresses, and the port of the first one
+/// on this host's loopback.
 fn serving_of(tasks: &[(SocketAddr, bool)]) -> Serving {
     Serving {
         host_port: tasks.iter().find(|(_, here)| *here).map(|(address, _)| address.port()),
-        upstream: tasks.first().map(|(address, _)| *address),
+        upstreams: tasks.iter().map(|(address, _)| *address).collect(),
     }
 }
 
@@ -739,7 +742,7 @@ mod tests {
             run,
             mounts: Vec::new(),
             web_host_port: None,
-            web_upstream: None,
+            web_upstreams: Vec::new(),
         };
         let check = health_check(&release, timing).unwrap();
         assert_eq!(

@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{
-    BuildContext, ContainerFacts, ContainerSpec, EngineError, ImageConfig, NetworkAddress, NetworkError,
-    OnOutput, Result, Scheduler, Stopped,
+    AddressRequest, BuildContext, ContainerFacts, ContainerSpec, EngineError, ImageConfig, NetworkAddress,
+    NetworkError, OnOutput, Result, Scheduler, Stopped,
 };
 use crate::engine::APP_LABEL;
 use crate::helper_image::HelperImageError;
@@ -29,6 +29,8 @@ pub struct FakeState {
     pub events: Vec<String>,
     /// Images whose containers answer their health check with 500.
     pub unhealthy: BTreeSet<String>,
+    /// Containers (by name) that answer their health check with 500.
+    pub unhealthy_names: BTreeSet<String>,
     /// Images whose containers exit (status 1) as soon as they start.
     pub crashing: BTreeSet<String>,
     /// Images whose containers ignore SIGTERM (the stop ends with SIGKILL).
@@ -246,18 +248,30 @@ impl Scheduler for Fake {
             c.running && c.spec.address.as_ref().is_some_and(|a| std::net::IpAddr::V4(a.ip) == upstream.ip())
         });
         match container {
-            Some(c) if state.unhealthy.contains(&c.spec.image) => Ok(500),
+            Some(c)
+                if state.unhealthy.contains(&c.spec.image)
+                    || state.unhealthy_names.contains(&c.spec.name) =>
+            {
+                Ok(500)
+            }
             Some(_) => Ok(200),
             None => Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "nothing listens")),
         }
     }
 
-    fn allocate_address(&self) -> std::result::Result<NetworkAddress, NetworkError> {
+    fn allocate_address(
+        &self,
+        request: &AddressRequest,
+    ) -> std::result::Result<NetworkAddress, NetworkError> {
         let state = self.state.borrow();
-        let used: Vec<Ipv4Addr> =
+        let mut used: Vec<Ipv4Addr> =
             state.containers.values().filter_map(|c| c.spec.address.as_ref()).map(|a| a.ip).collect();
-        let ip = (2..=254)
-            .map(|i| Ipv4Addr::new(10, 0, 0, i))
+        used.extend(&request.avoid);
+        let ip = request
+            .prefer
+            .iter()
+            .copied()
+            .chain((2..=254).map(|i| Ipv4Addr::new(10, 0, 0, i)))
             .find(|ip| !used.contains(ip))
             .unwrap_or(Ipv4Addr::UNSPECIFIED);
         Ok(NetworkAddress { network: crate::network::NETWORK.to_string(), ip })

@@ -18,7 +18,7 @@ pub use crate::engine::{
     ContainerFacts, ContainerSpec, EngineError, ImageConfig, NetworkAddress, Result, Stopped,
 };
 use crate::helper_image::HelperImageError;
-pub use crate::network::NetworkError;
+pub use crate::network::{AddressRequest, NetworkError};
 
 /// Writes the build context (a tar stream) on another thread while the platform reads it.
 pub type BuildContext = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'static>;
@@ -75,7 +75,8 @@ pub trait Scheduler {
     fn logs(&self, name: &str, follow: bool, tail: Option<usize>, on_output: OnOutput<'_>) -> Result<()>;
     /// The status code `GET path` gets from a container's address.
     fn http_status(&self, upstream: SocketAddr, path: &str) -> std::io::Result<u16>;
-    /// A free fixed address for a web container on berth's network. Callers hold the proxy's
-    /// lock, so two deploys never pick the same one.
-    fn allocate_address(&self) -> std::result::Result<NetworkAddress, NetworkError>;
+    /// A free fixed address for a web container on berth's network, a preferred one when it
+    /// is free. Callers hold the proxy's lock, so two deploys of one root never pick the same one.
+    fn allocate_address(&self, request: &AddressRequest)
+    -> std::result::Result<NetworkAddress, NetworkError>;
 }

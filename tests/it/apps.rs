@@ -117,7 +117,7 @@ fn report_text() {
     let t = Test::new();
     t.app("demo");
     let out = t.ok(["apps:report", "demo"]).replace(&created_at(&t, "demo"), "[CREATED_AT]");
-    insta::assert_snapshot!(out, @r"
+    insta::assert_snapshot!(out, @"
     exit: 0
     --- stdout
     =====> demo app information
@@ -125,6 +125,7 @@ fn report_text() {
            App deploy branch:             main or master
            App dir:                       [ROOT]/apps/demo
            App repo:                      [ROOT]/repos/demo.git
+           App scale:                     
            App storage dir:               [ROOT]/data/apps/demo
     --- stderr
     ");
@@ -139,7 +140,7 @@ fn report_json_one_app_and_all_apps() {
     insta::assert_snapshot!(out, @r#"
     exit: 0
     --- stdout
-    {"app-created-at":"[CREATED_AT]","app-deploy-branch":"main or master","app-dir":"[ROOT]/apps/demo","app-repo":"[ROOT]/repos/demo.git","app-storage-dir":"[ROOT]/data/apps/demo","created-at":"[CREATED_AT]","deploy-branch":"main or master","dir":"[ROOT]/apps/demo","repo":"[ROOT]/repos/demo.git","storage-dir":"[ROOT]/data/apps/demo"}
+    {"app-created-at":"[CREATED_AT]","app-deploy-branch":"main or master","app-dir":"[ROOT]/apps/demo","app-repo":"[ROOT]/repos/demo.git","app-scale":"","app-storage-dir":"[ROOT]/data/apps/demo","created-at":"[CREATED_AT]","deploy-branch":"main or master","dir":"[ROOT]/apps/demo","repo":"[ROOT]/repos/demo.git","scale":"","storage-dir":"[ROOT]/data/apps/demo"}
     --- stderr
     "#);
     let all = t.ok(["apps:report", "--format", "json"]);

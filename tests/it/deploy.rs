@@ -224,13 +224,14 @@ fn a_failing_start_keeps_the_old_release_serving_and_leaves_no_container() {
     let t = Test::new();
     let app = App::create(&t, "badstart");
     let repo = Repo::from_template("web");
-    let url = deploy_web(&app, &repo);
+    deploy_web(&app, &repo);
     let containers = app.containers();
     let original = repo.read("app.toml");
     let keeps_serving = |out: &crate::push::PushOutput| {
         assert_eq!(app.containers(), containers, "the old container serves on, no new one is left\n{out}");
         assert_eq!(mounts_of(&app.container("web")), mounts([bind(&app.dir("uploads"), "/app/storage")]));
-        assert_eq!(get(&url, "/health").status, 200);
+        // The old instance stopped once its successor served, and started again (a new port).
+        assert_eq!(get(&app.url(), "/health").status, 200);
         assert_eq!(app.ps("ps-current-release"), "1");
         assert_ne!(app.rev("refs/heads/main"), Some(repo.head()));
     };

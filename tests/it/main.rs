@@ -19,6 +19,7 @@ mod fuzz;
 mod hostile;
 mod proxy;
 mod push;
+mod scale;
 mod security_containers;
 mod security_fs;
 mod security_mounts;

@@ -3,14 +3,17 @@
 //! by host, a refused config leaves the previous routes serving, requests are held while no
 //! upstream answers, and a switch lets in-flight requests finish on the old upstream.
 
-use std::io::{BufRead, BufReader, Write};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use berth::engine::Engine;
 use berth::names::AppName;
+use berth::network::AddressRequest;
 use berth::proxy::caddy::Caddy;
 use berth::proxy::{Domain, Drained, Proxy, ProxyError, Route, Target};
 use berth::state::Root;
@@ -41,6 +44,11 @@ impl RunningCaddy {
 
     fn root(&self) -> Root {
         Root::new(self.t.root())
+    }
+
+    /// The config berth last loaded into Caddy (written after each load only).
+    pub fn config(&self) -> String {
+        std::fs::read_to_string(self.root().proxy_config_file()).unwrap()
     }
 }
 
@@ -122,6 +130,51 @@ fn answer(mut stream: TcpStream, name: &str) {
     );
 }
 
+/// One HTTP/1.1 connection to the proxy, reused for every request, as browsers and wrk keep
+/// theirs.
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+    host: String,
+}
+
+impl KeepAlive {
+    pub fn connect(url: &str, host: &str) -> KeepAlive {
+        let stream = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        KeepAlive { reader: BufReader::new(stream), host: host.to_string() }
+    }
+
+    /// `GET path` on this connection: the status and body, or why the exchange failed (the
+    /// proxy closed the connection).
+    pub fn get(&mut self, path: &str) -> std::io::Result<(u16, String)> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.reader.get_mut().write_all(request.as_bytes())?;
+        let mut status_line = String::new();
+        if self.reader.read_line(&mut status_line)? == 0 {
+            return Err(std::io::Error::other("the proxy closed the connection"));
+        }
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        let mut length = None;
+        let mut line = String::new();
+        while {
+            line.clear();
+            self.reader.read_line(&mut line)? > 2
+        } {
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse::<usize>().ok();
+            }
+        }
+        let (Some(status), Some(length)) = (status, length) else {
+            return Err(std::io::Error::other(format!("not an answer with a length: {status_line:?}")));
+        };
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
 fn route(host: &str, target: Target, hold: Duration) -> Route {
     Route { hold, ..Route::new(vec![Domain::new(host).unwrap()], target) }
 }
@@ -191,6 +244,57 @@ fn caddy_routes_holds_swaps_and_keeps_serving_after_a_refused_config() {
     let started = Instant::now();
     assert_eq!(get_host(&caddy.url, "web.test", "/").status, 502);
     assert!(started.elapsed() >= short, "held for the whole hold: {:?}", started.elapsed());
+}
+
+#[test]
+fn a_swap_to_the_standby_upstream_reloads_nothing_and_keeps_client_connections() {
+    let caddy = RunningCaddy::start();
+    let app = AppName::new("px-keep").unwrap();
+    let mut proxy = Caddy::open(&caddy.root()).unwrap();
+    let (a, b) = (upstream("A"), upstream("B"));
+    let mut first = route("keep.test", Target::Up(vec![a]), Duration::from_secs(5));
+    first.slots = vec![[a, b]];
+    proxy.set_route(&app, first).unwrap();
+    let mut client = KeepAlive::connect(&caddy.url, "keep.test");
+    assert_eq!(client.get("/").unwrap(), (200, "A".to_string()));
+    let config = std::fs::read(caddy.root().proxy_config_file()).unwrap();
+
+    proxy.switch_upstream(&app, vec![b]).unwrap();
+    assert_eq!(client.get("/").unwrap(), (200, "B".to_string()), "the same connection, served by B");
+    assert_eq!(proxy.drain(&app, a, Duration::from_secs(5)).unwrap(), Drained::Idle);
+    assert_eq!(proxy.table().apps[&app].slots, vec![[a, b]]);
+    proxy.switch_upstream(&app, vec![a]).unwrap();
+    assert_eq!(client.get("/").unwrap(), (200, "A".to_string()));
+    assert_eq!(std::fs::read(caddy.root().proxy_config_file()).unwrap(), config, "no new config");
+    assert!(proxy.served().unwrap().in_sync);
+    // A fresh Caddy value (the next push) finds the config running and loads nothing either.
+    let mut next = Caddy::open(&caddy.root()).unwrap();
+    let mut table = proxy.table().clone();
+    table.apps.get_mut(&app).unwrap().switch_to(Target::Up(vec![b]));
+    next.load(table).unwrap();
+    assert_eq!(client.get("/").unwrap(), (200, "B".to_string()));
+
+    // An address Caddy has no route for needs a new config: Caddy restarts its servers and
+    // closes idle connections (why swaps go between the configured ones).
+    next.switch_upstream(&app, vec![upstream("C")]).unwrap();
+    assert!(client.get("/").is_err(), "Caddy closed the idle connection at its reload");
+    assert_eq!(get_host(&caddy.url, "keep.test", "/").text(), "C");
+}
+
+#[test]
+fn concurrent_address_allocations_on_one_engine_never_pick_the_same_address() {
+    // Threads stand for deploys of berth roots sharing the engine: none holds another's lock,
+    // and no container takes its address before all have picked.
+    let picks: Vec<_> = (0..4)
+        .map(|_| {
+            thread::spawn(|| {
+                let engine = Engine::connect().unwrap();
+                berth::network::allocate(&engine, &AddressRequest::default()).unwrap().ip
+            })
+        })
+        .collect();
+    let addresses: BTreeSet<_> = picks.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(addresses.len(), 4, "{addresses:?}");
 }
 
 /// A config Caddy refuses (its HTTP port is taken) is reported with Caddy's reason; the running

@@ -498,12 +498,12 @@ fn task_nodes(service: &str) -> Vec<String> {
     nodes
 }
 
-/// Where the proxy reaches the current release's web task (`web_upstream`), as a URL.
+/// Where the proxy reaches the current release's first web task (`web_upstreams`), as a URL.
 fn upstream_url(app: &App) -> String {
     let number = app.t.app_state_toml(&app.name)["current_release"].as_integer().expect("a current release");
     let releases = app.releases();
     let current = releases.iter().find(|r| r["number"] == number).expect("the current release's record");
-    format!("http://{}", current["web_upstream"].as_str().expect("the release records its upstream"))
+    format!("http://{}", current["web_upstreams"][0].as_str().expect("the release records its upstreams"))
 }
 
 /// A swarm app the test's Caddy serves at `<app>.test`, its host name.

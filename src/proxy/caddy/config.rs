@@ -1,15 +1,18 @@
 //! Caddy's whole JSON config from the settings and the table: one HTTP server, one route per
-//! app (exact host names first, so they win over another app's wildcard), a `reverse_proxy`
-//! that holds and retries requests while its upstream does not answer, and a 404 for every
-//! other host.
+//! app (exact host names first, so they win over another app's wildcard) with a
+//! `reverse_proxy` per upstream set of the app (the one serving is chosen at each request by
+//! a marker file, [`live`]) that holds and retries requests while its upstreams do not
+//! answer, and a 404 for every other host.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::super::settings::{Serving, Tls};
-use super::super::table::{Route, Table, Target};
+use super::super::table::{Route, Table};
+use super::live;
 use crate::names::AppName;
 
 /// The server's name in Caddy's config (`apps.http.servers.berth`).
@@ -47,7 +50,7 @@ fn http_app(serving: &Serving, table: &Table) -> Value {
         Some(ip) => SocketAddr::new(ip, port).to_string(),
         None => format!(":{port}"),
     };
-    let mut server = json!({ "listen": [listen], "routes": routes(table) });
+    let mut server = json!({ "listen": [listen], "routes": routes(table, &serving.live_dir) });
     if serving.tls == Tls::Off {
         server["automatic_https"] = json!({ "disable": true });
     }
@@ -59,50 +62,54 @@ fn http_app(serving: &Serving, table: &Table) -> Value {
     })
 }
 
-fn routes(table: &Table) -> Vec<Value> {
+fn routes(table: &Table, live_dir: &Path) -> Vec<Value> {
     let mut exact = Vec::new();
     let mut wildcards = Vec::new();
-    let mut draining = Vec::new();
     for (app, route) in &table.apps {
         let (wild, plain): (Vec<_>, Vec<_>) = route.hosts.iter().partition(|host| host.is_wildcard());
         if !plain.is_empty() {
-            exact.push(app_route(format!("berth-{app}"), json!([{ "host": plain }]), handler(app, route)));
+            exact.push(app_route(
+                format!("berth-{app}"),
+                json!([{ "host": plain }]),
+                handler(app, route, live_dir),
+            ));
         }
         if !wild.is_empty() {
             wildcards.push(app_route(
                 format!("berth-{app}-wildcards"),
                 json!([{ "host": wild }]),
-                handler(app, route),
-            ));
-        }
-        if !route.draining.is_empty() {
-            // Matches no request: it keeps the draining upstreams known to Caddy, so that their
-            // in-flight requests are counted (`/reverse_proxy/upstreams`) until they are done.
-            let never = json!([{ "expression": "false" }]);
-            draining.push(app_route(
-                format!("berth-{app}-draining"),
-                never,
-                proxy(&route.draining, route.hold),
+                handler(app, route, live_dir),
             ));
         }
     }
     let fallback = json!({
         "handle": [{ "handler": "static_response", "status_code": 404, "body": "No app is served at this address\n" }],
     });
-    exact.into_iter().chain(wildcards).chain(draining).chain([fallback]).collect()
+    exact.into_iter().chain(wildcards).chain([fallback]).collect()
 }
 
 fn app_route(id: String, matcher: Value, handler: Value) -> Value {
     json!({ "@id": id, "match": matcher, "handle": [handler], "terminal": true })
 }
 
-fn handler(app: &AppName, route: &Route) -> Value {
-    let addresses = route.target.addresses();
-    if route.target == Target::Down || addresses.is_empty() {
-        let body = format!("{app} has no running release\n");
-        return json!({ "handler": "static_response", "status_code": 503, "body": body });
+/// Every upstream set of the app, each tried when its marker says it serves (see [`live`]),
+/// then a 503: the config stays the same whichever set serves, and whether any does.
+fn handler(app: &AppName, route: &Route, live_dir: &Path) -> Value {
+    let body = format!("{app} has no running release\n");
+    let down = json!({ "handler": "static_response", "status_code": 503, "body": body });
+    let sets = route.sets();
+    if sets.is_empty() {
+        return down;
     }
-    proxy(&addresses, route.hold)
+    let mut routes: Vec<Value> = sets
+        .iter()
+        .map(|set| {
+            let marker = json!({ "root": live_dir, "try_files": [live::marker(app, set)] });
+            json!({ "match": [{ "file": marker }], "handle": [proxy(set, route.hold)], "terminal": true })
+        })
+        .collect();
+    routes.push(json!({ "handle": [down] }));
+    json!({ "handler": "subroute", "routes": routes })
 }
 
 /// A `reverse_proxy` that, while no upstream answers, retries for up to `hold`.
@@ -131,7 +138,7 @@ mod tests {
     use super::*;
     use crate::proxy::records::Records;
     use crate::proxy::settings::{ProxySettings, TlsMode};
-    use crate::proxy::{Domain, Route};
+    use crate::proxy::{Domain, Route, Target};
 
     fn serving(tls: TlsMode) -> Serving {
         let settings = ProxySettings {
@@ -209,14 +216,70 @@ mod tests {
                       "@id": "berth-api",
                       "handle": [
                         {
-                          "handler": "reverse_proxy",
-                          "load_balancing": {
-                            "try_duration": "30s",
-                            "try_interval": "100ms"
-                          },
-                          "upstreams": [
+                          "handler": "subroute",
+                          "routes": [
                             {
-                              "dial": "127.0.0.1:32770"
+                              "handle": [
+                                {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "30s",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:32768"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/api/127.0.0.1-32768"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "30s",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:32770"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/api/127.0.0.1-32770"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
+                                  "body": "api has no running release\n",
+                                  "handler": "static_response",
+                                  "status_code": 503
+                                }
+                              ]
                             }
                           ]
                         }
@@ -253,14 +316,43 @@ mod tests {
                       "@id": "berth-web",
                       "handle": [
                         {
-                          "handler": "reverse_proxy",
-                          "load_balancing": {
-                            "try_duration": "2500ms",
-                            "try_interval": "100ms"
-                          },
-                          "upstreams": [
+                          "handler": "subroute",
+                          "routes": [
                             {
-                              "dial": "127.0.0.1:40001"
+                              "handle": [
+                                {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "2500ms",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:40001"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/web/127.0.0.1-40001"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
+                                  "body": "web has no running release\n",
+                                  "handler": "static_response",
+                                  "status_code": 503
+                                }
+                              ]
                             }
                           ]
                         }
@@ -278,14 +370,70 @@ mod tests {
                       "@id": "berth-api-wildcards",
                       "handle": [
                         {
-                          "handler": "reverse_proxy",
-                          "load_balancing": {
-                            "try_duration": "30s",
-                            "try_interval": "100ms"
-                          },
-                          "upstreams": [
+                          "handler": "subroute",
+                          "routes": [
                             {
-                              "dial": "127.0.0.1:32770"
+                              "handle": [
+                                {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "30s",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:32768"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/api/127.0.0.1-32768"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "30s",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:32770"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/api/127.0.0.1-32770"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
+                                  "body": "api has no running release\n",
+                                  "handler": "static_response",
+                                  "status_code": 503
+                                }
+                              ]
                             }
                           ]
                         }
@@ -295,29 +443,6 @@ mod tests {
                           "host": [
                             "*.api.example.org"
                           ]
-                        }
-                      ],
-                      "terminal": true
-                    },
-                    {
-                      "@id": "berth-api-draining",
-                      "handle": [
-                        {
-                          "handler": "reverse_proxy",
-                          "load_balancing": {
-                            "try_duration": "30s",
-                            "try_interval": "100ms"
-                          },
-                          "upstreams": [
-                            {
-                              "dial": "127.0.0.1:32768"
-                            }
-                          ]
-                        }
-                      ],
-                      "match": [
-                        {
-                          "expression": "false"
                         }
                       ],
                       "terminal": true
