@@ -36,6 +36,8 @@ const HELPER_REPOSITORY: &str = "berth/helper";
 const NODE_ROOT: &str = "/node";
 /// Label naming the process type a service runs (as on containers).
 const PROCESS_LABEL: &str = "berth.process";
+/// The process the proxy serves.
+const WEB: &str = "web";
 /// `type` options of the `local` driver whose data is not on the node: network file systems,
 /// and tmpfs, which keeps nothing to leave behind.
 const MOVABLE_LOCAL_TYPES: [&str; 4] = ["nfs", "nfs4", "cifs", "tmpfs"];
@@ -155,7 +157,7 @@ fn service_def(
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let is_web = process.process == "web";
+    let is_web = process.process == WEB;
     let exclusive = release.run.exclusive.contains(&process.process);
     ServiceDef {
         name: service_name(app, &process.process),
@@ -168,6 +170,7 @@ fn service_def(
         mounts,
         pinned_to,
         publish: if is_web { release.run.web_port } else { None },
+        publish_at: None,
         update_order: if exclusive { UpdateOrder::StopFirst } else { UpdateOrder::StartFirst },
         health: if is_web { health_check(release, timing) } else { None },
         restart: RestartPolicy {
@@ -192,8 +195,17 @@ fn plan_services(
     let Rollout { app, state, release, .. } = *rollout;
     let entries = root.entries_by_name()?;
     let mut specs = process_specs(root, app, state, release, &entries)?;
+    // One spec per instance, in process order: a service runs its process's instances as
+    // replicas, so the first instance's spec stands for them all.
+    specs.dedup_by(|next, first| next.process == first.process);
     let mut anonymous = BTreeMap::new();
+    let second_web = second_web_service(app);
     for ProcessSpec { process, spec } in &mut specs {
+        if service_name(app, process) == second_web {
+            return Err(
+                SwarmError::ProcessNameTaken { app: app.to_string(), process: process.clone() }.into()
+            );
+        }
         anonymous.extend(mount_image_volumes(scheduler, app, spec)?);
         // Its binds and limits would be dropped silently: refused instead.
         if spec.options != RunOptions::default() {
@@ -261,9 +273,12 @@ fn require_pinned_node(swarm: &Swarm, app: &AppName, node: &NodeName, data: &[St
 
 /// Deploys the release as services: pushes its image, checks the pinned node, stops local
 /// containers the services replace (an exclusive one before its service starts), updates every
-/// service and waits for each to converge, points the proxy at a web task, and removes the
-/// services of processes the release no longer declares. A failed update is rolled back by
-/// the engine and reported with its reason.
+/// service and waits for each to converge, and removes the services of processes the release
+/// no longer declares. A failed update is rolled back by the engine and reported with its
+/// reason. The web process swaps as on docker-local (unless exclusive): the release starts as
+/// a second web service beside the serving one, the proxy switches to all its tasks once they
+/// all run (every upstream it lists answers whenever its table is loaded), the old tasks
+/// drain, then their service is removed (SIGTERM and the stop grace period, from the engine).
 pub fn start_release(
     root: &Root,
     scheduler: &dyn Scheduler,
@@ -280,7 +295,7 @@ pub fn start_release(
     let image = swarm.push(&release.image, &registry, &image_repo(app), &release.number.to_string())?;
     out.detail(format!("Services run {image}"));
     let rollout = Rollout { app, registry, state, release, image, timing };
-    let Services { defs, pin } = plan_services(root, scheduler, &swarm, &rollout, out)?;
+    let Services { mut defs, pin } = plan_services(root, scheduler, &swarm, &rollout, out)?;
     if let Some(Pin { node, data }) = &pin {
         require_pinned_node(&swarm, app, node, data)?;
         out.detail(format!("Pinned to node {node}, where its data lives: {}", data.join(", ")));
@@ -288,10 +303,17 @@ pub fn start_release(
             prepare_app_dirs(root, scheduler, &swarm, &rollout, node, &defs, out)?;
         }
     }
+    let serving_web = serving_web_service(&swarm, app, routing)?;
+    if let Some(web) = defs.iter_mut().find(|d| d.publish.is_some()) {
+        web.name = next_web_service(app, web.update_order, serving_web.as_deref());
+    }
     let timeout = stop_timeout(&release.run, timing);
-    for def in &defs {
+    for def in &mut defs {
         if def.update_order == UpdateOrder::StopFirst {
             retire_local(scheduler, app, def, timeout, out)?;
+        }
+        if def.publish.is_some() && def.update_order == UpdateOrder::StopFirst {
+            hold_for_successor(&swarm, routing, def, out)?;
         }
         out.step(format!(
             "Updating service {} ({} replicas, {:?})",
@@ -299,32 +321,129 @@ pub fn start_release(
         ));
         swarm.deploy(def)?;
     }
-    let mut serving = Serving::default();
-    for def in &defs {
-        let wait = timing.health_timeout + (timeout + timing.settle) * def.replicas.max(1);
-        if let Err(error) = swarm.wait_converged(&def.name, def.replicas, wait) {
-            if def.publish.is_some() {
-                follow_rollback(&swarm, routing, &def.name, timing, out);
-            }
-            return Err(error.into());
-        }
-        out.detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
-        if def.publish.is_some() && def.replicas > 0 {
-            serving = web_serving(&swarm, &def.name)?;
-            match serving.upstreams.as_slice() {
-                [] => out.warn(format!(
-                    "no running task of {} publishes its port; the proxy was not changed",
-                    def.name
-                )),
-                upstreams => routing.switch(upstreams, out)?,
-            }
-        }
-    }
+    let serving = converge(&swarm, routing, &defs, serving_web.as_deref(), &rollout, out)?;
     for def in &defs {
         retire_local(scheduler, app, def, timeout, out)?;
     }
     remove_undeclared(&swarm, app, &defs, out)?;
     Ok(serving)
+}
+
+/// Waits for each service to converge, in order; once the web service has, points the proxy
+/// at all its tasks and removes the web service it replaced. A web service started beside the
+/// serving one that fails is removed; the engine's rollback of an updated one is followed.
+fn converge(
+    swarm: &Swarm,
+    routing: &mut Routing,
+    defs: &[ServiceDef],
+    serving_web: Option<&str>,
+    rollout: &Rollout<'_>,
+    out: &Reporter,
+) -> Result<Serving> {
+    let Rollout { release, timing, .. } = *rollout;
+    let timeout = stop_timeout(&release.run, timing);
+    let mut serving = Serving::default();
+    for def in defs {
+        let wait = timing.health_timeout + (timeout + timing.settle) * def.replicas.max(1);
+        let replaced = serving_web.filter(|s| def.publish.is_some() && *s != def.name);
+        if let Err(error) = swarm.wait_converged(&def.name, def.replicas, wait) {
+            if replaced.is_some() {
+                remove_failed_web(swarm, &def.name, replaced, out);
+            } else if def.publish.is_some() {
+                follow_rollback(swarm, routing, &def.name, timing, out);
+            }
+            return Err(error.into());
+        }
+        out.detail(format!("{} runs {} task(s) of release {}", def.name, def.replicas, release.number));
+        if def.publish.is_some() && def.replicas > 0 {
+            serving = route_to_web(swarm, routing, &def.name, out)?;
+        }
+        if let Some(old) = replaced {
+            out.step(format!("Removing service {old}: {} serves release {}", def.name, release.number));
+            swarm.remove(old)?;
+        }
+    }
+    Ok(serving)
+}
+
+/// The second name of the web service, which a swap alternates with `<app>_web`.
+fn second_web_service(app: &AppName) -> String {
+    format!("{}_b", service_name(app, WEB))
+}
+
+/// Whether `service` runs `process` of the app: the web process has two names.
+fn is_service_of(app: &AppName, process: &str, service: &str) -> bool {
+    service == service_name(app, process) || (process == WEB && service == second_web_service(app))
+}
+
+/// The app's web service that serves now: of its two names, the one that exists, or the one
+/// the proxy routes to when both do (a swap was interrupted).
+fn serving_web_service(swarm: &Swarm, app: &AppName, routing: &Routing) -> Result<Option<String>> {
+    let services = swarm.services_labelled(crate::engine::APP_LABEL, app.as_str())?;
+    let existing: Vec<String> = services.into_iter().filter(|s| is_service_of(app, WEB, s)).collect();
+    for service in existing.iter().filter(|_| existing.len() > 1) {
+        let addresses = web_tasks(swarm, service)?;
+        if routing.current().into_iter().any(|a| addresses.iter().any(|(b, _)| *b == a)) {
+            return Ok(Some(service.clone()));
+        }
+    }
+    Ok(existing.into_iter().next())
+}
+
+/// The service the release's web process goes to: the serving one, updated in place, for an
+/// exclusive web process (stop-first); else the other name, to start beside it.
+fn next_web_service(app: &AppName, order: UpdateOrder, serving: Option<&str>) -> String {
+    let first = service_name(app, WEB);
+    match (order, serving) {
+        (UpdateOrder::StopFirst, Some(serving)) => serving.to_string(),
+        (UpdateOrder::StartFirst, Some(serving)) if serving == first => second_web_service(app),
+        _ => first,
+    }
+}
+
+/// Before the stop-first update of an exclusive web service pinned to its node: its successor
+/// is published at the serving task's port there, and the proxy holds requests for that
+/// address until the successor answers (as on docker-local). Nothing to hold otherwise: the
+/// engine picks the successor's port, and requests in that gap fail.
+fn hold_for_successor(
+    swarm: &Swarm,
+    routing: &mut Routing,
+    def: &mut ServiceDef,
+    out: &Reporter,
+) -> Result<()> {
+    let Some(node) = &def.pinned_to else { return Ok(()) };
+    let node_ip = swarm.node(node)?.address.and_then(|a| a.parse::<IpAddr>().ok());
+    let tasks = web_tasks(swarm, &def.name)?;
+    let [(serving, _)] = tasks.as_slice() else { return Ok(()) };
+    if node_ip == Some(serving.ip()) {
+        def.publish_at = Some(serving.port());
+        routing.hold(*serving, out)?;
+    }
+    Ok(())
+}
+
+/// The release's web service started beside the serving one did not converge: it goes (the
+/// engine stops its tasks), and the serving one, untouched, keeps serving.
+fn remove_failed_web(swarm: &Swarm, failed: &str, serving: Option<&str>, out: &Reporter) {
+    let serving = serving.unwrap_or("the previous release");
+    out.step(format!("Removing service {failed}: its release failed, {serving} keeps serving"));
+    if let Err(e) = swarm.remove(failed) {
+        out.warn(format!(
+            "could not remove service {failed}: {e}; remove it with `docker service rm {failed}`"
+        ));
+    }
+}
+
+/// Points the proxy at every running task of the web service; what the release records.
+fn route_to_web(swarm: &Swarm, routing: &mut Routing, service: &str, out: &Reporter) -> Result<Serving> {
+    let tasks = web_tasks(swarm, service)?;
+    let addresses: Vec<SocketAddr> = tasks.iter().map(|(address, _)| *address).collect();
+    if addresses.is_empty() {
+        out.warn(format!("no running task of {service} publishes its port; the proxy was not changed"));
+    } else {
+        routing.switch(&addresses, out)?;
+    }
+    Ok(serving_of(&tasks))
 }
 
 /// How long the one-off task that prepares app directories on a node may take.
@@ -401,21 +520,23 @@ fn retire_local(
     Ok(())
 }
 
-/// After a failed web update: the engine's rollback may serve from a new task (the old one
-/// stopped once its successor ran), at another port. The proxy follows it; the recorded
-/// upstream is fixed by the next deploy or `ps:restart`.
+/// After a failed update of an exclusive web service: the engine's rollback may serve from a
+/// new task (the old one stopped once its successor ran), at another port. The proxy follows
+/// it; the recorded upstream is fixed by the next deploy or `ps:restart`.
 fn follow_rollback(swarm: &Swarm, routing: &mut Routing, service: &str, timing: Timing, out: &Reporter) {
     let deadline = std::time::Instant::now() + timing.health_timeout;
     while std::time::Instant::now() < deadline {
-        if let Ok(Serving { upstreams, .. }) = web_serving(swarm, service)
-            && let [upstream] = upstreams.as_slice()
+        if let Ok(tasks) = web_tasks(swarm, service)
+            && !tasks.is_empty()
         {
-            if routing.current() != upstreams {
+            let addresses: Vec<SocketAddr> = tasks.iter().map(|(address, _)| *address).collect();
+            if !routing.current().into_iter().any(|a| addresses.contains(&a)) {
                 out.warn(format!(
-                    "the rolled-back {service} serves from a new task at {upstream}; the proxy follows it, run `berth ps:restart` to record it"
+                    "the rolled-back {service} serves from a new task at {}; the proxy follows it, run `berth ps:restart` to record it",
+                    addresses[0]
                 ));
-                if let Err(e) = routing.switch(&upstreams, out) {
-                    out.warn(format!("could not point the proxy at {upstream}: {e}"));
+                if let Err(e) = routing.switch(&addresses, out) {
+                    out.warn(format!("could not point the proxy at {service}'s tasks: {e}"));
                 }
             }
             return;
@@ -435,9 +556,9 @@ fn remove_undeclared(swarm: &Swarm, app: &AppName, defs: &[ServiceDef], out: &Re
     Ok(())
 }
 
-/// Where a running task of the web service answers: its node's address and the port the node
-/// publishes for it; on this host's loopback too when the task runs here.
-fn web_serving(swarm: &Swarm, service: &str) -> Result<Serving> {
+/// Where the running tasks of the web service answer: each one's node address and the port
+/// the node publishes for it, and whether it runs on this host.
+fn web_tasks(swarm: &Swarm, service: &str) -> Result<Vec<(SocketAddr, bool)>> {
     let nodes = swarm.nodes()?;
     let this = swarm.this_node()?;
     let tasks = swarm.tasks(service)?;
@@ -447,14 +568,22 @@ fn web_serving(swarm: &Swarm, service: &str) -> Result<Serving> {
             && t.desired == TaskState::RUNNING
             && !t.published.is_empty()
     });
+    let mut addresses = Vec::new();
     for task in running {
         let Some(node) = nodes.iter().find(|n| Some(&n.id) == task.node_id.as_ref()) else { continue };
         let Some(ip) = node.address.as_deref().and_then(|a| a.parse::<IpAddr>().ok()) else { continue };
-        let port = task.published[0];
-        let here = node.id == this.id;
-        return Ok(Serving { host_port: here.then_some(port), upstreams: vec![SocketAddr::new(ip, port)] });
+        addresses.push((SocketAddr::new(ip, task.published[0]), node.id == this.id));
     }
-    Ok(Serving::default())
+    Ok(addresses)
+}
+
+/// What a release records of its web tasks: their addresses, and the port of the first one
+/// on this host's loopback.
+fn serving_of(tasks: &[(SocketAddr, bool)]) -> Serving {
+    Serving {
+        host_port: tasks.iter().find(|(_, here)| *here).map(|(address, _)| address.port()),
+        upstreams: tasks.iter().map(|(address, _)| *address).collect(),
+    }
 }
 
 /// Removes the app's services (`ps:stop`, `apps:destroy`): the engine stops each task with
@@ -561,7 +690,7 @@ pub fn logs(
     let services: Vec<String> = swarm
         .services_labelled(crate::engine::APP_LABEL, app.as_str())?
         .into_iter()
-        .filter(|name| process.is_none_or(|p| *name == service_name(app, p)))
+        .filter(|name| process.is_none_or(|p| is_service_of(app, p, name)))
         .collect();
     if services.is_empty() {
         return Ok(false);
@@ -627,6 +756,19 @@ mod tests {
         assert_eq!((check.interval, check.retries), (Duration::from_secs(1), 10));
         let no_path = Release { run: RunConfig { web_port: Some(5000), ..RunConfig::default() }, ..release };
         assert_eq!(health_check(&no_path, timing), None);
+    }
+
+    #[test]
+    fn the_web_service_alternates_between_two_names_unless_exclusive() {
+        let app = AppName::new("demo").unwrap();
+        let next = |order, serving| next_web_service(&app, order, serving);
+        assert_eq!(next(UpdateOrder::StartFirst, None), "demo_web");
+        assert_eq!(next(UpdateOrder::StartFirst, Some("demo_web")), "demo_web_b");
+        assert_eq!(next(UpdateOrder::StartFirst, Some("demo_web_b")), "demo_web");
+        assert_eq!(next(UpdateOrder::StopFirst, Some("demo_web_b")), "demo_web_b", "updated in place");
+        assert_eq!(next(UpdateOrder::StopFirst, None), "demo_web");
+        assert!(is_service_of(&app, "web", "demo_web_b") && is_service_of(&app, "web", "demo_web"));
+        assert!(!is_service_of(&app, "worker", "demo_web_b"));
     }
 
     #[test]

@@ -374,6 +374,7 @@ impl Swarm {
                     Watch::Failed(SwarmError::RolledBack { service: owned(), reason })
                 }
                 Progress::Paused(reason) => Watch::Failed(SwarmError::Paused { service: owned(), reason }),
+                Progress::Failed(reason) => Watch::Failed(SwarmError::Failed { service: owned(), reason }),
             }
         })
     }

@@ -57,6 +57,8 @@ pub enum SwarmError {
         "the update of service {service} is paused by the engine: {reason}; see `docker service ps {service}`"
     )]
     Paused { service: String, reason: String },
+    #[error("service {service} failed to start: {reason}")]
+    Failed { service: String, reason: String },
     #[error("service {service} cannot place its tasks: {reason}")]
     Unschedulable { service: String, reason: String },
     #[error("service {service} did not converge within {seconds} s: {last}")]
@@ -77,6 +79,10 @@ pub enum SwarmError {
         "{app} is pinned to swarm node \"{node}\", where its data is, and `berth run` runs on this manager ({this}) only; run the command in its task there (`docker ps --filter label=berth.app={app}` on {node}), or pin it here (`berth scheduler:set {app} node {this}`)"
     )]
     RunElsewhere { app: String, node: String, this: String },
+    #[error(
+        "{app}'s process type {process} has the name of the second web service a swarm swap starts ({app}_{process}); nothing was changed: rename the process in app.toml or the Procfile"
+    )]
+    ProcessNameTaken { app: String, process: String },
     #[error("one-off task {service} on node {node} failed: {reason}")]
     JobFailed { service: String, node: String, reason: String },
 }

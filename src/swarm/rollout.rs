@@ -40,6 +40,9 @@ pub enum Progress {
     Paused(String),
     /// A task the service wants running fits no node.
     Unschedulable(String),
+    /// A task of a service never updated (a new one) failed: which, and why. Nothing runs
+    /// that could be rolled back to.
+    Failed(String),
 }
 
 /// Whether a task runs the service's task template: what the engine replaces a task for is a
@@ -94,6 +97,11 @@ pub fn judge(
     match update {
         Some(S::ROLLBACK_COMPLETED) => return Progress::RolledBack(with_failure(message, tasks)),
         Some(S::PAUSED | S::ROLLBACK_PAUSED) => return Progress::Paused(with_failure(message, tasks)),
+        None => {
+            if let Some(failure) = last_failure(tasks) {
+                return Progress::Failed(failure);
+            }
+        }
         _ => {}
     }
     let unplaced = tasks
@@ -215,6 +223,22 @@ mod tests {
         assert_eq!(
             judge(Some(S::PAUSED), None, 1, &[]),
             Progress::Paused("no message from the engine".into())
+        );
+    }
+
+    #[test]
+    fn a_failed_task_of_a_new_service_fails_it_at_once() {
+        let mut failed = task(1, TaskState::FAILED, TaskState::SHUTDOWN, 4);
+        failed.error = Some("task: non-zero exit (3)".into());
+        let retry = task(1, TaskState::STARTING, TaskState::RUNNING, 5);
+        assert_eq!(
+            judge(None, None, 1, &[failed.clone(), retry.clone()]),
+            Progress::Failed("task 1 on berth-sw1: task: non-zero exit (3)".into())
+        );
+        assert_eq!(
+            judge(Some(S::UPDATING), None, 1, &[failed, retry]),
+            Progress::Waiting("0 of 1 tasks running, update in progress".into()),
+            "an update's failure is the engine's to roll back"
         );
     }
 

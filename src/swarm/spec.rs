@@ -170,6 +170,9 @@ pub struct ServiceDef {
     /// A container port each task publishes on its node, at a port the engine picks per task
     /// (host mode: no routing mesh, so two tasks on one node never clash).
     pub publish: Option<u16>,
+    /// The node port it is published at instead: an exclusive web task takes its
+    /// predecessor's, so the proxy can hold requests for it across the stop-first update.
+    pub publish_at: Option<u16>,
     pub update_order: UpdateOrder,
     pub health: Option<HealthCheck>,
     pub restart: RestartPolicy,
@@ -342,17 +345,18 @@ pub fn service_spec(def: &ServiceDef) -> Result<ServiceSpec, SwarmError> {
         }),
         update_config: Some(update),
         rollback_config: Some(rollback),
-        endpoint_spec: def.publish.map(host_port),
+        endpoint_spec: def.publish.map(|port| host_port(port, def.publish_at)),
         ..Default::default()
     })
 }
 
-/// Publishes `port` of each task on its node, at a port the engine chooses.
-fn host_port(port: u16) -> EndpointSpec {
+/// Publishes `port` of each task on its node, at `at` or else a port the engine chooses.
+fn host_port(port: u16, at: Option<u16>) -> EndpointSpec {
     EndpointSpec {
         ports: Some(vec![EndpointPortConfig {
             protocol: Some(EndpointPortConfigProtocolEnum::TCP),
             target_port: Some(i64::from(port)),
+            published_port: at.map(i64::from),
             publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
             ..Default::default()
         }]),
@@ -426,6 +430,7 @@ mod tests {
             }],
             pinned_to: None,
             publish: Some(5000),
+            publish_at: None,
             update_order: UpdateOrder::StartFirst,
             health: Some(HealthCheck {
                 command: vec![

@@ -22,6 +22,7 @@ use std::path::Path;
 use crate::engine::{docker, unique_name};
 use crate::proxy::RunningCaddy;
 use crate::push::{App, Repo, get, get_host, post};
+use crate::serve::Load;
 use crate::test::Test;
 
 const REGISTRY: &str = "127.0.0.1:5000";
@@ -90,6 +91,7 @@ fn service(name: &str, image: &ImageDigest, script: &str) -> ServiceDef {
         mounts: Vec::new(),
         pinned_to: None,
         publish: None,
+        publish_at: None,
         update_order: UpdateOrder::StartFirst,
         health: None,
         restart: RestartPolicy {
@@ -457,8 +459,23 @@ fn swarm_app<'t>(t: &'t Test, tag: &str) -> App<'t> {
     app
 }
 
+/// The app's service that runs `process` now (a web swap alternates between two names).
 fn service_of(app: &App, process: &str) -> String {
-    format!("{}_{process}", app.name)
+    let app_label = format!("label=berth.app={}", app.name);
+    let process_label = format!("label=berth.process={process}");
+    let names = docker(&[
+        "service",
+        "ls",
+        "--filter",
+        &app_label,
+        "--filter",
+        &process_label,
+        "--format",
+        "{{.Name}}",
+    ]);
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names.len(), 1, "one service runs {process} of {}: {names:?}", app.name);
+    names[0].to_string()
 }
 
 /// The nodes of the service's running tasks, one entry per task, sorted.
@@ -481,12 +498,28 @@ fn task_nodes(service: &str) -> Vec<String> {
     nodes
 }
 
-/// Where the proxy reaches the current release's web task (`web_upstream`), as a URL.
+/// Where the proxy reaches the current release's first web task (`web_upstreams`), as a URL.
 fn upstream_url(app: &App) -> String {
     let number = app.t.app_state_toml(&app.name)["current_release"].as_integer().expect("a current release");
     let releases = app.releases();
     let current = releases.iter().find(|r| r["number"] == number).expect("the current release's record");
-    format!("http://{}", current["web_upstream"].as_str().expect("the release records its upstream"))
+    format!("http://{}", current["web_upstreams"][0].as_str().expect("the release records its upstreams"))
+}
+
+/// A swarm app the test's Caddy serves at `<app>.test`, its host name.
+fn proxied_swarm_app<'t>(caddy: &'t RunningCaddy, tag: &str) -> (App<'t>, String) {
+    let app = swarm_app(&caddy.t, tag);
+    let host = format!("{}.test", app.name);
+    app.berth("domains:add", &[&host]).success();
+    (app, host)
+}
+
+/// Stops the load and fails unless it sent more than `at_least` requests and none failed.
+fn no_failed_request(load: Load, at_least: u64) -> u64 {
+    let (sent, failures) = load.finish();
+    assert!(sent > at_least, "only {sent} requests were sent");
+    assert!(failures.is_empty(), "{} of {sent} requests failed: {failures:?}", failures.len());
+    sent
 }
 
 /// One value of `scheduler:report <app> --<flag>`.
@@ -563,7 +596,8 @@ fn an_app_with_two_replicas_runs_on_two_nodes_with_a_movable_volume() {
     assert_eq!(get(&upstream_url(&app), "/health").status, 200);
     assert_eq!(scheduler_row(&app, "scheduler-computed-selected"), "docker-swarm");
     assert_eq!((app.ps("ps-processes").as_str(), app.ps("ps-running").as_str()), ("2", "true"));
-    assert!(app.ps(&format!("ps-status.{web}.1")).starts_with("running on berth-"), "tasks in ps:report");
+    // Any node: the manager runs tasks too.
+    assert!(app.ps(&format!("ps-status.{web}.1")).starts_with("running on "), "tasks in ps:report");
 
     app.berth("ps:stop", &[]).success();
     assert_eq!(
@@ -572,7 +606,7 @@ fn an_app_with_two_replicas_runs_on_two_nodes_with_a_movable_volume() {
         "ps:stop removes the service"
     );
     app.berth("ps:start", &[]).success();
-    assert_eq!(task_nodes(&web).len(), 2, "ps:start deploys it again");
+    assert_eq!(task_nodes(&service_of(&app, "web")).len(), 2, "ps:start deploys it again");
     assert_eq!(get(&upstream_url(&app), "/health").status, 200);
 }
 
@@ -609,7 +643,7 @@ fn a_pinned_app_keeps_its_data_through_five_redeploys_and_a_drain_of_another_nod
         let url = upstream_url(&app);
         assert_eq!(get(&url, "/").text(), format!("<p>release {release}</p>\n"));
         assert_eq!(get(&url, "/cgi-bin/file?name=keep").body, payload, "release {release}");
-        assert_eq!(task_nodes(&web), ["berth-sw1"], "release {release}");
+        assert_eq!(task_nodes(&service_of(&app, "web")), ["berth-sw1"], "release {release}");
     }
     assert_eq!(fs::read(app.dir("uploads/keep")).unwrap(), payload);
     let run = app.t.args(["run", app.name.as_str(), "cat", "/app/storage/keep"]).refuse();
@@ -653,7 +687,7 @@ fn draining_the_pinned_node_rejects_the_push_naming_node_and_data() {
 
     cleanup.activate("berth-sw2");
     repo.push(&app).success();
-    assert_eq!(task_nodes(&web), ["berth-sw2"]);
+    assert_eq!(task_nodes(&service_of(&app, "web")), ["berth-sw2"]);
     assert_eq!(get(&upstream_url(&app), "/cgi-bin/file?name=keep").body, payload);
 }
 
@@ -710,7 +744,7 @@ fn an_exclusive_app_never_runs_two_tasks_at_once() {
 }
 
 #[test]
-fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
+fn a_failing_release_is_removed_and_the_push_rejected_with_the_reason() {
     if !enabled() {
         return;
     }
@@ -726,10 +760,13 @@ fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
     repo.write("bin/web", "#!/bin/sh\necho broken release; exit 3\n").commit("broken");
     let out = repo.push(&app).rejected();
     let text = out.to_string();
-    assert!(text.contains("failed and the engine rolled it back"), "{text}");
+    // Its service started beside the serving one, which the failure leaves untouched.
+    assert!(text.contains("failed to start: task"), "{text}");
     assert!(text.contains("non-zero exit (3)"), "{text}");
+    assert!(text.contains(&format!("its release failed, {web} keeps serving")), "{text}");
     let now = docker(&["service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", &web]);
-    assert_eq!(now, good, "the engine restored the previous release");
+    assert_eq!(now, good, "the previous release serves on");
+    assert_eq!(service_of(&app, "web"), web, "the failed release's service is gone");
     assert_eq!(get(&upstream_url(&app), "/health").status, 200);
 
     // berth's own rollback on the swarm: release 1 again, as a service update.
@@ -744,7 +781,7 @@ fn a_failing_release_is_rolled_back_and_the_push_rejected_with_the_reason() {
     app.berth("rollback", &["1"]).success();
     let url = upstream_url(&app);
     assert_ne!(get(&url, "/").text(), "<p>three</p>\n", "release 1 serves again");
-    assert_eq!(task_nodes(&web).len(), 1);
+    assert_eq!(task_nodes(&service_of(&app, "web")).len(), 1);
     let logs = app.berth("logs", &["--tail", "50"]).success();
     assert!(
         format!("{}{}", logs.stdout, logs.stderr).contains("url:/health"),
@@ -759,9 +796,7 @@ fn the_proxy_serves_a_web_app_running_on_a_worker_node() {
     }
     let _swarm = bed();
     let caddy = RunningCaddy::start();
-    let app = swarm_app(&caddy.t, "sw-proxy");
-    let host = format!("{}.test", app.name);
-    app.berth("domains:add", &[&host]).success();
+    let (app, host) = proxied_swarm_app(&caddy, "sw-proxy");
     app.berth("scheduler:set", &["node", "berth-sw2"]).success();
     let repo = Repo::from_template("web");
     repo.push(&app).success();
@@ -770,4 +805,59 @@ fn the_proxy_serves_a_web_app_running_on_a_worker_node() {
     repo.write("www/index.html", "<p>two</p>\n").commit("two");
     repo.push(&app).success();
     assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>two</p>\n", "the route follows the new task");
+}
+
+#[test]
+fn s3_a_redeploy_of_two_replicas_fails_no_proxied_request_and_both_replicas_serve() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let caddy = RunningCaddy::start();
+    let (app, host) = proxied_swarm_app(&caddy, "s3-swap");
+    let repo = Repo::from_template("web");
+    let toml = format!("{}\n[scale]\nweb = 2\n", repo.read("app.toml"));
+    repo.write("app.toml", &toml)
+        .write("www/cgi-bin/task", "#!/bin/sh\nprintf 'Status: 200 OK\\r\\n\\r\\n%s\\n' \"$(hostname)\"\n")
+        .commit("two replicas that name their task");
+    repo.push(&app).success();
+    let first = service_of(&app, "web");
+    let load = Load::start(&caddy.url, &host);
+    for release in 2..=3 {
+        repo.write("www/index.html", &format!("<p>release {release}</p>\n")).commit("again");
+        let out = repo.push(&app).success().to_string();
+        assert!(out.contains("Removing service"), "the old web service goes once the new one serves: {out}");
+    }
+    let sent = no_failed_request(load, 20);
+    assert_eq!(service_of(&app, "web"), first, "two swaps: back to the first name");
+    eprintln!("{sent} proxied requests during two redeploys, none failed");
+    assert_eq!(task_nodes(&service_of(&app, "web")).len(), 2);
+    let answered: BTreeSet<String> =
+        (0..30).map(|_| get_host(&caddy.url, &host, "/cgi-bin/task").text().trim().to_string()).collect();
+    assert_eq!(answered.len(), 2, "both replicas answer proxied requests: {answered:?}");
+    assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>release 3</p>\n");
+}
+
+#[test]
+fn s3_an_exclusive_web_app_is_held_not_failed_through_its_stop_first_redeploy() {
+    if !enabled() {
+        return;
+    }
+    let _swarm = bed();
+    let caddy = RunningCaddy::start();
+    let (app, host) = proxied_swarm_app(&caddy, "s3-excl");
+    let repo = Repo::from_template("web");
+    let toml = repo
+        .read("app.toml")
+        .replace("target = \"/app/storage\"\n", "target = \"/app/storage\"\nexclusive = true\n");
+    repo.write("app.toml", &toml).commit("exclusive uploads");
+    repo.push(&app).success();
+    let before = upstream_url(&app);
+    let load = Load::start(&caddy.url, &host);
+    repo.write("www/index.html", "<p>two</p>\n").commit("two");
+    let out = repo.push(&app).success().to_string();
+    no_failed_request(load, 10);
+    assert!(out.contains("The proxy holds requests for"), "{out}");
+    assert_eq!(upstream_url(&app), before, "the successor took its predecessor's port");
+    assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>two</p>\n");
 }
