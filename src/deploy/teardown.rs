@@ -25,6 +25,8 @@ pub fn destroy_app(
         if purge_storage || state.current_release.is_some() { Some(Engine::connect()?) } else { None };
     out.step(format!("Destroying {app}"));
     if let Some(engine) = &engine {
+        // Services first: the swarm would otherwise start their tasks again.
+        crate::scheduler::docker_swarm::remove_services(state, app, out)?;
         remove_containers_and_images(root, engine, app, state, out)?;
     }
     match engine.as_ref().filter(|_| purge_storage) {

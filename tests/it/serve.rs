@@ -52,12 +52,25 @@ pub struct Load {
 
 impl Load {
     pub fn start(url: &str, host: &str) -> Load {
+        Load::start_with(url, host, true)
+    }
+
+    /// A new connection for every request: what a client sees when its idle keep-alive
+    /// connections may be closed by a proxy reload, which HTTP clients retry.
+    pub fn start_per_request(url: &str, host: &str) -> Load {
+        Load::start_with(url, host, false)
+    }
+
+    fn start_with(url: &str, host: &str, keep_alive: bool) -> Load {
         let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let (url, host, flag, count) = (url.to_string(), host.to_string(), stop.clone(), sent.clone());
         let thread = thread::spawn(move || {
             let mut failures = Vec::new();
             let mut client = KeepAlive::connect(&url, &host);
             while !flag.load(Ordering::Relaxed) {
+                if !keep_alive {
+                    client = KeepAlive::connect(&url, &host);
+                }
                 match client.get("/health") {
                     Ok((200, _)) => {}
                     Ok(other) => failures.push(format!("{other:?}")),
