@@ -31,7 +31,7 @@ pub use plan::{Plan, PlanInputs, plan, short};
 pub(crate) use route::Routing;
 pub use route::{announce, check as check_proxy};
 pub use specs::engine_mounts;
-pub(crate) use specs::{ProcessSpec, mount_image_volumes, process_specs, warn_anonymous_volume};
+pub(crate) use specs::{ProcessSpec, mount_image_volumes, warn_anonymous_volume};
 pub use stop::{stop_and_remove, stop_timeout};
 pub use storage::{StorageSpec, check_binds, check_mounts, ensure_storage};
 pub use swap::{Replace, Serving, recover};

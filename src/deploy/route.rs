@@ -67,19 +67,6 @@ impl Routing {
         Ok(routing)
     }
 
-    /// Without a proxy: unit tests of the swap, and apps the proxy does not serve.
-    #[cfg(test)]
-    pub fn none(app: &AppName) -> Routing {
-        Routing {
-            _lock: None,
-            app: app.clone(),
-            proxy: None,
-            drain: DEFAULT_DRAIN,
-            others: Vec::new(),
-            search_start: 0,
-        }
-    }
-
     /// With `proxy`, for unit tests.
     #[cfg(test)]
     pub fn with(app: &AppName, proxy: Box<dyn Proxy>, drain: Duration) -> Routing {

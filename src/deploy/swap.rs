@@ -99,7 +99,7 @@ pub(super) fn start_release(
 ) -> Result<Serving> {
     let app = &routing.app().clone();
     if docker_swarm::is_selected(root, state)? {
-        return docker_swarm::start_release(root, scheduler, routing, state, release, timing, out);
+        return docker_swarm::start_release(root, scheduler, routing, state, release, specs, timing, out);
     }
     // Back from the swarm: its tasks stop before containers start, never two writers.
     docker_swarm::remove_services(state, app, out)?;

@@ -14,8 +14,8 @@ use bollard::models::TaskState;
 use super::Scheduler;
 use super::selection::{SchedulerKind, selected};
 use crate::deploy::{
-    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, process_specs,
-    stop_and_remove, stop_timeout, warn_anonymous_volume,
+    ProcessSpec, Result, Routing, Serving, Timing, image_repo, mount_image_volumes, stop_and_remove,
+    stop_timeout, warn_anonymous_volume,
 };
 use crate::docker_options::RunOptions;
 use crate::engine::{EngineMount, MountKind};
@@ -186,15 +186,13 @@ fn service_def(
 /// The services of a release, placed: each process's mounts, and the node the app is pinned
 /// to with the data that pins it.
 fn plan_services(
-    root: &Root,
     scheduler: &dyn Scheduler,
     swarm: &Swarm,
     rollout: &Rollout<'_>,
+    mut specs: Vec<ProcessSpec>,
     out: &Reporter,
 ) -> Result<Services> {
     let Rollout { app, state, release, .. } = *rollout;
-    let entries = root.entries_by_name()?;
-    let mut specs = process_specs(root, app, state, release, &entries)?;
     // One spec per instance, in process order: a service runs its process's instances as
     // replicas, so the first instance's spec stands for them all.
     specs.dedup_by(|next, first| next.process == first.process);
@@ -279,12 +277,15 @@ fn require_pinned_node(swarm: &Swarm, app: &AppName, node: &NodeName, data: &[St
 /// a second web service beside the serving one, the proxy switches to all its tasks once they
 /// all run (every upstream it lists answers whenever its table is loaded), the old tasks
 /// drain, then their service is removed (SIGTERM and the stop grace period, from the engine).
-pub fn start_release(
+/// `specs` are the release's containers, one per instance, as the deploy built them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_release(
     root: &Root,
     scheduler: &dyn Scheduler,
     routing: &mut Routing,
     state: &AppState,
     release: &Release,
+    specs: Vec<ProcessSpec>,
     timing: Timing,
     out: &Reporter,
 ) -> Result<Serving> {
@@ -295,7 +296,7 @@ pub fn start_release(
     let image = swarm.push(&release.image, &registry, &image_repo(app), &release.number.to_string())?;
     out.detail(format!("Services run {image}"));
     let rollout = Rollout { app, registry, state, release, image, timing };
-    let Services { mut defs, pin } = plan_services(root, scheduler, &swarm, &rollout, out)?;
+    let Services { mut defs, pin } = plan_services(scheduler, &swarm, &rollout, specs, out)?;
     if let Some(Pin { node, data }) = &pin {
         require_pinned_node(&swarm, app, node, data)?;
         out.detail(format!("Pinned to node {node}, where its data lives: {}", data.join(", ")));
