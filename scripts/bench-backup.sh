@@ -5,6 +5,8 @@
 # missed target is written down, never an exit status.
 #
 #   bash scripts/bench-backup.sh        # BENCH_BYTES (default 1 GiB) in BENCH_FILES (10000)
+#   BENCH_KIND=volume bash scripts/bench-backup.sh   # the data in a Docker volume, which
+#                                       # berth reads through its helper container
 #
 # Backup: `berth storage:backup <app> | cat >/dev/null` vs `tar -cf - -C <dir> . | cat
 # >/dev/null` (GNU tar writing straight to /dev/null skips reading the files, so both go
@@ -25,12 +27,22 @@ BERTH="$CARGO_TARGET_DIR/release/berth"
 bash scripts/ensure-engine.sh >/dev/null
 mkdir -p /var/lib/berth-test-tmp
 WORK="$(mktemp -d /var/lib/berth-test-tmp/bench-backup.XXXXXX)"
-trap 'BERTH_ROOT=$WORK/root "$BERTH" apps:destroy bench-bk --force >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+KIND="${BENCH_KIND:-entry}"
+VOLUME="bench-bk-$(basename "$WORK" | tr -dc 'a-zA-Z0-9')"
+trap 'BERTH_ROOT=$WORK/root "$BERTH" apps:destroy bench-bk --force >/dev/null 2>&1 || true; docker volume rm "$VOLUME" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 export BERTH_ROOT="$WORK/root"
 "$BERTH" apps:create bench-bk >/dev/null
-"$BERTH" storage:create bench-bk-data >/dev/null
-"$BERTH" storage:mount bench-bk bench-bk-data --container-dir /data >/dev/null
-DATA="$BERTH_ROOT/data/storage/bench-bk-data"
+BACKUP_ARGS=()
+if [ "$KIND" = volume ]; then
+  docker volume create "$VOLUME" >/dev/null
+  "$BERTH" storage:mount bench-bk "$VOLUME:/data" >/dev/null
+  DATA="$(docker volume inspect -f '{{.Mountpoint}}' "$VOLUME")"
+  BACKUP_ARGS=(--include-host-paths)
+else
+  "$BERTH" storage:create bench-bk-data >/dev/null
+  "$BERTH" storage:mount bench-bk bench-bk-data --container-dir /data >/dev/null
+  DATA="$BERTH_ROOT/data/storage/bench-bk-data"
+fi
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "-----> Writing $BYTES bytes in $FILES files"
 # One random seed, each file's first 8 bytes its number (so no two files are the same).
@@ -66,10 +78,10 @@ peak() {
 seconds() { local s; sync; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-berth_backup() { "$BERTH" storage:backup bench-bk 2>/dev/null | cat >/dev/null; }
+berth_backup() { "$BERTH" storage:backup bench-bk "${BACKUP_ARGS[@]}" 2>/dev/null | cat >/dev/null; }
 tar_backup() { tar -cf - -C "$DATA" . | cat >/dev/null; }
-"$BERTH" storage:backup bench-bk -o "$WORK/backup.tar" 2>/dev/null
-berth_restore() { "$BERTH" storage:restore bench-bk -i "$WORK/backup.tar" >/dev/null; }
+"$BERTH" storage:backup bench-bk "${BACKUP_ARGS[@]}" -o "$WORK/backup.tar" 2>/dev/null
+berth_restore() { "$BERTH" storage:restore bench-bk "${BACKUP_ARGS[@]}" -i "$WORK/backup.tar" >/dev/null; }
 tar_restore() { rm -rf "$WORK/x"; mkdir "$WORK/x"; tar -xf "$WORK/backup.tar" -C "$WORK/x"; }
 
 : >"$WORK/times"
@@ -95,7 +107,7 @@ rate() { echo "scale=0; $mib / $1" | bc; }
 ratio() { echo "scale=2; $2 / $1" | bc; }
 verdict() { if [ "$(echo "$1 >= $2" | bc)" = 1 ]; then echo "met"; else echo "**missed**"; fi; }
 rb=$(ratio "$bb" "$tb"); rr=$(ratio "$br" "$tr")
-table="| $mib MiB in $FILES files, median of $RUNS | berth | GNU tar | berth ÷ tar throughput | target |
+table="| $mib MiB in $FILES files ($KIND), median of $RUNS | berth | GNU tar | berth ÷ tar throughput | target |
 |---|---|---|---|---|
 | backup (to a pipe) | ${bb}s, $(rate "$bb") MiB/s | ${tb}s, $(rate "$tb") MiB/s | $rb | ≥ 0.9: $(verdict "$rb" 0.9) |
 | restore (verify + stage + swap) | ${br}s, $(rate "$br") MiB/s | ${tr}s, $(rate "$tr") MiB/s | $rr | ≥ 0.8: $(verdict "$rr" 0.8) |
@@ -104,10 +116,13 @@ table="| $mib MiB in $FILES files, median of $RUNS | berth | GNU tar | berth ÷ 
 
 Measured $(date -u +%Y-%m-%d\ %H:%M) UTC at commit $(git rev-parse --short HEAD) on $(nproc) cores, $(uname -r), load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "$table"
-python3 - "$OUT" "$table" <<'PY'
+python3 - "$OUT" "$table" "$KIND" <<'PY'
 import sys
 path, table = sys.argv[1], sys.argv[2]
+kind = sys.argv[3]
 start, end = "<!-- backup-bench:start -->", "<!-- backup-bench:end -->"
+if kind != "entry":
+    start, end = "<!-- backup-bench-%s:start -->" % kind, "<!-- backup-bench-%s:end -->" % kind
 text = open(path).read()
 if start not in text:
     text += "\n## Measure: backup and restore\n\n`bash scripts/bench-backup.sh` (see its header for what each side runs).\n\n" + start + "\n" + end + "\n"

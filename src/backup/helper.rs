@@ -207,12 +207,72 @@ fn widen(fifo: &File) {
     let _ = rustix::pipe::fcntl_setpipe_size(fifo, PIPE_BYTES);
 }
 
+/// Bytes moved so far, shown with their rate on stderr once a second when it is a terminal.
+struct Meter<'a> {
+    show: bool,
+    start: Instant,
+    shown: Instant,
+    total: u64,
+    out: &'a Reporter,
+}
+
+impl Meter<'_> {
+    fn new(progress: bool, out: &Reporter) -> Meter<'_> {
+        let show = progress && io::stderr().is_terminal();
+        Meter { show, start: Instant::now(), shown: Instant::now(), total: 0, out }
+    }
+
+    fn add(&mut self, bytes: usize) {
+        self.total += bytes as u64;
+        if self.show && self.shown.elapsed() >= Duration::from_secs(1) {
+            self.shown = Instant::now();
+            self.out.relay(true, &format!("\r       {}", rate(self.total, self.start.elapsed())));
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        if self.show {
+            self.out.relay(true, &format!("\r       {}\n", rate(self.total, self.start.elapsed())));
+        }
+        self.total
+    }
+}
+
+/// A stream written by berth itself (a backup of host directories), with the progress a
+/// helper's stream gets.
+pub struct Progress<'a, W: Write> {
+    inner: W,
+    meter: Meter<'a>,
+}
+
+impl<'a, W: Write> Progress<'a, W> {
+    pub fn new(inner: W, out: &'a Reporter) -> Self {
+        Progress { inner, meter: Meter::new(true, out) }
+    }
+
+    /// The bytes written.
+    pub fn finish(self) -> u64 {
+        self.meter.finish()
+    }
+}
+
+impl<W: Write> Write for Progress<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.meter.add(n);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Moves the stream from `from` to `to`, one of them the fifo, until `from` ends; on a
 /// terminal, shows bytes and rate on stderr once a second.
 fn pump(from: &File, to: &File, progress: bool, out: &Reporter) -> io::Result<u64> {
-    let show = progress && io::stderr().is_terminal();
+    let mut meter = Meter::new(progress, out);
     let mut buf = Vec::new();
-    let (start, mut shown, mut total) = (Instant::now(), Instant::now(), 0u64);
     loop {
         let n = if buf.is_empty() {
             match rustix::pipe::splice(from, None, to, None, PIPE_BYTES, rustix::pipe::SpliceFlags::MOVE) {
@@ -231,16 +291,9 @@ fn pump(from: &File, to: &File, progress: bool, out: &Reporter) -> io::Result<u6
         if n == 0 {
             break;
         }
-        total += n as u64;
-        if show && shown.elapsed() >= Duration::from_secs(1) {
-            shown = Instant::now();
-            out.relay(true, &format!("\r       {}", rate(total, start.elapsed())));
-        }
+        meter.add(n);
     }
-    if show {
-        out.relay(true, &format!("\r       {}\n", rate(total, start.elapsed())));
-    }
-    Ok(total)
+    Ok(meter.finish())
 }
 
 /// One read from `from` written whole to `to`; 0 at the end.

@@ -1,5 +1,6 @@
 //! The stream writer and the restore against each other, in-process (the e2e tests go through
-//! the helper container): checksum lists in chunks, long names, directory metadata, bounds.
+//! the CLI): checksum lists in chunks, long names, directory metadata, bounds, links that lead
+//! outside a tree.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -105,4 +106,28 @@ fn files_beyond_a_list_without_one_are_refused() {
     let err = restore_into(&crafted, dst.path()).unwrap_err().to_string();
     assert!(err.contains("without a checksum list"), "{err}");
     assert_eq!(fs::read_dir(dst.path()).unwrap().count(), 0, "no staging left");
+}
+
+#[test]
+fn links_to_outside_the_tree_are_kept_as_links_and_never_read() {
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("secret"), "host secret\n").unwrap();
+    let src = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), src.path().join("to-dir")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), src.path().join("to-file")).unwrap();
+    let stream = stream_of(src.path());
+    assert!(!stream.windows(b"host secret".len()).any(|w| w == b"host secret"));
+    let names = members(&stream);
+    assert!(names.iter().any(|n| n.ends_with("m0/to-dir")), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("to-dir/")), "{names:?}");
+}
+
+#[test]
+fn a_mount_root_that_is_a_symlink_is_refused() {
+    let real = tempfile::tempdir().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let link = parent.path().join("uploads");
+    std::os::unix::fs::symlink(real.path(), &link).unwrap();
+    let result = writer::write(manifest(), &[link], &mut Vec::new(), &crate::output::Reporter::capture());
+    assert!(result.is_err());
 }

@@ -1,15 +1,21 @@
-//! Writes a backup stream from mounted trees (inside berth's helper container): a metadata walk
-//! for the manifest's counts, then each tree in name order with its checksum lists. A file's
-//! bytes are read once into one of a few fixed buffers, written from there and hashed there by
-//! the [`Hasher`] thread meanwhile; checksums go out in lists of at most
-//! [`manifest::SUMS_FILES`] files, so memory does not grow with the size of the files or their
-//! number.
+//! Writes a backup stream from mounted trees (on the host, or inside berth's helper container
+//! for volumes): a metadata walk for the manifest's counts, then each tree in name order with
+//! its checksum lists. A file's bytes are read once into one of a few fixed buffers, written
+//! from there and hashed there by the [`Hasher`] thread meanwhile; checksums go out in lists of
+//! at most [`manifest::SUMS_FILES`] files, so memory does not grow with the size of the files or
+//! their number. Both walks go through directory handles (see [`TreeDir`]), never through
+//! paths, so a tree a live app rearranges cannot lead the walk outside it.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
 
 use super::BackupError;
 use super::hasher::Hasher;
@@ -25,9 +31,9 @@ pub fn write(
     out: &Reporter,
 ) -> Result<(), BackupError> {
     for (mount, dir) in manifest.mounts.iter_mut().zip(dirs) {
-        let meta = fs::symlink_metadata(dir).map_err(BackupError::io("read", dir))?;
-        mount.root = root_meta(&meta);
-        let (files, bytes) = count(dir)?;
+        let root = TreeDir::open(dir)?;
+        mount.root = root_meta(&root.stat()?);
+        let (files, bytes) = count(root)?;
         (mount.files, mount.bytes) = (files, bytes);
     }
     let mut tar = tar::Builder::new(stream);
@@ -44,7 +50,7 @@ pub fn write(
             files: 0,
             bytes: 0,
         };
-        tree.walk(dir, Path::new(""), out)?;
+        tree.walk(&TreeDir::open(dir)?, Path::new(""), out)?;
         // Every mount ends with a list, an empty one too: a restore knows its data is whole.
         tree.flush_sums()?;
         end.mounts.push(Counts { id: mount.id.clone(), files: tree.files, bytes: tree.bytes });
@@ -53,46 +59,114 @@ pub fn write(
     tar.into_inner().and_then(|mut out| out.flush()).map_err(BackupError::Write)
 }
 
-pub fn root_meta(meta: &fs::Metadata) -> RootMeta {
-    RootMeta { uid: meta.uid(), gid: meta.gid(), mode: meta.mode() & 0o7777, mtime: meta.mtime() }
+pub fn root_meta(stat: &Stat) -> RootMeta {
+    RootMeta { uid: stat.st_uid, gid: stat.st_gid, mode: stat.st_mode & 0o7777, mtime: stat.st_mtime }
 }
 
-/// Regular files (each inode once) and their bytes under `dir`.
-fn count(dir: &Path) -> Result<(u64, u64), BackupError> {
+/// Regular files (each inode once) and their bytes under `root`.
+fn count(root: TreeDir) -> Result<(u64, u64), BackupError> {
     let (mut files, mut bytes) = (0, 0);
     let mut links = Links::default();
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
-        for name in sorted_names(&dir)? {
-            let path = dir.join(name);
-            let Some(meta) = metadata(&path)? else { continue };
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() && links.first(&meta, || ()).is_none() {
-                files += 1;
-                bytes += meta.len();
+        for name in dir.names()? {
+            let Some(stat) = dir.stat_of(&name)? else { continue };
+            match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => stack.extend(dir.child(&name)?),
+                FileType::RegularFile if links.first(&stat, || ()).is_none() => {
+                    files += 1;
+                    bytes += u64::try_from(stat.st_size).unwrap_or(0);
+                }
+                _ => {}
             }
         }
     }
     Ok((files, bytes))
 }
 
-/// The names in `dir`, sorted: only names are held, one directory's at a time per level.
-fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>, BackupError> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(BackupError::io("list", dir))? {
-        names.push(entry.map_err(BackupError::io("list", dir))?.file_name());
-    }
-    names.sort();
-    Ok(names)
+/// A directory of a tree, held open: what is below it is listed, inspected and opened relative
+/// to this handle, never through a path, and never through a symlink (`O_NOFOLLOW`,
+/// `AT_SYMLINK_NOFOLLOW`). A directory a live app swaps for a symlink mid-walk is then the
+/// link it now is, or left out; the link's target is never read. That is what lets the host
+/// read an app's directories itself: no link an app planted reaches the host's files.
+struct TreeDir {
+    fd: OwnedFd,
+    /// For messages only.
+    path: PathBuf,
 }
 
-/// `None` for a path removed while a live copy walks: it is simply not in the backup.
-fn metadata(path: &Path) -> Result<Option<fs::Metadata>, BackupError> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(Some(meta)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BackupError::io("read", path)(e)),
+/// Directories only, never through a symlink, not inherited by children.
+const DIR_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+
+/// An entry that went away (or changed kind) since it was listed: a live copy leaves it out.
+fn gone(errno: Errno) -> bool {
+    matches!(errno, Errno::NOENT | Errno::NOTDIR | Errno::LOOP)
+}
+
+impl TreeDir {
+    /// The root of a mount, which must be a directory, not a link to one.
+    fn open(path: &Path) -> Result<TreeDir, BackupError> {
+        let fd =
+            rfs::open(path, DIR_FLAGS, Mode::empty()).map_err(|e| BackupError::io("open", path)(e.into()))?;
+        Ok(TreeDir { fd, path: path.to_path_buf() })
+    }
+
+    fn path_of(&self, name: &CStr) -> PathBuf {
+        self.path.join(OsStr::from_bytes(name.to_bytes()))
+    }
+
+    fn stat(&self) -> Result<Stat, BackupError> {
+        rfs::fstat(&self.fd).map_err(|e| BackupError::io("read", &self.path)(e.into()))
+    }
+
+    /// The names in the directory, sorted: only names are held, one directory's at a time per
+    /// level.
+    fn names(&self) -> Result<Vec<CString>, BackupError> {
+        let list = |e: Errno| BackupError::io("list", &self.path)(e.into());
+        let mut names = Vec::new();
+        for entry in rfs::Dir::read_from(&self.fd).map_err(list)? {
+            let name = entry.map_err(list)?.file_name().to_owned();
+            if name.as_bytes() != b"." && name.as_bytes() != b".." {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The entry itself (a link, not its target); `None` once it is gone.
+    fn stat_of(&self, name: &CStr) -> Result<Option<Stat>, BackupError> {
+        match rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(stat)),
+            Err(e) if gone(e) => Ok(None),
+            Err(e) => Err(BackupError::io("read", &self.path_of(name))(e.into())),
+        }
+    }
+
+    fn child(&self, name: &CStr) -> Result<Option<TreeDir>, BackupError> {
+        match rfs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => Ok(Some(TreeDir { fd, path: self.path_of(name) })),
+            Err(e) if gone(e) => Ok(None),
+            Err(e) => Err(BackupError::io("open", &self.path_of(name))(e.into())),
+        }
+    }
+
+    fn file(&self, name: &CStr) -> Result<Option<File>, BackupError> {
+        let flags = OFlags::RDONLY.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+        match rfs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(e) if gone(e) => Ok(None),
+            Err(e) => Err(BackupError::io("open", &self.path_of(name))(e.into())),
+        }
+    }
+
+    fn link(&self, name: &CStr) -> Result<Option<PathBuf>, BackupError> {
+        match rfs::readlinkat(&self.fd, name, Vec::new()) {
+            Ok(target) => Ok(Some(PathBuf::from(OsStr::from_bytes(target.as_bytes())))),
+            Err(e) if gone(e) || e == Errno::INVAL => Ok(None),
+            Err(e) => Err(BackupError::io("read the link", &self.path_of(name))(e.into())),
+        }
     }
 }
 
@@ -111,11 +185,11 @@ impl<T> Default for Links<T> {
 impl<T: Clone> Links<T> {
     /// What the first name of `meta`'s inode left (`None` for the first name, which leaves
     /// `first()`).
-    fn first(&mut self, meta: &fs::Metadata, first: impl FnOnce() -> T) -> Option<T> {
-        if meta.nlink() < 2 {
+    fn first(&mut self, stat: &Stat, first: impl FnOnce() -> T) -> Option<T> {
+        if stat.st_nlink < 2 {
             return None;
         }
-        let key = (meta.dev(), meta.ino());
+        let key = (stat.st_dev, stat.st_ino);
         match self.seen.get_mut(&key) {
             Some((value, left)) => {
                 let value = value.clone();
@@ -126,7 +200,7 @@ impl<T: Clone> Links<T> {
                 Some(value)
             }
             None => {
-                self.seen.insert(key, (first(), meta.nlink() - 1));
+                self.seen.insert(key, (first(), stat.st_nlink - 1));
                 None
             }
         }
@@ -158,30 +232,36 @@ struct Sums {
 }
 
 impl<W: Write> Tree<'_, W> {
-    fn walk(&mut self, dir: &Path, rel: &Path, out: &Reporter) -> Result<(), BackupError> {
-        for name in sorted_names(dir)? {
-            let path = dir.join(&name);
-            let Some(meta) = metadata(&path)? else { continue };
-            let rel = rel.join(name);
+    fn walk(&mut self, dir: &TreeDir, rel: &Path, out: &Reporter) -> Result<(), BackupError> {
+        for name in dir.names()? {
+            let Some(stat) = dir.stat_of(&name)? else { continue };
+            let rel = rel.join(OsStr::from_bytes(name.to_bytes()));
             let member = manifest::data_name(self.id, &rel);
-            let mut header = header_for(&meta);
-            let kind = meta.file_type();
-            if kind.is_dir() {
-                header.set_entry_type(tar::EntryType::Directory);
-                self.tar.append_data(&mut header, &member, io::empty()).map_err(BackupError::Write)?;
-                self.walk(&path, &rel, out)?;
-            } else if kind.is_symlink() {
-                let target = fs::read_link(&path).map_err(BackupError::io("read the link", &path))?;
-                header.set_entry_type(tar::EntryType::Symlink);
-                self.tar.append_link(&mut header, &member, &target).map_err(BackupError::Write)?;
-            } else if kind.is_file() {
-                self.file(&path, &meta, &member, &rel, header)?;
-            } else {
-                let what = if kind.is_fifo() || kind.is_socket() { "fifo or socket" } else { "device" };
-                out.warn(format!(
-                    "left out {} ({what}): only files, directories and links are backed up",
-                    path.display()
-                ));
+            let mut header = header_for(&stat);
+            match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => {
+                    let Some(child) = dir.child(&name)? else { continue };
+                    header.set_entry_type(tar::EntryType::Directory);
+                    self.tar.append_data(&mut header, &member, io::empty()).map_err(BackupError::Write)?;
+                    self.walk(&child, &rel, out)?;
+                }
+                FileType::Symlink => {
+                    let Some(target) = dir.link(&name)? else { continue };
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    self.tar.append_link(&mut header, &member, &target).map_err(BackupError::Write)?;
+                }
+                FileType::RegularFile => self.file(dir, &name, &stat, &member, &rel, header)?,
+                kind => {
+                    let what = if matches!(kind, FileType::Fifo | FileType::Socket) {
+                        "fifo or socket"
+                    } else {
+                        "device"
+                    };
+                    out.warn(format!(
+                        "left out {} ({what}): only files, directories and links are backed up",
+                        dir.path_of(&name).display()
+                    ));
+                }
             }
         }
         Ok(())
@@ -189,28 +269,25 @@ impl<W: Write> Tree<'_, W> {
 
     fn file(
         &mut self,
-        path: &Path,
-        meta: &fs::Metadata,
+        dir: &TreeDir,
+        name: &CStr,
+        stat: &Stat,
         member: &Path,
         rel: &Path,
         mut header: tar::Header,
     ) -> Result<(), BackupError> {
-        if let Some(first) = self.links.first(meta, || member.to_path_buf()) {
+        if let Some(first) = self.links.first(stat, || member.to_path_buf()) {
             header.set_entry_type(tar::EntryType::Link);
             header.set_size(0);
             return self.tar.append_link(&mut header, member, first).map_err(BackupError::Write);
         }
-        let mut file = File::options()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)
-            .map_err(BackupError::io("open", path))?;
-        let size = meta.len();
+        let Some(mut file) = dir.file(name)? else { return Ok(()) };
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
         write_header(self.tar, &mut header, member).map_err(BackupError::Write)?;
         copy_hashed(&mut file, size, self.hasher, self.tar.get_mut())
-            .map_err(BackupError::io("copy", path))?;
+            .map_err(BackupError::io("copy", &dir.path_of(name)))?;
         self.files += 1;
         self.bytes += size;
         let shown = rel.to_string_lossy().into_owned();
@@ -298,12 +375,12 @@ fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-fn header_for(meta: &fs::Metadata) -> tar::Header {
+fn header_for(stat: &Stat) -> tar::Header {
     let mut header = tar::Header::new_gnu();
-    header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(meta.uid().into());
-    header.set_gid(meta.gid().into());
-    header.set_mtime(meta.mtime().max(0) as u64);
+    header.set_mode(stat.st_mode & 0o7777);
+    header.set_uid(stat.st_uid.into());
+    header.set_gid(stat.st_gid.into());
+    header.set_mtime(stat.st_mtime.max(0) as u64);
     header.set_size(0);
     header
 }

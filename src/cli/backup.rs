@@ -223,6 +223,15 @@ pub fn backup(root: &Root, args: BackupArgs, out: &Reporter) -> Result<()> {
         .zip(&selected)
         .map(|(r, s)| s.engine_mount(format!("{SOURCES_DIR}/{}", r.id), true))
         .collect();
+    // Volumes are reached through the helper container; directories on the host are read here,
+    // through directory handles (see `writer`), which spares the container's start.
+    let on_host: Option<Vec<PathBuf>> = selected
+        .iter()
+        .map(|s| match &s.source {
+            MountSource::Bind(path) => Some(path.clone()),
+            MountSource::Volume(_) => None,
+        })
+        .collect();
     let plan = serde_json::to_string(&manifest).map_err(|e| CliError::Usage(e.to_string()))?;
     let job = Job {
         engine: &engine,
@@ -231,13 +240,15 @@ pub fn backup(root: &Root, args: BackupArgs, out: &Reporter) -> Result<()> {
         mounts,
         args: vec![helper::pipe_path(), plan],
     };
-    let bytes = with_stopped(
-        root,
-        &app,
-        args.stop && live,
-        || Ok(helper::read_into(job, sink.file(), true, out)?),
-        out,
-    )?;
+    let read = || match &on_host {
+        Some(dirs) => {
+            let mut stream = helper::Progress::new(BufWriter::with_capacity(64 << 10, sink.file()), out);
+            writer::write(manifest, dirs, &mut stream, out)?;
+            Ok(stream.finish())
+        }
+        None => Ok(helper::read_into(job, sink.file(), true, out)?),
+    };
+    let bytes = with_stopped(root, &app, args.stop && live, read, out)?;
     sink.commit()?;
     out.step(format!("Backed up {} mount(s) of {app}: {bytes} bytes", selected.len()));
     Ok(())

@@ -126,7 +126,8 @@ pub struct Timing {
     pub health_timeout: Duration,
     /// How long old containers get to stop, unless their release says (`BERTH_STOP_TIMEOUT`).
     pub stop_timeout: Duration,
-    /// How often a health check is retried.
+    /// How often a health check is retried: every poll is a loopback request and a container
+    /// inspect, cheap next to the time a new release waits on the next poll once it is ready.
     pub poll: Duration,
 }
 
@@ -139,7 +140,7 @@ impl Timing {
             settle: Duration::from_secs(seconds("BERTH_CHECK_SECONDS", 5)),
             health_timeout: Duration::from_secs(seconds("BERTH_HEALTH_TIMEOUT", 60)),
             stop_timeout: Duration::from_secs(seconds("BERTH_STOP_TIMEOUT", 10)),
-            poll: Duration::from_millis(250),
+            poll: Duration::from_millis(50),
         }
     }
 }
