@@ -93,7 +93,11 @@ fn app_route(id: String, matcher: Value, handler: Value) -> Value {
 }
 
 /// Every upstream set of the app, each tried when its marker says it serves (see [`live`]),
-/// then a 503: the config stays the same whichever set serves, and whether any does.
+/// twice over, then a 503: the config stays the same whichever set serves, and whether any
+/// does. Caddy checks the markers one route after the other, so a request checked while berth
+/// moved the link from a later set to an earlier one matches none of them in the first pass;
+/// the second pass sees the link where it now points (berth moves it at most once per
+/// settle, 100 ms), so only an app with no serving set answers 503.
 fn handler(app: &AppName, route: &Route, live_dir: &Path) -> Value {
     let body = format!("{app} has no running release\n");
     let down = json!({ "handler": "static_response", "status_code": 503, "body": body });
@@ -108,6 +112,7 @@ fn handler(app: &AppName, route: &Route, live_dir: &Path) -> Value {
             json!({ "match": [{ "file": marker }], "handle": [proxy(set, route.hold)], "terminal": true })
         })
         .collect();
+    routes.extend_from_within(..);
     routes.push(json!({ "handle": [down] }));
     json!({ "handler": "subroute", "routes": routes })
 }
@@ -275,6 +280,60 @@ mod tests {
                             {
                               "handle": [
                                 {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "30s",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:32768"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/api/127.0.0.1-32768"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "30s",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:32770"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/api/127.0.0.1-32770"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
                                   "body": "api has no running release\n",
                                   "handler": "static_response",
                                   "status_code": 503
@@ -348,6 +407,33 @@ mod tests {
                             {
                               "handle": [
                                 {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "2500ms",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:40001"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/web/127.0.0.1-40001"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
                                   "body": "web has no running release\n",
                                   "handler": "static_response",
                                   "status_code": 503
@@ -372,6 +458,60 @@ mod tests {
                         {
                           "handler": "subroute",
                           "routes": [
+                            {
+                              "handle": [
+                                {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "30s",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:32768"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/api/127.0.0.1-32768"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
+                            {
+                              "handle": [
+                                {
+                                  "handler": "reverse_proxy",
+                                  "load_balancing": {
+                                    "try_duration": "30s",
+                                    "try_interval": "100ms"
+                                  },
+                                  "upstreams": [
+                                    {
+                                      "dial": "127.0.0.1:32770"
+                                    }
+                                  ]
+                                }
+                              ],
+                              "match": [
+                                {
+                                  "file": {
+                                    "root": "/var/lib/berth/proxy/live",
+                                    "try_files": [
+                                      "/api/127.0.0.1-32770"
+                                    ]
+                                  }
+                                }
+                              ],
+                              "terminal": true
+                            },
                             {
                               "handle": [
                                 {
