@@ -217,12 +217,6 @@ pub fn backup(root: &Root, args: BackupArgs, out: &Reporter) -> Result<()> {
             "{app} is running: files it writes during the copy may be inconsistent; pass --stop for a consistent copy"
         ));
     }
-    let mounts = manifest
-        .mounts
-        .iter()
-        .zip(&selected)
-        .map(|(r, s)| s.engine_mount(format!("{SOURCES_DIR}/{}", r.id), true))
-        .collect();
     // Volumes are reached through the helper container; directories on the host are read here,
     // through directory handles (see `writer`), which spares the container's start.
     let on_host: Option<Vec<PathBuf>> = selected
@@ -232,21 +226,24 @@ pub fn backup(root: &Root, args: BackupArgs, out: &Reporter) -> Result<()> {
             MountSource::Volume(_) => None,
         })
         .collect();
-    let plan = serde_json::to_string(&manifest).map_err(|e| CliError::Usage(e.to_string()))?;
-    let job = Job {
-        engine: &engine,
-        app: &app,
-        command: helper::READ_COMMAND,
-        mounts,
-        args: vec![helper::pipe_path(), plan],
-    };
     let read = || match &on_host {
         Some(dirs) => {
             let mut stream = helper::Progress::new(BufWriter::with_capacity(64 << 10, sink.file()), out);
             writer::write(manifest, dirs, &mut stream, out)?;
             Ok(stream.finish())
         }
-        None => Ok(helper::read_into(job, sink.file(), true, out)?),
+        None => {
+            let mounts = manifest
+                .mounts
+                .iter()
+                .zip(&selected)
+                .map(|(r, s)| s.engine_mount(format!("{SOURCES_DIR}/{}", r.id), true))
+                .collect();
+            let plan = serde_json::to_string(&manifest).map_err(|e| CliError::Usage(e.to_string()))?;
+            let args = vec![helper::pipe_path(), plan];
+            let job = Job { engine: &engine, app: &app, command: helper::READ_COMMAND, mounts, args };
+            Ok(helper::read_into(job, sink.file(), true, out)?)
+        }
     };
     let bytes = with_stopped(root, &app, args.stop && live, read, out)?;
     sink.commit()?;
