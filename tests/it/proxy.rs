@@ -32,7 +32,7 @@ pub struct RunningCaddy {
 impl RunningCaddy {
     pub fn start() -> RunningCaddy {
         let t = Test::new();
-        let (http_port, https_port) = (free_port(), free_port());
+        let [http_port, https_port] = free_ports();
         let settings =
             format!("[proxy]\nhttp_port = {http_port}\nhttps_port = {https_port}\nbind = \"127.0.0.1\"\n");
         std::fs::write(t.path("berth.toml"), settings).unwrap();
@@ -88,7 +88,15 @@ fn ensure_proxy(t: &Test) -> String {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct free loopback ports: each is held until all are chosen, since the kernel may
+/// hand a just-closed port out again (two ports picked one after the other were once equal).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+    listeners.map(|listener| listener.local_addr().unwrap().port())
 }
 
 fn loopback(port: u16) -> SocketAddr {
