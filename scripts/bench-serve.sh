@@ -69,7 +69,10 @@ time_waits() {
   done
   echo "$n"
 }
-settle() { for _ in $(seq 90); do [ "$(time_waits)" -lt 1000 ] && return; sleep 1; done; }
+settle() {
+  for _ in $(seq 90); do [ "$(time_waits)" -lt 1000 ] && return; sleep 1; done
+  say "still $(time_waits) connections in TIME_WAIT after 90 s; measuring anyway"
+}
 ROUNDS_2=${BENCH_ROUNDS:-3}
 for round in $(seq "$ROUNDS_2"); do
   settle

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -30,6 +30,7 @@ use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::engine::{engine, inspect, unique_name};
+use crate::proxy::free_port;
 use crate::push::{Repo, get, post};
 use crate::test::snapshot_state;
 
@@ -273,11 +274,6 @@ fn point_authorized_keys(settings: &Path, file: &Path) {
     assert_eq!(replaced, 1, "one authorized_keys line in berth.toml\n{text}");
     // Edited in place, so the file keeps the owner install.sh gave it.
     fs::write(settings, lines.join("\n") + "\n").unwrap();
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Writes sshd's config and host key into `dir` and starts sshd under the watchdog; returns
