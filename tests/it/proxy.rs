@@ -19,6 +19,7 @@ use berth::proxy::{Domain, Drained, Proxy, ProxyError, Route, Target};
 use berth::state::Root;
 
 use crate::push::get_host;
+use crate::serve::Load;
 use crate::test::{BERTH, Test};
 
 /// Caddy running for one test root; stopped (SIGTERM) when dropped.
@@ -204,6 +205,31 @@ fn domains_commands_reload_a_running_caddy() {
     let again = ensure_proxy(t);
     assert!(again.contains("Proxy running"), "{again}");
     assert!(!again.contains("Starting"), "{again}");
+}
+
+#[test]
+fn reloads_under_load_reset_no_connection_being_opened() {
+    let caddy = RunningCaddy::start();
+    let t = &caddy.t;
+    t.app("quiet").ok(["domains:add", "quiet", "quiet.test"]);
+    t.app("busy");
+    // Caddy answers for an app with no release itself: the load needs no container.
+    let load = Load::start_per_request_answered(&caddy.url, "quiet.test", 503);
+    thread::sleep(Duration::from_millis(200));
+    for i in 0..30 {
+        let out = t.ok(["domains:add", "busy", &format!("busy-{i}.test")]);
+        assert!(out.stdout.contains("The proxy serves the new routes"), "each one reloads Caddy: {out}");
+    }
+    let (sent, failures) = load.finish();
+    assert!(sent > 300, "only {sent} requests were sent");
+    // Caddy listens on a new socket after each reload; the kernel hands the old one's queued
+    // connections over (net.ipv4.tcp_migrate_req, set by ensure-proxy.sh) instead of resetting them.
+    let first: Vec<&String> = failures.iter().take(3).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} new connections failed over 30 reloads: {first:?}",
+        failures.len()
+    );
 }
 
 #[test]

@@ -52,16 +52,22 @@ pub struct Load {
 
 impl Load {
     pub fn start(url: &str, host: &str) -> Load {
-        Load::start_with(url, host, true)
+        Load::start_with(url, host, true, 200)
     }
 
     /// A new connection for every request: what a client sees when its idle keep-alive
     /// connections may be closed by a proxy reload, which HTTP clients retry.
     pub fn start_per_request(url: &str, host: &str) -> Load {
-        Load::start_with(url, host, false)
+        Load::start_with(url, host, false, 200)
     }
 
-    fn start_with(url: &str, host: &str, keep_alive: bool) -> Load {
+    /// A new connection for every request, each expected to get `status` (an app with no
+    /// release gets Caddy's own 503).
+    pub fn start_per_request_answered(url: &str, host: &str, status: u16) -> Load {
+        Load::start_with(url, host, false, status)
+    }
+
+    fn start_with(url: &str, host: &str, keep_alive: bool, status: u16) -> Load {
         let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let (url, host, flag, count) = (url.to_string(), host.to_string(), stop.clone(), sent.clone());
         let thread = thread::spawn(move || {
@@ -72,7 +78,7 @@ impl Load {
                     client = KeepAlive::connect(&url, &host);
                 }
                 match client.get("/health") {
-                    Ok((200, _)) => {}
+                    Ok((answered, _)) if answered == status => {}
                     Ok(other) => failures.push(format!("{other:?}")),
                     Err(e) => {
                         failures.push(e.to_string());
