@@ -11,6 +11,7 @@
 //! address of its slot (its predecessor's predecessor's) when it is free, so that each step
 //! of a rolling swap only moves the app's marker and Caddy reloads nothing.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::names::AppName;
 use crate::output::Reporter;
 use crate::proxy::caddy::Caddy;
 use crate::proxy::records::{self, Records};
-use crate::proxy::{Drained, Proxy, Table};
+use crate::proxy::{Drained, Proxy, Route, Table};
 use crate::scheduler::{AddressRequest, Scheduler};
 use crate::state::{Lock, Root, RunConfig};
 
@@ -149,8 +150,7 @@ impl Routing {
         scheduler: &dyn Scheduler,
         replacing: Option<SocketAddr>,
     ) -> Result<NetworkAddress> {
-        let route = self.proxy.as_ref().and_then(|proxy| proxy.table().apps.get(&self.app));
-        let standby = route.zip(replacing).and_then(|(route, old)| route.standby_for(old));
+        let standby = self.route().zip(replacing).and_then(|(route, old)| route.standby_for(old));
         let request =
             AddressRequest { prefer: ipv4(standby), avoid: self.others.clone(), start: self.search_start };
         Ok(scheduler.allocate_address(&request)?)
@@ -158,8 +158,25 @@ impl Routing {
 
     /// The addresses the proxy sends the app's requests to now.
     pub fn current(&self) -> Vec<SocketAddr> {
-        let route = self.proxy.as_ref().and_then(|proxy| proxy.table().apps.get(&self.app));
-        route.map(|route| route.target.addresses()).unwrap_or_default()
+        self.route().map(|route| route.target.addresses()).unwrap_or_default()
+    }
+
+    /// The port that the other addresses of the serving instances' slots share, when they
+    /// share one that no serving instance has: where a swarm web service's tasks publish so
+    /// that the proxy is configured for them (on the nodes the slots name).
+    pub fn standby_port(&self) -> Option<u16> {
+        let route = self.route()?;
+        let current = route.target.addresses();
+        let standbys: Option<BTreeSet<u16>> =
+            current.iter().map(|address| route.standby_for(*address).map(|s| s.port())).collect();
+        match Vec::from_iter(standbys?)[..] {
+            [port] if !current.iter().any(|address| address.port() == port) => Some(port),
+            _ => None,
+        }
+    }
+
+    fn route(&self) -> Option<&Route> {
+        self.proxy.as_ref().and_then(|proxy| proxy.table().apps.get(&self.app))
     }
 }
 
@@ -220,4 +237,38 @@ fn ipv4(addresses: impl IntoIterator<Item = SocketAddr>) -> Vec<Ipv4Addr> {
         IpAddr::V6(_) => None,
     };
     addresses.into_iter().filter_map(v4).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::fake::FakeProxy;
+    use crate::proxy::{Domain, Target};
+
+    fn at(node: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([198, 18, 0, node], port))
+    }
+
+    /// Routing for an app whose releases served at `releases`, in order.
+    fn after(releases: &[Vec<SocketAddr>]) -> Routing {
+        let app = AppName::new("shop").unwrap();
+        let mut proxy = FakeProxy::default();
+        let route = Route::new(vec![Domain::new("shop.test").unwrap()], Target::Down);
+        proxy.set_route(&app, route).unwrap();
+        for addresses in releases {
+            proxy.switch_upstream(&app, addresses.clone()).unwrap();
+        }
+        Routing::with(&app, Box::new(proxy), Duration::ZERO)
+    }
+
+    #[test]
+    fn a_swarm_web_service_starts_at_the_one_port_its_slots_keep() {
+        assert_eq!(after(&[vec![at(1, 30001), at(2, 30002)]]).standby_port(), None, "a first release");
+        let picked_then_fixed = [vec![at(1, 30001), at(2, 30002)], vec![at(1, 40000), at(3, 40000)]];
+        assert_eq!(after(&picked_then_fixed).standby_port(), None, "the engine picked a port per task");
+        let fixed = [vec![at(1, 40000), at(2, 40000)], vec![at(1, 40001), at(3, 40001)]];
+        assert_eq!(after(&fixed).standby_port(), Some(40000));
+        let moved = [vec![at(1, 40000)], vec![at(2, 40000)]];
+        assert_eq!(after(&moved).standby_port(), None, "the port the serving task has");
+    }
 }

@@ -307,6 +307,9 @@ pub(crate) fn start_release(
     let serving_web = serving_web_service(&swarm, app, routing)?;
     if let Some(web) = defs.iter_mut().find(|d| d.publish.is_some()) {
         web.name = next_web_service(app, web.update_order, serving_web.as_deref());
+        if web.update_order == UpdateOrder::StartFirst {
+            web.publish_at = fixed_port(&swarm, routing, web)?;
+        }
     }
     let timeout = stop_timeout(&release.run, timing);
     for def in &mut defs {
@@ -315,6 +318,11 @@ pub(crate) fn start_release(
         }
         if def.publish.is_some() && def.update_order == UpdateOrder::StopFirst {
             hold_for_successor(&swarm, routing, def, out)?;
+        }
+        if def.publish.is_some() && def.update_order == UpdateOrder::StartFirst {
+            // What an interrupted swap left under the name: it serves nothing, and its tasks
+            // may hold the port the release's tasks publish at.
+            retire_web(&swarm, &def.name, timeout + timing.health_timeout, out)?;
         }
         out.step(format!(
             "Updating service {} ({} replicas, {:?})",
@@ -361,10 +369,21 @@ fn converge(
         }
         if let Some(old) = replaced {
             out.step(format!("Removing service {old}: {} serves release {}", def.name, release.number));
-            swarm.remove(old)?;
+            retire_web(swarm, old, timeout + timing.health_timeout, out)?;
         }
     }
     Ok(serving)
+}
+
+/// Removes the web service the release replaced once its tasks exited (so their ports are
+/// free for the release after); one that takes longer than `wait` to stop is removed anyway,
+/// with a warning: the new release serves.
+fn retire_web(swarm: &Swarm, old: &str, wait: Duration, out: &Reporter) -> Result<()> {
+    if let Err(e) = swarm.stop_and_remove(old, wait) {
+        out.warn(format!("{old} did not stop cleanly ({e}); removing it"));
+        swarm.remove(old)?;
+    }
+    Ok(())
 }
 
 /// The second name of the web service, which a swap alternates with `<app>_web`.
@@ -399,6 +418,26 @@ fn next_web_service(app: &AppName, order: UpdateOrder, serving: Option<&str>) ->
         (UpdateOrder::StopFirst, Some(serving)) => serving.to_string(),
         (UpdateOrder::StartFirst, Some(serving)) if serving == first => second_web_service(app),
         _ => first,
+    }
+}
+
+/// Where the tasks of a web service started beside the serving one publish: one port for
+/// all, so that the proxy's config holds their addresses from the app's third swarm deploy
+/// on (the switch moves the marker, Caddy reloads nothing and keeps its connections): the
+/// route's standby port, else a free one. `None`, a port the engine picks for each task, when
+/// the replicas may not fit one per node (a node publishes a port for one task).
+fn fixed_port(swarm: &Swarm, routing: &Routing, def: &ServiceDef) -> Result<Option<u16>> {
+    let nodes = match def.pinned_to {
+        Some(_) => 1,
+        None => swarm.nodes()?.iter().filter(|n| n.schedulable()).count(),
+    };
+    if def.replicas as usize > nodes {
+        return Ok(None);
+    }
+    let taken_by_others = |port: u16| swarm.published_ports().map(|ports| ports.contains(&port));
+    match routing.standby_port() {
+        Some(port) if !taken_by_others(port)? => Ok(Some(port)),
+        _ => Ok(Some(swarm.free_port()?)),
     }
 }
 
@@ -575,6 +614,7 @@ fn web_tasks(swarm: &Swarm, service: &str) -> Result<Vec<(SocketAddr, bool)>> {
         let Some(ip) = node.address.as_deref().and_then(|a| a.parse::<IpAddr>().ok()) else { continue };
         addresses.push((SocketAddr::new(ip, task.published[0]), node.id == this.id));
     }
+    addresses.sort();
     Ok(addresses)
 }
 

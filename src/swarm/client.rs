@@ -1,14 +1,17 @@
 //! The calls: a [`Swarm`] wraps the engine connection berth already has (a manager) and
 //! speaks the swarm endpoints of API 1.41 through it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
 use bollard::auth::DockerCredentials;
-use bollard::models::{LocalNodeState, Node, NodeSpecAvailabilityEnum, NodeState, Service, TaskState};
+use bollard::models::{
+    LocalNodeState, Node, NodeSpecAvailabilityEnum, NodeState, ObjectVersion, Service, TaskState,
+};
 use bollard::query_parameters::{
-    ListNodesOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder, PushImageOptionsBuilder,
-    TagImageOptionsBuilder, UpdateServiceOptions,
+    ListNodesOptions, ListServicesOptions, ListServicesOptionsBuilder, ListTasksOptions,
+    ListTasksOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder, UpdateServiceOptions,
 };
 use futures_util::StreamExt;
 
@@ -22,6 +25,8 @@ const POLL: Duration = Duration::from_millis(250);
 /// How long a task must stay unplaceable before a wait gives up on it: the scheduler reports
 /// "no suitable node" for a moment while a node's state is catching up.
 const UNSCHEDULABLE_GRACE: Duration = Duration::from_secs(3);
+/// How many ports [`Swarm::free_port`] asks the kernel for before it gives up.
+const FREE_PORT_TRIES: usize = 16;
 
 /// A swarm node, as berth reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,20 +156,44 @@ impl Swarm {
                 .map_err(api_error(format!("create service {}", def.name)))?;
             return Ok(());
         };
-        let index = current.version.and_then(|v| v.index).unwrap_or_default();
-        let version = i32::try_from(index).map_err(|_| EngineError::Api {
-            action: format!("update service {}", def.name),
-            message: format!("its version {index} is out of the API's range"),
-        })?;
-        let options = UpdateServiceOptions { version, ..Default::default() };
+        let options = UpdateServiceOptions {
+            version: service_version(&def.name, &current.version)?,
+            ..Default::default()
+        };
         self.engine
             .run(|d| d.update_service(&def.name, spec, options, no_credentials()))
             .map_err(api_error(format!("update service {}", def.name)))?;
         Ok(())
     }
 
-    /// Stops the service's tasks (SIGTERM, then SIGKILL after its stop grace period) and
-    /// removes it; a service that does not exist is fine.
+    /// Scales the service to no task, waits until its tasks' containers exited (each got
+    /// SIGTERM, then SIGKILL after its stop grace period), then removes it: its writers are
+    /// gone, and the ports its tasks published are free, when this returns. A service that
+    /// does not exist is fine.
+    pub fn stop_and_remove(&self, service: &str, timeout: Duration) -> Result<()> {
+        let Some(current) = self.inspect(service)? else { return Ok(()) };
+        let mut spec = current.spec.unwrap_or_default();
+        if let Some(replicated) = spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
+            replicated.replicas = Some(0);
+        }
+        let options = UpdateServiceOptions {
+            version: service_version(service, &current.version)?,
+            ..Default::default()
+        };
+        self.engine
+            .run(|d| d.update_service(service, spec, options, no_credentials()))
+            .map_err(api_error(format!("scale service {service} to 0")))?;
+        self.watch(service, timeout, |_, tasks| {
+            match tasks.iter().filter(|t| rollout::is_alive(t)).count() {
+                0 => Watch::Done(()),
+                alive => Watch::Waiting(format!("{alive} task(s) still stopping")),
+            }
+        })?;
+        self.remove(service)
+    }
+
+    /// Removes the service; the engine stops its tasks (SIGTERM, then SIGKILL after its stop
+    /// grace period) after this returns. A service that does not exist is fine.
     pub fn remove(&self, service: &str) -> Result<()> {
         match self.engine.run(|d| d.delete_service(service)) {
             Err(e) if !is_not_found(&e) => Err(api_error(format!("remove service {service}"))(e).into()),
@@ -198,6 +227,50 @@ impl Swarm {
             services.into_iter().filter_map(|s| s.spec.and_then(|spec| spec.name)).collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The node ports the swarm's services publish: the fixed ones of their specs, and those
+    /// the engine picked for their tasks.
+    pub fn published_ports(&self) -> Result<BTreeSet<u16>> {
+        let services = self
+            .engine
+            .run(|d| d.list_services(None::<ListServicesOptions>))
+            .map_err(api_error("list services"))?;
+        let tasks =
+            self.engine.run(|d| d.list_tasks(None::<ListTasksOptions>)).map_err(api_error("list tasks"))?;
+        let fixed = services
+            .into_iter()
+            .filter_map(|s| s.spec?.endpoint_spec?.ports)
+            .flatten()
+            .filter_map(|p| p.published_port);
+        let picked = tasks
+            .into_iter()
+            .filter_map(|t| t.status?.port_status?.ports)
+            .flatten()
+            .filter_map(|p| p.published_port);
+        Ok(fixed
+            .chain(picked)
+            .filter_map(|port| u16::try_from(port).ok())
+            .filter(|port| *port != 0)
+            .collect())
+    }
+
+    /// A port that nothing on this host listens at and no swarm service publishes: the
+    /// kernel's pick for port 0, from the range the engine picks published ports from.
+    pub fn free_port(&self) -> Result<u16> {
+        let published = self.published_ports()?;
+        for _ in 0..FREE_PORT_TRIES {
+            let port = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))
+                .and_then(|listener| listener.local_addr())
+                .map_err(SwarmError::NoFreePort)?
+                .port();
+            if !published.contains(&port) {
+                return Ok(port);
+            }
+        }
+        Err(SwarmError::NoFreePort(std::io::Error::other(format!(
+            "the {FREE_PORT_TRIES} ports the kernel offered are all published by swarm services"
+        ))))
     }
 
     /// The output of every task of the service, on whichever node; `true` for stderr.
@@ -411,6 +484,15 @@ impl Swarm {
             }),
         }
     }
+}
+
+/// The version an update of `service` names, read from its inspection.
+fn service_version(service: &str, version: &Option<ObjectVersion>) -> Result<i32> {
+    let index = version.as_ref().and_then(|v| v.index).unwrap_or_default();
+    Ok(i32::try_from(index).map_err(|_| EngineError::Api {
+        action: format!("update service {service}"),
+        message: format!("its version {index} is out of the API's range"),
+    })?)
 }
 
 /// What a [`Swarm::watch`] judge makes of one look at a service.

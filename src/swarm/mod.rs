@@ -83,6 +83,8 @@ pub enum SwarmError {
         "{app}'s process type {process} has the name of the second web service a swarm swap starts ({app}_{process}); nothing was changed: rename the process in app.toml or the Procfile"
     )]
     ProcessNameTaken { app: String, process: String },
+    #[error("no free port on this host for the web service's tasks: {0}")]
+    NoFreePort(#[source] std::io::Error),
     #[error("one-off task {service} on node {node} failed: {reason}")]
     JobFailed { service: String, node: String, reason: String },
 }

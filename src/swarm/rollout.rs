@@ -59,6 +59,19 @@ pub fn runs_template(task: Option<&TaskSpec>, template: Option<&TaskSpec>) -> bo
     container(task) == container(template) && placement(task) == placement(template)
 }
 
+/// Whether the task's container may still run: it has not reached an end state.
+pub fn is_alive(task: &TaskFacts) -> bool {
+    !matches!(
+        task.state,
+        TaskState::COMPLETE
+            | TaskState::SHUTDOWN
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::REMOVE
+            | TaskState::ORPHANED
+    )
+}
+
 fn wants_running(task: &TaskFacts) -> bool {
     task.desired == TaskState::RUNNING
 }
