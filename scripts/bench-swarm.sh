@@ -63,7 +63,7 @@ git -C "$ROOT/berth-work" push -q "$BERTH_ROOT/repos/$APP.git" main 2>/dev/null
 berth_upstream() {
   local current
   current=$(sed -n 's/^current_release = //p' "$BERTH_ROOT/apps/$APP/state.toml")
-  berth releases "$APP" --format json | jq -r ".[] | select(.number == $current) | .web_upstream"
+  berth releases "$APP" --format json | jq -r ".[] | select(.number == $current) | .web_upstreams[0]"
 }
 
 say "hand service $HAND"

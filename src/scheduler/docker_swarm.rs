@@ -305,24 +305,22 @@ pub(crate) fn start_release(
         }
     }
     let serving_web = serving_web_service(&swarm, app, routing)?;
+    let timeout = stop_timeout(&release.run, timing);
     if let Some(web) = defs.iter_mut().find(|d| d.publish.is_some()) {
         web.name = next_web_service(app, web.update_order, serving_web.as_deref());
         if web.update_order == UpdateOrder::StartFirst {
-            web.publish_at = fixed_port(&swarm, routing, web)?;
+            // What an interrupted swap left under the name serves nothing; its tasks may hold
+            // the port the release's tasks publish at, until they stopped.
+            swarm.remove(&web.name)?;
+            web.publish_at = fixed_port(&swarm, routing, web, timeout)?;
         }
     }
-    let timeout = stop_timeout(&release.run, timing);
     for def in &mut defs {
         if def.update_order == UpdateOrder::StopFirst {
             retire_local(scheduler, app, def, timeout, out)?;
         }
         if def.publish.is_some() && def.update_order == UpdateOrder::StopFirst {
             hold_for_successor(&swarm, routing, def, out)?;
-        }
-        if def.publish.is_some() && def.update_order == UpdateOrder::StartFirst {
-            // What an interrupted swap left under the name: it serves nothing, and its tasks
-            // may hold the port the release's tasks publish at.
-            retire_web(&swarm, &def.name, timeout + timing.health_timeout, out)?;
         }
         out.step(format!(
             "Updating service {} ({} replicas, {:?})",
@@ -369,21 +367,10 @@ fn converge(
         }
         if let Some(old) = replaced {
             out.step(format!("Removing service {old}: {} serves release {}", def.name, release.number));
-            retire_web(swarm, old, timeout + timing.health_timeout, out)?;
+            swarm.remove(old)?;
         }
     }
     Ok(serving)
-}
-
-/// Removes the web service the release replaced once its tasks exited (so their ports are
-/// free for the release after); one that takes longer than `wait` to stop is removed anyway,
-/// with a warning: the new release serves.
-fn retire_web(swarm: &Swarm, old: &str, wait: Duration, out: &Reporter) -> Result<()> {
-    if let Err(e) = swarm.stop_and_remove(old, wait) {
-        out.warn(format!("{old} did not stop cleanly ({e}); removing it"));
-        swarm.remove(old)?;
-    }
-    Ok(())
 }
 
 /// The second name of the web service, which a swap alternates with `<app>_web`.
@@ -424,9 +411,15 @@ fn next_web_service(app: &AppName, order: UpdateOrder, serving: Option<&str>) ->
 /// Where the tasks of a web service started beside the serving one publish: one port for
 /// all, so that the proxy's config holds their addresses from the app's third swarm deploy
 /// on (the switch moves the marker, Caddy reloads nothing and keeps its connections): the
-/// route's standby port, else a free one. `None`, a port the engine picks for each task, when
+/// route's standby port (once the tasks of the service removed two releases ago stopped, up
+/// to `stop_timeout`), else a free one. `None`, a port the engine picks for each task, when
 /// the replicas may not fit one per node (a node publishes a port for one task).
-fn fixed_port(swarm: &Swarm, routing: &Routing, def: &ServiceDef) -> Result<Option<u16>> {
+fn fixed_port(
+    swarm: &Swarm,
+    routing: &Routing,
+    def: &ServiceDef,
+    stop_timeout: Duration,
+) -> Result<Option<u16>> {
     let nodes = match def.pinned_to {
         Some(_) => 1,
         None => swarm.nodes()?.iter().filter(|n| n.schedulable()).count(),
@@ -434,9 +427,8 @@ fn fixed_port(swarm: &Swarm, routing: &Routing, def: &ServiceDef) -> Result<Opti
     if def.replicas as usize > nodes {
         return Ok(None);
     }
-    let taken_by_others = |port: u16| swarm.published_ports().map(|ports| ports.contains(&port));
     match routing.standby_port() {
-        Some(port) if !taken_by_others(port)? => Ok(Some(port)),
+        Some(port) if swarm.wait_port_free(port, stop_timeout)? => Ok(Some(port)),
         _ => Ok(Some(swarm.free_port()?)),
     }
 }

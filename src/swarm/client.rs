@@ -1,7 +1,7 @@
 //! The calls: a [`Swarm`] wraps the engine connection berth already has (a manager) and
 //! speaks the swarm endpoints of API 1.41 through it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -166,32 +166,6 @@ impl Swarm {
         Ok(())
     }
 
-    /// Scales the service to no task, waits until its tasks' containers exited (each got
-    /// SIGTERM, then SIGKILL after its stop grace period), then removes it: its writers are
-    /// gone, and the ports its tasks published are free, when this returns. A service that
-    /// does not exist is fine.
-    pub fn stop_and_remove(&self, service: &str, timeout: Duration) -> Result<()> {
-        let Some(current) = self.inspect(service)? else { return Ok(()) };
-        let mut spec = current.spec.unwrap_or_default();
-        if let Some(replicated) = spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
-            replicated.replicas = Some(0);
-        }
-        let options = UpdateServiceOptions {
-            version: service_version(service, &current.version)?,
-            ..Default::default()
-        };
-        self.engine
-            .run(|d| d.update_service(service, spec, options, no_credentials()))
-            .map_err(api_error(format!("scale service {service} to 0")))?;
-        self.watch(service, timeout, |_, tasks| {
-            match tasks.iter().filter(|t| rollout::is_alive(t)).count() {
-                0 => Watch::Done(()),
-                alive => Watch::Waiting(format!("{alive} task(s) still stopping")),
-            }
-        })?;
-        self.remove(service)
-    }
-
     /// Removes the service; the engine stops its tasks (SIGTERM, then SIGKILL after its stop
     /// grace period) after this returns. A service that does not exist is fine.
     pub fn remove(&self, service: &str) -> Result<()> {
@@ -229,9 +203,10 @@ impl Swarm {
         Ok(names)
     }
 
-    /// The node ports the swarm's services publish: the fixed ones of their specs, and those
-    /// the engine picked for their tasks.
-    pub fn published_ports(&self) -> Result<BTreeSet<u16>> {
+    /// The node ports the swarm's services publish (the fixed ones of their specs, and those
+    /// of tasks that may still run), each with whether only tasks on their way out (of a
+    /// removed or scaled-down service) hold it.
+    fn published_ports(&self) -> Result<BTreeMap<u16, bool>> {
         let services = self
             .engine
             .run(|d| d.list_services(None::<ListServicesOptions>))
@@ -242,17 +217,36 @@ impl Swarm {
             .into_iter()
             .filter_map(|s| s.spec?.endpoint_spec?.ports)
             .flatten()
-            .filter_map(|p| p.published_port);
-        let picked = tasks
-            .into_iter()
-            .filter_map(|t| t.status?.port_status?.ports)
-            .flatten()
-            .filter_map(|p| p.published_port);
-        Ok(fixed
-            .chain(picked)
-            .filter_map(|port| u16::try_from(port).ok())
-            .filter(|port| *port != 0)
-            .collect())
+            .map(|p| (p.published_port, false));
+        let alive = tasks.into_iter().filter_map(|task| {
+            let status = task.status?;
+            let state = status.state.unwrap_or(TaskState::NEW);
+            let stopping = task.desired_state != Some(TaskState::RUNNING);
+            rollout::is_alive(state).then_some((status.port_status?.ports?, stopping))
+        });
+        let picked =
+            alive.flat_map(|(ports, stopping)| ports.into_iter().map(move |p| (p.published_port, stopping)));
+        let mut published = BTreeMap::new();
+        for (port, stopping) in fixed.chain(picked) {
+            if let Some(port) = port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) {
+                let only_stopping = published.entry(port).or_insert(true);
+                *only_stopping &= stopping;
+            }
+        }
+        Ok(published)
+    }
+
+    /// Waits until `port` is free in the swarm while only tasks on their way out hold it (up
+    /// to `timeout`, their stop grace period); whether it is free.
+    pub fn wait_port_free(&self, port: u16, timeout: Duration) -> Result<bool> {
+        let start = Instant::now();
+        loop {
+            match self.published_ports()?.get(&port) {
+                None => return Ok(true),
+                Some(true) if start.elapsed() < timeout => std::thread::sleep(POLL),
+                Some(_) => return Ok(false),
+            }
+        }
     }
 
     /// A port that nothing on this host listens at and no swarm service publishes: the
@@ -264,7 +258,7 @@ impl Swarm {
                 .and_then(|listener| listener.local_addr())
                 .map_err(SwarmError::NoFreePort)?
                 .port();
-            if !published.contains(&port) {
+            if !published.contains_key(&port) {
                 return Ok(port);
             }
         }

@@ -59,10 +59,10 @@ pub fn runs_template(task: Option<&TaskSpec>, template: Option<&TaskSpec>) -> bo
     container(task) == container(template) && placement(task) == placement(template)
 }
 
-/// Whether the task's container may still run: it has not reached an end state.
-pub fn is_alive(task: &TaskFacts) -> bool {
+/// Whether a task in `state` may still run a container: it has not reached an end state.
+pub fn is_alive(state: TaskState) -> bool {
     !matches!(
-        task.state,
+        state,
         TaskState::COMPLETE
             | TaskState::SHUTDOWN
             | TaskState::FAILED
