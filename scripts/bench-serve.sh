@@ -87,11 +87,13 @@ median_round() { # <side>: the report of the round with the median req/s
 }
 cp "$(median_round proxied)" "$RES/proxied.txt"
 cp "$(median_round direct)" "$RES/direct.txt"
-read -r _ _ pp50 _ prps < <(wrk_figures "$RES/proxied.txt")
-read -r _ _ dp50 _ drps < <(wrk_figures "$RES/direct.txt")
+read -r _ perr pp50 _ prps < <(wrk_figures "$RES/proxied.txt")
+read -r _ derr dp50 _ drps < <(wrk_figures "$RES/direct.txt")
 ratio=$(printf '%.3f' "$(echo "$prps / $drps" | bc -l)")
 added=$(printf '%+.2f' "$(echo "$pp50 - $dp50" | bc -l)")
-echo "| s3 | throughput through the proxy / direct to the container (median of $ROUNDS_2 alternating runs of $SECONDS_2 s each, 16 connections) | $prps req/s | $drps req/s | ${ratio}× | ≥ 0.9× | $(echo "$ratio >= 0.9" | bc | grep -q 1 && echo '**met**' || echo '**missed**') |" >>"$ROWS"
+# A fast error is not throughput: a run with failed requests does not meet the target.
+s3_met=$( [ "$perr" = 0 ] && [ "$derr" = 0 ] && echo "$ratio >= 0.9" | bc | grep -q 1 && echo '**met**' || echo '**missed**')
+echo "| s3 | throughput through the proxy / direct to the container (median of $ROUNDS_2 alternating runs of $SECONDS_2 s each, 16 connections; failed requests $perr / $derr) | $prps req/s | $drps req/s | ${ratio}× | ≥ 0.9× | $s3_met |" >>"$ROWS"
 echo "| s4 | added p50 latency of the proxy | $pp50 ms | $dp50 ms | $added ms | (information) | |" >>"$ROWS"
 
 say "3. push-to-serving through the proxy vs the docker CLI floor"
