@@ -236,16 +236,21 @@ impl Swarm {
         Ok(published)
     }
 
-    /// Waits until `port` is free in the swarm while only tasks on their way out hold it (up
-    /// to `timeout`, their stop grace period); whether it is free.
+    /// Waits until `port` is free, in the swarm and for a listener on this host, while no
+    /// running service publishes it (tasks of a removed service may still be stopping there),
+    /// up to `timeout` (their stop grace period); whether it is free.
     pub fn wait_port_free(&self, port: u16, timeout: Duration) -> Result<bool> {
         let start = Instant::now();
         loop {
-            match self.published_ports()?.get(&port) {
-                None => return Ok(true),
-                Some(true) if start.elapsed() < timeout => std::thread::sleep(POLL),
-                Some(_) => return Ok(false),
+            let free = match self.published_ports()?.get(&port) {
+                None => TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok(),
+                Some(true) => false,
+                Some(false) => return Ok(false),
+            };
+            if free || start.elapsed() >= timeout {
+                return Ok(free);
             }
+            std::thread::sleep(POLL);
         }
     }
 

@@ -870,6 +870,21 @@ fn s3_from_the_third_deploy_a_swap_loads_no_new_proxy_config_and_keeps_connectio
     let sent = no_failed_request(load, 20);
     eprintln!("{sent} proxied keep-alive requests during three swaps, none failed");
     assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>release 5</p>\n");
+    // A process of the manager's own took the port release 6 would reuse: it goes elsewhere.
+    let second_port: u16 = second.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
+    // (once release 4's task, removed by release 5's swap, stopped and freed it)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let _squatter = loop {
+        match std::net::TcpListener::bind(("0.0.0.0", second_port)) {
+            Ok(listener) => break listener,
+            Err(e) if Instant::now() > deadline => panic!("port {second_port} stayed taken: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    repo.write("www/index.html", "<p>release 6</p>\n").commit("six");
+    repo.push(&app).success();
+    assert_ne!(upstream_url(&app), second, "a port a host process holds is not reused");
+    assert_eq!(get_host(&caddy.url, &host, "/").text(), "<p>release 6</p>\n");
 }
 
 #[test]
