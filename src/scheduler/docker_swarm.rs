@@ -311,7 +311,12 @@ pub(crate) fn start_release(
         if web.update_order == UpdateOrder::StartFirst {
             // What an interrupted swap left under the name serves nothing; its tasks may hold
             // the port the release's tasks publish at, until they stopped.
-            swarm.remove(&web.name)?;
+            if swarm.remove(&web.name)? {
+                out.detail(format!(
+                    "Removed service {}, left by an interrupted swap: it served nothing",
+                    web.name
+                ));
+            }
             web.publish_at = fixed_port(&swarm, routing, web, timeout)?;
         }
     }

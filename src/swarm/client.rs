@@ -6,9 +6,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
 use bollard::auth::DockerCredentials;
-use bollard::models::{
-    LocalNodeState, Node, NodeSpecAvailabilityEnum, NodeState, ObjectVersion, Service, TaskState,
-};
+use bollard::models::{LocalNodeState, Node, NodeSpecAvailabilityEnum, NodeState, Service, TaskState};
 use bollard::query_parameters::{
     ListNodesOptions, ListServicesOptions, ListServicesOptionsBuilder, ListTasksOptions,
     ListTasksOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder, UpdateServiceOptions,
@@ -156,10 +154,12 @@ impl Swarm {
                 .map_err(api_error(format!("create service {}", def.name)))?;
             return Ok(());
         };
-        let options = UpdateServiceOptions {
-            version: service_version(&def.name, &current.version)?,
-            ..Default::default()
-        };
+        let index = current.version.and_then(|v| v.index).unwrap_or_default();
+        let version = i32::try_from(index).map_err(|_| EngineError::Api {
+            action: format!("update service {}", def.name),
+            message: format!("its version {index} is out of the API's range"),
+        })?;
+        let options = UpdateServiceOptions { version, ..Default::default() };
         self.engine
             .run(|d| d.update_service(&def.name, spec, options, no_credentials()))
             .map_err(api_error(format!("update service {}", def.name)))?;
@@ -167,11 +167,12 @@ impl Swarm {
     }
 
     /// Removes the service; the engine stops its tasks (SIGTERM, then SIGKILL after its stop
-    /// grace period) after this returns. A service that does not exist is fine.
-    pub fn remove(&self, service: &str) -> Result<()> {
+    /// grace period) after this returns. Whether there was one to remove (none is fine).
+    pub fn remove(&self, service: &str) -> Result<bool> {
         match self.engine.run(|d| d.delete_service(service)) {
-            Err(e) if !is_not_found(&e) => Err(api_error(format!("remove service {service}"))(e).into()),
-            _ => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api_error(format!("remove service {service}"))(e).into()),
         }
     }
 
@@ -483,15 +484,6 @@ impl Swarm {
             }),
         }
     }
-}
-
-/// The version an update of `service` names, read from its inspection.
-fn service_version(service: &str, version: &Option<ObjectVersion>) -> Result<i32> {
-    let index = version.as_ref().and_then(|v| v.index).unwrap_or_default();
-    Ok(i32::try_from(index).map_err(|_| EngineError::Api {
-        action: format!("update service {service}"),
-        message: format!("its version {index} is out of the API's range"),
-    })?)
 }
 
 /// What a [`Swarm::watch`] judge makes of one look at a service.
